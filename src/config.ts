@@ -1,0 +1,266 @@
+/**
+ * The node's configuration: one YAML file (or the flags of `weft run`), validated once at
+ * start. Every problem names its field (`apps[0].appPort: must be an integer from 1 to 65535`);
+ * the result is deeply frozen and every field is filled.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { WeftError } from './errors.ts';
+import { parseDuration, parseSize } from './duration.ts';
+
+export interface AppConfig {
+  readonly appId: string;
+  readonly namespace: string;
+  /** Port of the app's own HTTP server; undefined for a caller-only app. */
+  readonly appPort: number | undefined;
+  readonly appHost: string;
+  readonly appProtocol: 'http';
+  /** Max concurrent connections from the node to this app. */
+  readonly appMaxConnections: number;
+}
+
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface NodeConfig {
+  readonly nodeId: string;
+  readonly namespace: string;
+  /** The address other nodes use to reach this node's peer server. */
+  readonly advertiseAddress: string;
+  readonly http: ListenConfig;
+  readonly grpc: ListenConfig & { readonly enabled: boolean };
+  readonly peer: ListenConfig;
+  readonly metrics: ListenConfig & { readonly enabled: boolean };
+  /** Worker threads owning the outbound peer connections; 0 runs them on the main thread. */
+  readonly workers: number;
+  readonly apiToken: string | undefined;
+  readonly maxBodySize: number;
+  readonly timeouts: {
+    /** Default deadline of a call from the caller's node to the target app's answer. */
+    readonly invoke: number;
+    /** Time allowed for calls in flight when the node stops. */
+    readonly shutdown: number;
+  };
+  readonly apps: readonly AppConfig[];
+  readonly resolver: {
+    readonly type: string;
+    readonly options: Readonly<Record<string, unknown>>;
+  };
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+export const DEFAULTS = {
+  namespace: 'default',
+  host: '127.0.0.1',
+  httpPort: 3500,
+  grpcPort: 50001,
+  peerPort: 50002,
+  metricsPort: 9090,
+  workers: 0,
+  maxBodySize: 4 * 1024 * 1024,
+  invokeTimeout: 60_000,
+  shutdownTimeout: 10_000,
+  appMaxConnections: 128,
+  resolver: 'local',
+  logLevel: 'info',
+} as const;
+
+const APP_ID = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
+const NAMESPACE = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+
+export function configError(field: string, problem: string): WeftError {
+  return new WeftError('WEFT_CONFIG', `${field}: ${problem}`);
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Reads fields of one YAML mapping, naming each by its path when it is wrong. */
+class Fields {
+  readonly path: string;
+  readonly obj: Obj;
+  private readonly known: Set<string>;
+
+  constructor(path: string, value: unknown, known: readonly string[]) {
+    this.path = path;
+    if (value === undefined || value === null) value = {};
+    if (!isObj(value)) throw configError(path || '(top level)', 'must be a mapping');
+    this.obj = value;
+    this.known = new Set(known);
+    for (const key of Object.keys(value)) {
+      if (!this.known.has(key)) throw configError(this.name(key), `unknown field (known: ${known.join(', ')})`);
+    }
+  }
+
+  name(key: string): string {
+    return this.path ? `${this.path}.${key}` : key;
+  }
+
+  string(key: string, fallback: string, pattern?: RegExp, what?: string): string {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string' || v === '') throw configError(this.name(key), 'must be a non-empty string');
+    if (pattern && !pattern.test(v)) throw configError(this.name(key), `"${v}" is not ${what ?? `of the form ${pattern}`}`);
+    return v;
+  }
+
+  optString(key: string): string | undefined {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string' || v === '') throw configError(this.name(key), 'must be a non-empty string');
+    return v;
+  }
+
+  int(key: string, fallback: number, min: number, max: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+      throw configError(this.name(key), `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+    }
+    return n;
+  }
+
+  port(key: string, fallback: number): number {
+    return this.int(key, fallback, 0, 65535);
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'boolean') throw configError(this.name(key), 'must be true or false');
+    return v;
+  }
+
+  duration(key: string, fallback: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    const ms = parseDuration(v);
+    if (ms === undefined) throw configError(this.name(key), `"${String(v)}" is not a duration (e.g. 500ms, 5s, 1m30s, PT5S)`);
+    return ms;
+  }
+
+  size(key: string, fallback: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    const n = parseSize(v);
+    if (n === undefined || n <= 0) throw configError(this.name(key), `"${String(v)}" is not a size (e.g. 4Mi, 512Ki, 1048576)`);
+    return n;
+  }
+
+  oneOf<T extends string>(key: string, fallback: T, values: readonly T[]): T {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    if (typeof v !== 'string' || !(values as readonly string[]).includes(v)) {
+      throw configError(this.name(key), `must be one of ${values.join(', ')} (got ${JSON.stringify(v)})`);
+    }
+    return v as T;
+  }
+
+  sub(key: string, known: readonly string[]): Fields {
+    return new Fields(this.name(key), this.obj[key], known);
+  }
+}
+
+function listen(f: Fields, key: string, port: number, host: string): Fields & { listen: ListenConfig } {
+  const sub = f.sub(key, ['host', 'port', 'enabled']);
+  return Object.assign(sub, { listen: { host: sub.string('host', host), port: sub.port('port', port) } });
+}
+
+/** Validates a parsed YAML document (or the equivalent object built from CLI flags). */
+export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  const top = new Fields('', raw, [
+    'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
+    'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel',
+  ]);
+  const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _)');
+  const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
+  const grpc = listen(top, 'grpc', DEFAULTS.grpcPort, DEFAULTS.host);
+  const peer = listen(top, 'peer', DEFAULTS.peerPort, DEFAULTS.host);
+  const metrics = listen(top, 'metrics', DEFAULTS.metricsPort, DEFAULTS.host);
+  const advertiseAddress = top.string('advertiseAddress', peer.listen.host === '0.0.0.0' || peer.listen.host === '::' ? '127.0.0.1' : peer.listen.host);
+
+  const timeouts = top.sub('timeouts', ['invoke', 'shutdown']);
+
+  const appsRaw = top.obj['apps'] ?? [];
+  if (!Array.isArray(appsRaw)) throw configError('apps', 'must be a list of apps');
+  const seen = new Set<string>();
+  const apps = appsRaw.map((entry, i): AppConfig => {
+    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections']);
+    if (a.obj['appId'] === undefined) throw configError(`apps[${i}].appId`, 'is required');
+    const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _; no dots)');
+    const ns = a.string('namespace', namespace, NAMESPACE, 'a valid namespace');
+    const key = `${ns}/${appId}`;
+    if (seen.has(key)) throw configError(`apps[${i}].appId`, `"${appId}" is listed twice in namespace ${ns}`);
+    seen.add(key);
+    const appPort = a.obj['appPort'] === undefined || a.obj['appPort'] === null ? undefined : a.int('appPort', 0, 1, 65535);
+    return {
+      appId,
+      namespace: ns,
+      appPort,
+      appHost: a.string('appHost', DEFAULTS.host),
+      appProtocol: a.oneOf('appProtocol', 'http', ['http'] as const),
+      appMaxConnections: a.int('appMaxConnections', DEFAULTS.appMaxConnections, 1, 10_000),
+    };
+  });
+
+  const resolverRaw = top.obj['resolver'];
+  const resolver = typeof resolverRaw === 'string' ? new Fields('resolver', { type: resolverRaw }, ['type']) : new Fields('resolver', resolverRaw, ['type', 'local', 'static', 'consul']);
+  const resolverType = resolver.string('type', DEFAULTS.resolver);
+  const resolverOptions = resolver.obj[resolverType];
+  if (resolverOptions !== undefined && !isObj(resolverOptions)) throw configError(`resolver.${resolverType}`, 'must be a mapping');
+
+  const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
+  const peerPort = peer.listen.port;
+  const config: NodeConfig = {
+    nodeId: top.string('nodeId', `${hostname()}-${peerPort}`, /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
+    namespace,
+    advertiseAddress,
+    http: http.listen,
+    grpc: { ...grpc.listen, enabled: grpc.bool('enabled', true) },
+    peer: peer.listen,
+    metrics: { ...metrics.listen, enabled: metrics.bool('enabled', true) },
+    workers: top.int('workers', DEFAULTS.workers, 0, 64),
+    apiToken,
+    maxBodySize: top.size('maxBodySize', DEFAULTS.maxBodySize),
+    timeouts: {
+      invoke: timeouts.duration('invoke', DEFAULTS.invokeTimeout),
+      shutdown: timeouts.duration('shutdown', DEFAULTS.shutdownTimeout),
+    },
+    apps,
+    resolver: { type: resolverType, options: (resolverOptions as Obj | undefined) ?? {} },
+    logLevel: top.oneOf('logLevel', DEFAULTS.logLevel, LOG_LEVELS),
+  };
+  return deepFreeze(config);
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw configError('--config', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw configError('--config', `${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  return validateConfig(doc, env);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

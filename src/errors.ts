@@ -1,0 +1,145 @@
+/**
+ * The one registry of weft's errors.
+ *
+ * Every failure weft reports has a stable `code` (compare codes, never messages), and the
+ * code fixes how the failure looks at each edge: the HTTP status, the gRPC status and the
+ * Dapr `errorCode` an app sees. Errors cross thread and node boundaries as `{code, message}`
+ * and are rebuilt with `WeftError.from`.
+ *
+ * `retryable` marks failures where the request surely never reached the target app, so that
+ * trying another instance can never run the app's method twice.
+ */
+
+/** gRPC status codes (numeric values from the gRPC spec), kept here so `src/` need not import grpc-js to name them. */
+export const GrpcStatus = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
+
+interface ErrorSpec {
+  readonly http: number;
+  readonly grpc: GrpcStatusCode;
+  readonly dapr: string;
+  /** What the failure means, for the docs and the default message. */
+  readonly summary: string;
+  /** The request surely never reached the target app: safe to try again elsewhere. */
+  readonly retryable?: boolean;
+  /** Rendered as Dapr's `failed to invoke, id: X, err: ...` when an app id is known. */
+  readonly invoke?: boolean;
+}
+
+export const Errors = {
+  WEFT_NO_APP_ID: { http: 404, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_DIRECT_INVOKE', summary: 'the request names no target app id' },
+  WEFT_BAD_APP_ID: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app id is not valid (at most one dot: app.namespace)' },
+  WEFT_BAD_REQUEST: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request is malformed' },
+  WEFT_ROUTE_NOT_FOUND: { http: 404, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_NOT_FOUND', summary: 'no such API route' },
+  WEFT_METHOD_NOT_ALLOWED: { http: 405, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_METHOD_NOT_ALLOWED', summary: 'the HTTP verb is not allowed on this route' },
+  WEFT_UNAUTHORIZED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, dapr: 'ERR_UNAUTHORIZED', summary: 'the API token is missing or wrong' },
+  WEFT_BODY_TOO_LARGE: { http: 413, grpc: GrpcStatus.RESOURCE_EXHAUSTED, dapr: 'ERR_BODY_TOO_LARGE', summary: 'the request body is larger than the configured limit' },
+  WEFT_APP_NOT_FOUND: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'no instance of the target app is known', invoke: true },
+  WEFT_PEER_UNAVAILABLE: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app\'s node could not be reached', retryable: true, invoke: true },
+  WEFT_NOT_SERVING: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node reached does not serve the target app', retryable: true, invoke: true },
+  WEFT_APP_UNAVAILABLE: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node could not reach its app', invoke: true },
+  WEFT_PEER_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call to the target node failed after it was sent', invoke: true },
+  WEFT_DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call did not finish before its deadline', invoke: true },
+  WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },
+  WEFT_ACCESS_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target\'s access policy denies this call', invoke: true },
+  WEFT_OVERLOADED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node has too many calls queued', retryable: true, invoke: true },
+  WEFT_SHUTTING_DOWN: { http: 503, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node is shutting down', retryable: true, invoke: true },
+  WEFT_CIRCUIT_OPEN: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the circuit breaker for the target is open', invoke: true },
+  WEFT_HEALTH_NOT_READY: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_HEALTH_NOT_READY', summary: 'the node is not ready' },
+  WEFT_HEALTH_APPID_MISMATCH: { http: 500, grpc: GrpcStatus.NOT_FOUND, dapr: 'ERR_HEALTH_APPID_NOT_MATCH', summary: 'the app id asked for is not served by this node' },
+  WEFT_CONFIG: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_CONFIG', summary: 'the configuration is not valid' },
+  WEFT_INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_INTERNAL', summary: 'an internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof Errors;
+
+/** How an error crosses a thread or node boundary. */
+export interface WireError {
+  code: string;
+  message: string;
+  appId?: string;
+}
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(Errors, code);
+}
+
+export function errorSpec(code: ErrorCode): ErrorSpec {
+  return Errors[code];
+}
+
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+  readonly appId: string | undefined;
+
+  constructor(code: ErrorCode, message?: string, options?: { appId?: string | undefined; cause?: unknown }) {
+    super(message ?? Errors[code].summary, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'WeftError';
+    this.code = code;
+    this.appId = options?.appId;
+  }
+
+  get spec(): ErrorSpec {
+    return Errors[this.code];
+  }
+
+  get httpStatus(): number {
+    return Errors[this.code].http;
+  }
+
+  get grpcStatus(): GrpcStatusCode {
+    return Errors[this.code].grpc;
+  }
+
+  get retryable(): boolean {
+    return (Errors[this.code] as ErrorSpec).retryable === true;
+  }
+
+  /** The message an app sees, in Dapr's words where Dapr has them. */
+  get publicMessage(): string {
+    const spec: ErrorSpec = Errors[this.code];
+    return spec.invoke && this.appId !== undefined
+      ? `failed to invoke, id: ${this.appId}, err: ${this.message}`
+      : this.message;
+  }
+
+  /** Dapr's error body: `{"errorCode": "...", "message": "..."}`, plus weft's own stable code. */
+  toJSON(): { errorCode: string; message: string; weftCode: ErrorCode } {
+    return { errorCode: Errors[this.code].dapr, message: this.publicMessage, weftCode: this.code };
+  }
+
+  toWire(): WireError {
+    return this.appId === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, appId: this.appId };
+  }
+
+  /** Rebuilds an error that crossed a boundary; anything unknown becomes WEFT_INTERNAL. */
+  static from(value: unknown, appId?: string): WeftError {
+    if (value instanceof WeftError) return value;
+    if (typeof value === 'object' && value !== null && 'code' in value && typeof value.code === 'string' && isErrorCode(value.code)) {
+      const wire = value as WireError;
+      return new WeftError(wire.code as ErrorCode, wire.message, { appId: wire.appId ?? appId });
+    }
+    const message = value instanceof Error ? value.message : String(value);
+    return new WeftError('WEFT_INTERNAL', message, { appId, cause: value });
+  }
+}

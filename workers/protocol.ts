@@ -1,0 +1,93 @@
+/**
+ * The wire protocol between the main thread and the outbound workers. Types only: `src/`
+ * and `workers/` share nothing else across the thread boundary.
+ *
+ * - A call is one piscina task (`InvokeTask`); its result is an `InvokeResult`.
+ * - Bodies travel as exact-size ArrayBuffers in the transfer list (never a view of Node's
+ *   shared 64 KiB pool, which would clone the whole pool).
+ * - A body too large to hold whole (request or response) streams over a MessagePort of its
+ *   own (`StreamMessage`) with credit-based flow control.
+ * - Routing snapshots and metric batches travel on BroadcastChannels named below.
+ * - Errors cross as `{code, message}` and are rebuilt with `WeftError.from`.
+ */
+
+export const ROUTING_CHANNEL = 'weft:routing';
+export const METRICS_CHANNEL = 'weft:metrics';
+
+export interface PeerAddress {
+  readonly nodeId: string;
+  readonly address: string;
+  readonly port: number;
+}
+
+/** Immutable, versioned routing state, built on the main thread and published to workers. */
+export interface RoutingSnapshot {
+  readonly version: number;
+  /** Instances per `namespace/appId`. */
+  readonly apps: Readonly<Record<string, readonly PeerAddress[]>>;
+}
+
+export type RoutingMessage =
+  | { readonly type: 'snapshot'; readonly snapshot: RoutingSnapshot }
+  /** A worker that has no snapshot yet asks for the current one. */
+  | { readonly type: 'snapshot-request' };
+
+export interface InvokeTask {
+  readonly type: 'invoke';
+  /** Routing snapshot version the main thread saw; the worker waits until it has caught up. */
+  readonly routingVersion: number;
+  readonly appId: string;
+  readonly namespace: string;
+  readonly callerAppId: string;
+  readonly callerNamespace: string;
+  readonly method: string;
+  readonly verb: string;
+  /** Query string without the leading `?`, or ''. */
+  readonly query: string;
+  /** Flat list: name, value, name, value... (lower-case names). */
+  readonly headers: readonly string[];
+  /** The whole request body, or null when there is none or it streams over `port`. */
+  readonly body: ArrayBuffer | null;
+  /** Present when the request body streams (or the caller wants the response streamed). */
+  readonly port: MessagePort | null;
+  /** Absolute deadline, ms since the epoch. */
+  readonly deadline: number;
+}
+
+export type InvokeTaskMessage = InvokeTask | { readonly type: 'ping' };
+
+export interface ResponseHead {
+  readonly status: number;
+  readonly headers: readonly string[];
+}
+
+export interface WireErrorShape {
+  readonly code: string;
+  readonly message: string;
+}
+
+export type InvokeResult =
+  /** The whole response. */
+  | { readonly type: 'response'; readonly head: ResponseHead; readonly body: ArrayBuffer | null; readonly attempts: number; readonly nodeId: string }
+  /** The response streams: its head and chunks come over the task's port, or the port returned here. */
+  | { readonly type: 'stream'; readonly port: MessagePort | null; readonly attempts: number; readonly nodeId: string }
+  | { readonly type: 'error'; readonly error: WireErrorShape; readonly attempts: number; readonly nodeId: string | null };
+
+/**
+ * Messages on a stream port, both ways. Data chunks are transferred ArrayBuffers.
+ * The receiver grants `credit` (bytes) so the sender never runs far ahead of a slow reader.
+ */
+export type StreamMessage =
+  | { readonly type: 'head'; readonly head: ResponseHead }
+  | { readonly type: 'data'; readonly chunk: ArrayBuffer }
+  | { readonly type: 'end' }
+  | { readonly type: 'error'; readonly error: WireErrorShape }
+  | { readonly type: 'credit'; readonly bytes: number };
+
+/** Counters and histogram samples a worker batches up for the main thread's registry. */
+export interface MetricsBatch {
+  readonly type: 'metrics';
+  readonly threadId: number;
+  /** `name|label=value,label=value` → increment. */
+  readonly counters: Readonly<Record<string, number>>;
+}
