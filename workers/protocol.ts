@@ -11,6 +11,8 @@
  * - Errors cross as `{code, message}` and are rebuilt with `WeftError.from`.
  */
 
+import type { MessagePort } from 'node:worker_threads';
+
 export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
 
