@@ -4,7 +4,6 @@
  * the result is deeply frozen and every field is filled.
  */
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from './errors.ts';
 import { parseDuration, parseSize } from './duration.ts';
@@ -18,6 +17,11 @@ export interface AppConfig {
   readonly appProtocol: 'http';
   /** Max concurrent connections from the node to this app. */
   readonly appMaxConnections: number;
+  /**
+   * A Dapr HTTP API listener of this app's own, so the node knows which app is calling.
+   * The node's main listener (`http.port`) speaks for the first app listed.
+   */
+  readonly httpPort: number | undefined;
 }
 
 export interface ListenConfig {
@@ -26,7 +30,8 @@ export interface ListenConfig {
 }
 
 export interface NodeConfig {
-  readonly nodeId: string;
+  /** Unique per node; undefined derives `<hostname>-<peer port>` once the port is bound. */
+  readonly nodeId: string | undefined;
   readonly namespace: string;
   /** The address other nodes use to reach this node's peer server. */
   readonly advertiseAddress: string;
@@ -193,7 +198,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (!Array.isArray(appsRaw)) throw configError('apps', 'must be a list of apps');
   const seen = new Set<string>();
   const apps = appsRaw.map((entry, i): AppConfig => {
-    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections']);
+    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort']);
     if (a.obj['appId'] === undefined) throw configError(`apps[${i}].appId`, 'is required');
     const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _; no dots)');
     const ns = a.string('namespace', namespace, NAMESPACE, 'a valid namespace');
@@ -208,6 +213,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       appHost: a.string('appHost', DEFAULTS.host),
       appProtocol: a.oneOf('appProtocol', 'http', ['http'] as const),
       appMaxConnections: a.int('appMaxConnections', DEFAULTS.appMaxConnections, 1, 10_000),
+      httpPort: a.obj['httpPort'] === undefined || a.obj['httpPort'] === null ? undefined : a.port('httpPort', 0),
     };
   });
 
@@ -218,9 +224,8 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (resolverOptions !== undefined && !isObj(resolverOptions)) throw configError(`resolver.${resolverType}`, 'must be a mapping');
 
   const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
-  const peerPort = peer.listen.port;
   const config: NodeConfig = {
-    nodeId: top.string('nodeId', `${hostname()}-${peerPort}`, /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
+    nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
     namespace,
     advertiseAddress,
     http: http.listen,

@@ -16,6 +16,12 @@ import type { MessagePort } from 'node:worker_threads';
 export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
 
+/** What each worker is started with (piscina `workerData`). */
+export interface WorkerData {
+  /** Suffix of this node's BroadcastChannel names. */
+  readonly channel: string;
+}
+
 export interface PeerAddress {
   readonly nodeId: string;
   readonly address: string;
@@ -72,7 +78,7 @@ export type InvokeResult =
   /** The whole response. */
   | { readonly type: 'response'; readonly head: ResponseHead; readonly body: ArrayBuffer | null; readonly attempts: number; readonly nodeId: string }
   /** The response streams: its head and chunks come over the task's port, or the port returned here. */
-  | { readonly type: 'stream'; readonly port: MessagePort | null; readonly attempts: number; readonly nodeId: string }
+  | { readonly type: 'stream'; readonly port: MessagePort | null; readonly attempts: number; readonly nodeId: string | null }
   | { readonly type: 'error'; readonly error: WireErrorShape; readonly attempts: number; readonly nodeId: string | null };
 
 /**

@@ -1,0 +1,103 @@
+/**
+ * The app channel: how a node calls an app it serves, over HTTP with an undici Pool per app.
+ *
+ * Failures come back as WeftErrors: the app refusing connections is WEFT_APP_UNAVAILABLE, a
+ * call past its deadline WEFT_DEADLINE_EXCEEDED. The app's own statuses (4xx, 5xx) are answers,
+ * not errors: they travel back to the caller unchanged.
+ */
+import { Pool, errors as undiciErrors } from 'undici';
+import type { Readable } from 'node:stream';
+import type { AppConfig } from '../config.ts';
+import { WeftError } from '../errors.ts';
+
+export interface AppRequest {
+  /** Path below the app's root, without the leading slash. */
+  readonly method: string;
+  readonly verb: string;
+  readonly query: string;
+  /** Flat name/value list, already cleaned of hop-by-hop headers. */
+  readonly headers: readonly string[];
+  readonly body: Uint8Array | AsyncIterable<Uint8Array> | null;
+  readonly signal: AbortSignal;
+}
+
+export interface AppResponse {
+  readonly status: number;
+  readonly headers: string[];
+  readonly body: Readable;
+}
+
+/** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus ones undici sets itself. */
+export const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'host', 'http2-settings',
+]);
+
+export class HttpAppChannel {
+  readonly app: AppConfig;
+  private readonly pool: Pool;
+
+  constructor(app: AppConfig) {
+    if (app.appPort === undefined) throw new WeftError('WEFT_INTERNAL', `app ${app.appId} has no app port`);
+    this.app = app;
+    this.pool = new Pool(`http://${app.appHost}:${app.appPort}`, {
+      connections: app.appMaxConnections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      // Deadlines are enforced through the request's AbortSignal; undici's own timers stay
+      // generous so that they never fire first with a less precise error.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  }
+
+  async call(req: AppRequest): Promise<AppResponse> {
+    const path = req.query === '' ? `/${req.method}` : `/${req.method}?${req.query}`;
+    try {
+      const res = await this.pool.request({
+        path,
+        method: req.verb as 'GET',
+        headers: req.headers as string[],
+        body: req.body as Uint8Array | null,
+        signal: req.signal,
+      });
+      return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body };
+    } catch (err) {
+      throw this.classify(err, req.signal);
+    }
+  }
+
+  classify(err: unknown, signal: AbortSignal): WeftError {
+    const appId = this.app.appId;
+    if (signal.aborted) {
+      const reason: unknown = signal.reason;
+      if (reason instanceof WeftError) return reason;
+      return new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${appId} did not answer before the deadline`, { appId, cause: err });
+    }
+    const code = (err as { code?: string }).code ?? '';
+    if (err instanceof undiciErrors.UndiciError || code.startsWith('E')) {
+      return new WeftError('WEFT_APP_UNAVAILABLE', `app ${appId} at ${this.app.appHost}:${this.app.appPort} failed: ${code || (err as Error).message}`, { appId, cause: err });
+    }
+    return WeftError.from(err, appId);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+
+  destroy(): Promise<void> {
+    return this.pool.destroy();
+  }
+}
+
+/** undici's header object to a flat name/value list (arrays such as set-cookie kept as separate entries). */
+export function flattenHeaders(headers: Record<string, string | string[] | undefined>): string[] {
+  const out: string[] = [];
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (typeof value === 'string') out.push(name, value);
+    else for (const v of value) out.push(name, v);
+  }
+  return out;
+}

@@ -1,0 +1,298 @@
+/**
+ * The `weft` command line. Output for people by default, one JSON document (or JSON line per
+ * event) with `--json`; errors go to stderr with their stable code, and the exit code is 0 on
+ * success, 1 on a failure at run time, 2 on bad usage or config.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { request } from 'undici';
+import { WeftError } from '../errors.ts';
+import { DEFAULTS, loadConfigFile, validateConfig, type NodeConfig } from '../config.ts';
+import { WeftNode } from '../node.ts';
+import { createLogger } from '../observability/log.ts';
+
+interface Out {
+  readonly json: boolean;
+  write(text: string): void;
+}
+
+const stdout: Out = { json: false, write: (t) => process.stdout.write(t) };
+
+const HELP: Record<string, string> = {
+  main: `weft: an actor-style invocation fabric that serves Dapr's service invocation API
+
+Usage: weft <command> [options]
+
+Commands:
+  start    run a node for this host, serving the apps in its YAML config
+  run      run a node serving one app (like \`dapr run\`), optionally starting the app
+  invoke   call an app through a running node
+  status   show a running node's metadata
+  ca       manage weft's certificate authority (init, issue, inspect)
+
+Run \`weft <command> --help\` for a command's options. Every command takes --json.
+`,
+  start: `Usage: weft start [--config FILE] [--json]
+
+Runs a node for this host serving the apps listed in FILE (YAML; default ./weft.yaml).
+The config is validated at start; a bad field is named in the error.
+Stops gracefully on SIGTERM or SIGINT.
+
+Options:
+  --config FILE   the node's YAML config (default: weft.yaml)
+  --json          print events as JSON lines on stdout
+`,
+  run: `Usage: weft run --app-id ID [options] [-- CMD ARGS...]
+
+Runs a node serving one app. With CMD, starts it with DAPR_HTTP_PORT, DAPR_GRPC_PORT,
+APP_PORT and APP_ID set, stops the node when CMD exits and stops CMD when the node stops.
+Without --app-port the node serves a caller-only app id. Ports not given use the Dapr
+default when it is free, else any free port (the ready line says which).
+
+Options:
+  --app-id ID          the app's id (required)
+  --app-port N         the port the app listens on
+  --namespace NS       the app's namespace (default: default)
+  --http-port N        Dapr HTTP API port (default 3500)
+  --grpc-port N        Dapr gRPC API port (default 50001)
+  --peer-port N        node-to-node port (default 50002)
+  --metrics-port N     Prometheus metrics port (default 9090; 0 = any free port)
+  --workers N          outbound worker threads (0 = on the main thread; default ${DEFAULTS.workers})
+  --resolver TYPE      name resolution: local (default), static or consul
+  --registry FILE      the local resolver's registry file (default ~/.weft/registry.sqlite)
+  --config FILE        a YAML config to start from (flags override it)
+  --log-level LEVEL    debug, info, warn, error or silent (default info)
+  --json               print events as JSON lines on stdout
+`,
+  invoke: `Usage: weft invoke --app-id ID --method METHOD [options]
+
+Calls METHOD on app ID through the node at --http-port and prints the answer.
+
+Options:
+  --app-id ID        the target app (appId or appId.namespace)
+  --method METHOD    the method (path below the app's root)
+  --verb VERB        HTTP verb (default POST)
+  --data TEXT        request body
+  --header K:V       a request header (repeatable)
+  --http-port N      the node's HTTP API port (default 3500, or DAPR_HTTP_PORT)
+  --json             print {status, headers, body} as JSON
+`,
+  status: `Usage: weft status [--http-port N] [--json]
+
+Prints the metadata of the node at --http-port (default 3500, or DAPR_HTTP_PORT).
+`,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const json = rest.includes('--json');
+  const out: Out = { ...stdout, json };
+  try {
+    switch (command) {
+      case 'start': return await startCommand(rest, out);
+      case 'run': return await runCommand(rest, out);
+      case 'invoke': return await invokeCommand(rest, out);
+      case 'status': return await statusCommand(rest, out);
+      case 'ca': return await caCommand(rest, out);
+      case undefined: case '--help': case '-h': case 'help':
+        out.write(HELP['main'] as string);
+        return command === undefined ? 2 : 0;
+      default:
+        return fail(out, new WeftError('WEFT_CONFIG', `unknown command "${command}" (try weft --help)`), 2);
+    }
+  } catch (err) {
+    const e = WeftError.from(err);
+    return fail(out, e, e.code === 'WEFT_CONFIG' ? 2 : 1);
+  }
+}
+
+function fail(out: Out, err: WeftError, code: number): number {
+  if (out.json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, message: err.message } })}\n`);
+  else process.stderr.write(`weft: ${err.code === 'WEFT_CONFIG' ? 'config error: ' : ''}${err.message} [${err.code}]\n`);
+  return code;
+}
+
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, help: string, out: Out) {
+  try {
+    const parsed = parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } }, allowPositionals: false, strict: true });
+    const values = parsed.values as Record<string, string | boolean | string[] | undefined>;
+    if (values['help'] === true) {
+      out.write(help);
+      return null;
+    }
+    return values;
+  } catch (err) {
+    throw new WeftError('WEFT_CONFIG', `${(err as Error).message.replace(/\. To specify.*$/, '')} (see --help)`);
+  }
+}
+
+async function startCommand(args: string[], out: Out): Promise<number> {
+  const v = parse(args, { config: { type: 'string' } }, HELP['start'] as string, out);
+  if (v === null) return 0;
+  const config = loadConfigFile((v['config'] as string | undefined) ?? 'weft.yaml');
+  const node = await WeftNode.start(config);
+  announce(node, out);
+  await untilSignal(node, null);
+  return 0;
+}
+
+/** The preferred port when it is free, else 0 (any free port). */
+function freeOr(host: string, port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(0));
+    probe.listen(port, host, () => probe.close(() => resolve(port)));
+  });
+}
+
+function intFlag(v: Record<string, unknown>, name: string): number | undefined {
+  const raw = v[name];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string' || !/^\d+$/.test(raw) || Number(raw) > 65535) throw new WeftError('WEFT_CONFIG', `--${name}: must be a port number from 0 to 65535 (got ${String(raw)})`);
+  return Number(raw);
+}
+
+async function runCommand(args: string[], out: Out): Promise<number> {
+  const dash = args.indexOf('--');
+  const own = dash === -1 ? args : args.slice(0, dash);
+  const cmd = dash === -1 ? [] : args.slice(dash + 1);
+  const v = parse(own, {
+    'app-id': { type: 'string' }, 'app-port': { type: 'string' }, namespace: { type: 'string' },
+    'http-port': { type: 'string' }, 'grpc-port': { type: 'string' }, 'peer-port': { type: 'string' }, 'metrics-port': { type: 'string' },
+    workers: { type: 'string' }, resolver: { type: 'string' }, registry: { type: 'string' }, config: { type: 'string' },
+    'log-level': { type: 'string' }, 'node-id': { type: 'string' },
+  }, HELP['run'] as string, out);
+  if (v === null) return 0;
+  const appId = v['app-id'];
+  if (typeof appId !== 'string') throw new WeftError('WEFT_CONFIG', '--app-id: is required (see weft run --help)');
+  const base: NodeConfig | null = typeof v['config'] === 'string' ? loadConfigFile(v['config']) : null;
+  const host = base?.http.host ?? DEFAULTS.host;
+  const port = async (flag: string, fallback: number): Promise<number> => intFlag(v, flag) ?? (await freeOr(host, fallback));
+  const resolverType = (v['resolver'] as string | undefined) ?? base?.resolver.type ?? DEFAULTS.resolver;
+  const resolverOptions: Record<string, unknown> = { ...(base?.resolver.type === resolverType ? base.resolver.options : {}) };
+  if (typeof v['registry'] === 'string') resolverOptions['path'] = v['registry'];
+  const workers = v['workers'];
+  const raw = {
+    ...(v['node-id'] !== undefined ? { nodeId: v['node-id'] } : base?.nodeId !== undefined ? { nodeId: base.nodeId } : {}),
+    namespace: base?.namespace ?? DEFAULTS.namespace,
+    http: { host, port: await port('http-port', base?.http.port ?? DEFAULTS.httpPort) },
+    grpc: { host, port: await port('grpc-port', base?.grpc.port ?? DEFAULTS.grpcPort) },
+    peer: { host: base?.peer.host ?? host, port: await port('peer-port', base?.peer.port ?? DEFAULTS.peerPort) },
+    metrics: { host, port: await port('metrics-port', base?.metrics.port ?? DEFAULTS.metricsPort) },
+    workers: workers === undefined ? (base?.workers ?? DEFAULTS.workers) : workers,
+    apiToken: base?.apiToken,
+    maxBodySize: base?.maxBodySize ?? DEFAULTS.maxBodySize,
+    timeouts: base?.timeouts,
+    logLevel: v['log-level'] ?? base?.logLevel ?? DEFAULTS.logLevel,
+    apps: [{ appId, ...(v['namespace'] !== undefined ? { namespace: v['namespace'] } : {}), ...(v['app-port'] !== undefined ? { appPort: v['app-port'] } : {}) }],
+    resolver: { type: resolverType, [resolverType]: resolverOptions },
+  };
+  const config = validateConfig(JSON.parse(JSON.stringify(raw)));
+  const node = await WeftNode.start(config, { logger: createLogger(config.logLevel) });
+  announce(node, out);
+  let child: ChildProcess | null = null;
+  if (cmd.length > 0) {
+    const app = config.apps[0];
+    child = spawn(cmd[0] as string, cmd.slice(1), {
+      stdio: 'inherit',
+      env: {
+        ...process.env,
+        DAPR_HTTP_PORT: String(node.ports.http),
+        DAPR_GRPC_PORT: String(config.grpc.port),
+        APP_ID: appId,
+        ...(app?.appPort !== undefined ? { APP_PORT: String(app.appPort) } : {}),
+      },
+    });
+  }
+  return untilSignal(node, child);
+}
+
+function announce(node: WeftNode, out: Out): void {
+  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.config.grpc.port, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type };
+  if (out.json) out.write(`${JSON.stringify(event)}\n`);
+  else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}\n`);
+}
+
+/** Runs until SIGTERM/SIGINT or the child exits; stops the node and the child either way. */
+function untilSignal(node: WeftNode, child: ChildProcess | null): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false;
+    const stop = async (code: number, why: string): Promise<void> => {
+      if (stopping) return;
+      stopping = true;
+      node.log.info({ why }, 'weft node stopping');
+      if (child !== null && child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await node.stop().catch((err: unknown) => node.log.error({ err: (err as Error).message }, 'stop failed'));
+      if (child !== null && child.exitCode === null && child.signalCode === null) {
+        const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+        await new Promise((r) => child.once('exit', r));
+        clearTimeout(killer);
+      }
+      resolve(code);
+    };
+    process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
+    process.once('SIGINT', () => void stop(0, 'SIGINT'));
+    child?.once('exit', (code, signal) => void stop(code ?? (signal === null ? 0 : 1), `app exited (${code ?? signal})`));
+    child?.once('error', (err) => {
+      node.log.error({ err: err.message }, 'could not start the app command');
+      void stop(1, 'app failed to start');
+    });
+  });
+}
+
+function apiPort(v: Record<string, unknown>): number {
+  return intFlag(v, 'http-port') ?? (Number(process.env['DAPR_HTTP_PORT']) || DEFAULTS.httpPort);
+}
+
+async function invokeCommand(args: string[], out: Out): Promise<number> {
+  const v = parse(args, {
+    'app-id': { type: 'string' }, method: { type: 'string' }, verb: { type: 'string' }, data: { type: 'string' },
+    header: { type: 'string', multiple: true }, 'http-port': { type: 'string' },
+  }, HELP['invoke'] as string, out);
+  if (v === null) return 0;
+  if (typeof v['app-id'] !== 'string') throw new WeftError('WEFT_CONFIG', '--app-id: is required');
+  if (typeof v['method'] !== 'string') throw new WeftError('WEFT_CONFIG', '--method: is required');
+  const headers: Record<string, string> = {};
+  for (const h of (v['header'] as string[] | undefined) ?? []) {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw new WeftError('WEFT_CONFIG', `--header: "${h}" is not NAME:VALUE`);
+    headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
+  }
+  const token = process.env['DAPR_API_TOKEN'];
+  if (token) headers['dapr-api-token'] = token;
+  const verb = ((v['verb'] as string | undefined) ?? 'POST').toUpperCase();
+  const url = `http://127.0.0.1:${apiPort(v)}/v1.0/invoke/${encodeURIComponent(v['app-id'])}/method/${(v['method']).replace(/^\//, '')}`;
+  const res = await request(url, { method: verb as 'POST', headers, body: (v['data'] as string | undefined) ?? null }).catch((err: unknown) => {
+    throw new WeftError('WEFT_PEER_UNAVAILABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
+  });
+  const body = await res.body.text();
+  if (out.json) out.write(`${JSON.stringify({ status: res.statusCode, headers: res.headers, body })}\n`);
+  else out.write(`${res.statusCode}\n${body}${body.endsWith('\n') ? '' : '\n'}`);
+  return res.statusCode < 400 ? 0 : 1;
+}
+
+async function statusCommand(args: string[], out: Out): Promise<number> {
+  const v = parse(args, { 'http-port': { type: 'string' } }, HELP['status'] as string, out);
+  if (v === null) return 0;
+  const url = `http://127.0.0.1:${apiPort(v)}/v1.0/metadata`;
+  const headers: Record<string, string> = {};
+  if (process.env['DAPR_API_TOKEN']) headers['dapr-api-token'] = process.env['DAPR_API_TOKEN'];
+  const res = await request(url, { headers }).catch((err: unknown) => {
+    throw new WeftError('WEFT_PEER_UNAVAILABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
+  });
+  const meta = (await res.body.json()) as Record<string, unknown>;
+  if (out.json) {
+    out.write(`${JSON.stringify(meta)}\n`);
+  } else {
+    const ext = (meta['extended'] ?? {}) as Record<string, unknown>;
+    out.write(`node      ${String(ext['nodeId'])}\napp       ${String(meta['id'])}\nruntime   ${String(meta['runtimeVersion'])}\noutbound  ${String(ext['outbound'])}\nresolver  ${JSON.stringify(ext['resolver'])}\n`);
+  }
+  return 0;
+}
+
+async function caCommand(args: string[], out: Out): Promise<number> {
+  // The CA module is loaded only for `weft ca` (it brings node-forge).
+  const mod = (await import('./ca.ts')) as { caCommand: (argv: string[], out: Out) => Promise<number> };
+  return mod.caCommand(args, out);
+}

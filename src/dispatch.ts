@@ -1,0 +1,109 @@
+/**
+ * Hands calls to the outbound side: a piscina pool of workers owning the gRPC channels, or,
+ * with `workers: 0`, the same outbound code on the main thread.
+ */
+import { BroadcastChannel } from 'node:worker_threads';
+import type { Transferable } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { randomUUID } from 'node:crypto';
+import type { InvokeResult, InvokeTask, MetricsBatch, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
+import { METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
+
+export interface Dispatcher {
+  readonly mode: 'workers' | 'inline';
+  run(task: InvokeTask, transfer: Transferable[]): Promise<InvokeResult>;
+  publish(snapshot: RoutingSnapshot): void;
+  close(): Promise<void>;
+}
+
+const WORKER_FILE = new URL('../workers/peer-worker.ts', import.meta.url).href;
+
+/**
+ * Why these settings: a worker owns long-lived channels, so it takes many tasks at once
+ * (the default of 1 cost two thirds of the throughput in measurements, perf.md) and never
+ * parks its event loop in Atomics.wait (that stalls gRPC keepalives).
+ */
+class PoolDispatcher implements Dispatcher {
+  readonly mode = 'workers';
+  private readonly pool: Piscina;
+  private readonly routing: BroadcastChannel;
+  private readonly metrics: BroadcastChannel;
+  private snapshot: RoutingSnapshot = { version: 0, apps: {} };
+
+  constructor(threads: number, onMetrics: (batch: MetricsBatch) => void) {
+    const channel = randomUUID();
+    this.routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
+    this.routing.unref();
+    this.routing.onmessage = (event: unknown) => {
+      const msg = (event as { data: RoutingMessage }).data;
+      if (msg.type === 'snapshot-request' && this.snapshot.version > 0) this.post();
+    };
+    this.metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
+    this.metrics.unref();
+    this.metrics.onmessage = (event: unknown) => onMetrics((event as { data: MetricsBatch }).data);
+    this.pool = new Piscina({
+      filename: WORKER_FILE,
+      minThreads: threads,
+      maxThreads: threads,
+      idleTimeout: Number.POSITIVE_INFINITY,
+      concurrentTasksPerWorker: 256,
+      atomics: 'disabled',
+      maxQueue: 'auto',
+      workerData: { channel } satisfies WorkerData,
+    });
+  }
+
+  run(task: InvokeTask, transfer: Transferable[]): Promise<InvokeResult> {
+    return this.pool.run(task, { transferList: transfer as never }) as Promise<InvokeResult>;
+  }
+
+  publish(snapshot: RoutingSnapshot): void {
+    this.snapshot = snapshot;
+    this.post();
+  }
+
+  private post(): void {
+    this.routing.postMessage({ type: 'snapshot', snapshot: this.snapshot } satisfies RoutingMessage);
+  }
+
+  async close(): Promise<void> {
+    this.routing.close();
+    this.metrics.close();
+    await this.pool.destroy();
+  }
+}
+
+interface OutboundLike {
+  invoke(task: InvokeTask): Promise<InvokeResult>;
+  setSnapshot(snapshot: RoutingSnapshot): void;
+  close(): void;
+}
+
+class InlineDispatcher implements Dispatcher {
+  readonly mode = 'inline';
+  private readonly outbound: OutboundLike;
+
+  constructor(outbound: OutboundLike) {
+    this.outbound = outbound;
+  }
+
+  run(task: InvokeTask): Promise<InvokeResult> {
+    return this.outbound.invoke(task);
+  }
+
+  publish(snapshot: RoutingSnapshot): void {
+    this.outbound.setSnapshot(snapshot);
+  }
+
+  async close(): Promise<void> {
+    this.outbound.close();
+  }
+}
+
+export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void): Promise<Dispatcher> {
+  if (threads > 0) return new PoolDispatcher(threads, onMetrics);
+  // The same outbound code on the main thread; loaded only in this mode.
+  const [{ Outbound }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
+  const counters = new CounterBatcher(0, onMetrics);
+  return new InlineDispatcher(new Outbound({ count: counters.count }));
+}

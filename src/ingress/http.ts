@@ -1,0 +1,268 @@
+/**
+ * The Dapr-compatible HTTP API a local app calls (default 127.0.0.1:3500).
+ *
+ * Routes: `/v1.0/invoke/{appId}/method/{method...}` (and the `dapr-app-id` header and basic
+ * auth forms), `/v1.0/healthz`, `/v1.0/healthz/outbound`, `/v1.0/metadata`. Every failure is
+ * Dapr's error JSON with a stable code; a malformed request is a 4xx, never a crash.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { timingSafeEqual } from 'node:crypto';
+import { WeftError } from '../errors.ts';
+import type { Invoker, Outcome } from '../invoker.ts';
+import { HOP_BY_HOP } from '../appchannel/http.ts';
+import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
+
+export interface HttpApiContext {
+  /** The app whose calls this listener takes (the caller of every invocation). */
+  readonly callerAppId: string;
+  readonly namespace: string;
+  readonly apiToken: string | undefined;
+  readonly maxBodySize: number;
+  readonly invokeTimeoutMs: number;
+  readonly invoker: Invoker;
+  ready(): boolean;
+  outboundReady(): boolean;
+  servesApp(appId: string): boolean;
+  metadata(): unknown;
+}
+
+const INVOKE_PREFIX = '/v1.0/invoke/';
+const JSON_TYPE = 'application/json';
+/** Headers the ingress consumes and never forwards. */
+const CONSUMED = new Set(['dapr-app-id', 'dapr-api-token', 'dapr-caller-app-id', 'dapr-caller-namespace', 'dapr-callee-app-id']);
+
+export function createHttpApi(ctx: HttpApiContext): Server {
+  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+    handle(ctx, req, res).catch((err: unknown) => sendError(res, WeftError.from(err)));
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"errorCode":"ERR_MALFORMED_REQUEST","message":"malformed HTTP request"}');
+    } else {
+      socket.destroy();
+    }
+  });
+  return server;
+}
+
+async function handle(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const query = q === -1 ? '' : url.slice(q + 1);
+
+  // Health endpoints need no token (Dapr's rule).
+  if (path === '/v1.0/healthz') return health(ctx, req, res, query);
+  if (path === '/v1.0/healthz/outbound') return ctx.outboundReady() ? noContent(req, res) : sendError(res, new WeftError('WEFT_HEALTH_NOT_READY', 'outbound not ready'));
+
+  if (ctx.apiToken !== undefined && !tokenMatches(req.headers['dapr-api-token'], ctx.apiToken)) {
+    req.resume();
+    return sendError(res, new WeftError('WEFT_UNAUTHORIZED', 'invalid api token'));
+  }
+
+  const headerAppId = req.headers['dapr-app-id'];
+  if (typeof headerAppId === 'string' && headerAppId !== '') return invoke(ctx, req, res, headerAppId, path.slice(1), query, 'header');
+  const basicAppId = basicAuthAppId(req.headers.authorization);
+  if (basicAppId !== undefined) return invoke(ctx, req, res, basicAppId, path.slice(1), query, 'basic');
+
+  if (path.startsWith(INVOKE_PREFIX)) {
+    const rest = path.slice(INVOKE_PREFIX.length);
+    const slash = rest.indexOf('/');
+    const appId = decodeSegment(slash === -1 ? rest : rest.slice(0, slash));
+    const after = slash === -1 ? '' : rest.slice(slash);
+    if (appId === '' ) return reject(req, res, new WeftError('WEFT_NO_APP_ID', 'no app id in the request'));
+    if (appId === null) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'the app id is not valid URL encoding'));
+    if (!after.startsWith('/method/') && after !== '/method') {
+      return reject(req, res, new WeftError('WEFT_BAD_REQUEST', `expected /v1.0/invoke/${appId}/method/<method>`));
+    }
+    return invoke(ctx, req, res, appId, after.slice('/method/'.length), query, 'path');
+  }
+  if (path === '/v1.0/invoke' || path === '/v1.0/invoke/') return reject(req, res, new WeftError('WEFT_NO_APP_ID', 'no app id in the request'));
+  if (path === '/v1.0/metadata') {
+    if (req.method !== 'GET') return reject(req, res, new WeftError('WEFT_METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1.0/metadata`));
+    return sendJson(req, res, 200, ctx.metadata());
+  }
+  return reject(req, res, new WeftError('WEFT_ROUTE_NOT_FOUND', `no route ${req.method} ${path}`));
+}
+
+function health(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, query: string): void {
+  const appId = new URLSearchParams(query).get('appid');
+  if (appId !== null && !ctx.servesApp(appId)) return sendError(res, new WeftError('WEFT_HEALTH_APPID_MISMATCH', `app id ${appId} is not served by this node`));
+  if (!ctx.ready()) return sendError(res, new WeftError('WEFT_HEALTH_NOT_READY', 'dapr is not ready'));
+  noContent(req, res);
+}
+
+async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, target: string, method: string, query: string, form: 'header' | 'basic' | 'path'): Promise<void> {
+  const parts = target.split('.');
+  if (parts.length > 2 || parts.some((p) => p === '')) {
+    return reject(req, res, new WeftError('WEFT_BAD_APP_ID', `invalid app id "${target}": use appId or appId.namespace`));
+  }
+  const appId = parts[0] as string;
+  const namespace = parts[1] ?? ctx.namespace;
+
+  const length = req.headers['content-length'];
+  const declared = length === undefined ? -1 : Number(length);
+  if (declared > ctx.maxBodySize) {
+    return reject(req, res, new WeftError('WEFT_BODY_TOO_LARGE', `request body of ${declared} bytes is over the limit of ${ctx.maxBodySize} bytes`), true);
+  }
+  let body: ArrayBuffer | Readable | null;
+  const chunked = declared < 0 && (req.headers['transfer-encoding'] !== undefined);
+  if (declared === 0 || (declared < 0 && !chunked)) {
+    body = null;
+    req.resume();
+  } else if (declared > 0 && declared <= WHOLE_BODY_LIMIT) {
+    const whole = await readExactly(req, declared);
+    if (whole === null) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'the request body ended before its content-length'));
+    body = whole;
+  } else {
+    body = req.pipe(limit(ctx.maxBodySize));
+  }
+
+  const outcome = await ctx.invoker.invoke({
+    appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
+    method, verb: req.method ?? 'GET', query, headers: forwardHeaders(req, form), body,
+    deadline: Date.now() + ctx.invokeTimeoutMs,
+  });
+  await write(res, outcome, req);
+}
+
+async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage): Promise<void> {
+  if (outcome.type === 'error') return sendError(res, outcome.error);
+  if (outcome.type === 'response') {
+    res.writeHead(outcome.head.status, outcome.head.headers as string[]);
+    res.end(outcome.body ?? undefined);
+    return;
+  }
+  const { reader } = outcome;
+  res.writeHead(outcome.head.status, outcome.head.headers as string[]);
+  const onClose = (): void => reader.close();
+  res.once('close', onClose);
+  try {
+    for (;;) {
+      const e = await reader.next();
+      if (e.type === 'data') {
+        if (!res.write(e.chunk)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+        if (res.destroyed) return;
+      } else if (e.type === 'end') {
+        res.end();
+        return;
+      } else if (e.type === 'error') {
+        // Status already sent: all that is left is to cut the answer short.
+        res.destroy(new Error(e.error.message));
+        return;
+      }
+    }
+  } finally {
+    res.off('close', onClose);
+    reader.close();
+    if (!req.complete) req.resume();
+  }
+}
+
+/** The caller's headers as the target app should see them. */
+function forwardHeaders(req: IncomingMessage, form: 'header' | 'basic' | 'path'): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  let forwardedFor: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
+    if (HOP_BY_HOP.has(name) || CONSUMED.has(name)) continue;
+    if (form === 'basic' && name === 'authorization') continue;
+    if (name === 'x-forwarded-for') {
+      forwardedFor = raw[i + 1];
+      continue;
+    }
+    out.push(name, raw[i + 1] as string);
+  }
+  const client = req.socket.remoteAddress ?? '';
+  const host = req.headers.host ?? '';
+  out.push('x-forwarded-for', forwardedFor === undefined ? client : `${forwardedFor}, ${client}`);
+  out.push('x-forwarded-host', host, 'x-forwarded-proto', 'http');
+  out.push('forwarded', `for=${client.includes(':') ? `"[${client}]"` : client};host=${host};proto=http`);
+  return out;
+}
+
+/** Reads exactly `length` bytes into a fresh, exact-size (transferable) buffer. */
+function readExactly(req: IncomingMessage, length: number): Promise<ArrayBuffer | null> {
+  return new Promise((resolve, reject) => {
+    const out = new Uint8Array(length);
+    let at = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (at + chunk.length > length) {
+        over = true;
+        return;
+      }
+      out.set(chunk, at);
+      at += chunk.length;
+    });
+    req.once('end', () => resolve(at === length && !over ? out.buffer : null));
+    req.once('error', reject);
+    req.once('aborted', () => resolve(null));
+  });
+}
+
+function limit(max: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done: TransformCallback) {
+      seen += chunk.length;
+      if (seen > max) done(new WeftError('WEFT_BODY_TOO_LARGE', `request body is over the limit of ${max} bytes`));
+      else done(null, chunk);
+    },
+  });
+}
+
+function basicAuthAppId(header: string | undefined): string | undefined {
+  if (header === undefined || !header.startsWith('Basic ')) return undefined;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon === -1 || decoded.slice(0, colon) !== 'dapr-app-id') return undefined;
+  return decoded.slice(colon + 1);
+}
+
+function decodeSegment(s: string): string | null {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return null;
+  }
+}
+
+function tokenMatches(given: string | string[] | undefined, expected: string): boolean {
+  if (typeof given !== 'string') return false;
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+function noContent(req: IncomingMessage, res: ServerResponse): void {
+  req.resume();
+  res.writeHead(204);
+  res.end();
+}
+
+function sendJson(req: IncomingMessage, res: ServerResponse, status: number, value: unknown): void {
+  req.resume();
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Refuses a request before it is forwarded; `close` drops the connection (the body is not read). */
+function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, close = false): void {
+  if (close) res.setHeader('connection', 'close');
+  else req.resume();
+  sendError(res, err);
+}
+
+export function sendError(res: ServerResponse, err: WeftError): void {
+  if (res.headersSent) {
+    res.destroy(err);
+    return;
+  }
+  const body = JSON.stringify(err);
+  res.writeHead(err.httpStatus, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}

@@ -1,0 +1,244 @@
+/**
+ * A weft node: wires the parts together, starts them in order and stops them in reverse.
+ *
+ * Start: metrics → resolver → outbound (workers or inline) → app channels → peer server →
+ * registrations → HTTP API listeners. Stop (SIGTERM/SIGINT through the CLI): stop taking new
+ * calls, deregister, let calls in flight finish for up to `timeouts.shutdown`, then close
+ * peers, workers and the resolver.
+ */
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { NodeConfig, AppConfig } from './config.ts';
+import { configError } from './config.ts';
+import { WeftError } from './errors.ts';
+import { Metrics } from './observability/metrics.ts';
+import { createLogger, type Logger } from './observability/log.ts';
+import { createResolver, type Registration, type Resolver } from './routing/resolver.ts';
+import { loadResolvers } from './routing/setup.ts';
+import { RoutingTable } from './routing/table.ts';
+import { createDispatcher, type Dispatcher } from './dispatch.ts';
+import { Invoker } from './invoker.ts';
+import { HttpAppChannel } from './appchannel/http.ts';
+import { PeerServer } from './peer/server.ts';
+import { createHttpApi } from './ingress/http.ts';
+
+export const RUNTIME_VERSION = 'weft/0.1.0';
+
+export interface NodePorts {
+  readonly http: number;
+  readonly peer: number;
+  readonly metrics: number | null;
+  /** Per-app HTTP API listeners, by app id. */
+  readonly apps: Readonly<Record<string, number>>;
+}
+
+export interface StartOptions {
+  readonly logger?: Logger;
+}
+
+function listen(server: Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+function closeServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+export class WeftNode {
+  readonly config: NodeConfig;
+  log: Logger;
+  readonly metrics: Metrics;
+  nodeId = '';
+  ports: NodePorts = { http: 0, peer: 0, metrics: null, apps: {} };
+  private resolver: Resolver | null = null;
+  private dispatcher: Dispatcher | null = null;
+  private routing: RoutingTable | null = null;
+  private peer: PeerServer | null = null;
+  private readonly channels = new Map<string, HttpAppChannel>();
+  private readonly servers: Server[] = [];
+  private metricsServer: Server | null = null;
+  private registrations: Registration[] = [];
+  private state: 'new' | 'starting' | 'ready' | 'stopping' | 'stopped' = 'new';
+
+  private constructor(config: NodeConfig, log: Logger) {
+    this.config = config;
+    this.log = log;
+    this.metrics = new Metrics(config.nodeId ?? `${hostname()}-${config.peer.port}`);
+  }
+
+  static async start(config: NodeConfig, options: StartOptions = {}): Promise<WeftNode> {
+    const node = new WeftNode(config, options.logger ?? createLogger(config.logLevel));
+    try {
+      await node.boot();
+    } catch (err) {
+      await node.stop().catch(() => {});
+      throw err;
+    }
+    return node;
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  private async boot(): Promise<void> {
+    const { config } = this;
+    this.state = 'starting';
+    for (const app of config.apps) {
+      if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, new HttpAppChannel(app));
+    }
+
+    this.peer = new PeerServer({
+      lookup: (appId, namespace) => this.channels.get(`${namespace}/${appId}`),
+      // Without TLS the caller's node vouches for the caller (plaintext is for one trusted host).
+      authorize: (_call, head) => ({ appId: head.callerAppId, namespace: head.callerNamespace }),
+      onCall: (head, status, started) => {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        this.metrics.served(head.appId, head.callerAppId, typeof status === 'number' ? String(status) : status.code, ms);
+      },
+    });
+    const peerPort = await this.peer.bind(config.peer.host, config.peer.port);
+    this.nodeId = config.nodeId ?? `${hostname()}-${peerPort}`;
+    this.log = this.log.child({ nodeId: this.nodeId });
+
+    await loadResolvers(config.resolver.type);
+    this.resolver = createResolver(config.resolver.type, {
+      nodeId: this.nodeId,
+      options: config.resolver.options,
+      log: (level, msg, fields) => this.log[level](fields ?? {}, msg),
+      configError: (field, problem) => configError(field, problem),
+    });
+    await this.resolver.start();
+    this.dispatcher = await createDispatcher(config.workers, (batch) => this.metrics.absorb(batch));
+    const dispatcher = this.dispatcher;
+    this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot));
+    const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
+
+    let metricsPort: number | null = null;
+    if (config.metrics.enabled) {
+      const metrics = this.metrics;
+      this.metricsServer = createServer((req, res) => {
+        if (req.url !== '/metrics') {
+          res.writeHead(404).end();
+          return;
+        }
+        metrics.text().then(
+          (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
+      });
+      metricsPort = await listen(this.metricsServer, config.metrics.host, config.metrics.port);
+    }
+
+    const primary: AppConfig | undefined = config.apps[0];
+    const api = (callerAppId: string, namespace: string): Server => createHttpApi({
+      callerAppId, namespace,
+      apiToken: config.apiToken,
+      maxBodySize: config.maxBodySize,
+      invokeTimeoutMs: config.timeouts.invoke,
+      invoker,
+      ready: () => this.ready,
+      outboundReady: () => this.state === 'ready',
+      servesApp: (appId) => config.apps.some((a) => a.appId === appId),
+      metadata: () => this.metadata(),
+    });
+    const httpServer = api(primary?.appId ?? '', primary?.namespace ?? config.namespace);
+    this.servers.push(httpServer);
+    const httpPort = await listen(httpServer, config.http.host, config.http.port);
+    const appPorts: Record<string, number> = {};
+    for (const app of config.apps.slice(1)) {
+      if (app.httpPort === undefined) continue;
+      const server = api(app.appId, app.namespace);
+      this.servers.push(server);
+      appPorts[app.appId] = await listen(server, config.http.host, app.httpPort);
+    }
+    this.ports = { http: httpPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
+
+    this.registrations = config.apps.filter((a) => a.appPort !== undefined).map((app) => ({
+      appId: app.appId,
+      namespace: app.namespace,
+      nodeId: this.nodeId,
+      address: config.advertiseAddress,
+      port: peerPort,
+      meta: { weft_version: RUNTIME_VERSION, http_port: String(appPorts[app.appId] ?? httpPort) },
+      healthUrl: `http://${config.http.host}:${httpPort}/v1.0/healthz?appid=${app.appId}`,
+    }));
+    for (const r of this.registrations) await this.resolver.register(r);
+    this.state = 'ready';
+    this.log.info({ ports: this.ports, workers: config.workers, resolver: config.resolver.type, apps: config.apps.map((a) => a.appId) }, 'weft node ready');
+  }
+
+  metadata(): Record<string, unknown> {
+    const primary = this.config.apps[0];
+    return {
+      id: primary?.appId ?? '',
+      runtimeVersion: RUNTIME_VERSION,
+      enabledFeatures: [],
+      actors: [],
+      components: [],
+      httpEndpoints: [],
+      subscriptions: [],
+      extended: {
+        nodeId: this.nodeId,
+        namespace: this.config.namespace,
+        outbound: this.dispatcher?.mode ?? 'none',
+        resolver: this.resolver?.status() ?? null,
+        apps: this.config.apps.map((a) => a.appId),
+      },
+      appConnectionProperties: primary?.appPort === undefined ? {} : {
+        port: primary.appPort,
+        protocol: primary.appProtocol,
+        channelAddress: primary.appHost,
+        maxConcurrency: primary.appMaxConnections,
+      },
+    };
+  }
+
+  /** Graceful stop: no new calls, deregister, finish calls in flight (bounded), close everything. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    const grace = this.config.timeouts.shutdown;
+    const errors: unknown[] = [];
+    const attempt = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        errors.push(err);
+        this.log.warn({ err: (err as Error).message }, `stopping: ${what} failed`);
+      }
+    };
+    for (const r of this.registrations) await attempt('deregister', () => this.resolver?.deregister(r));
+    await Promise.all([
+      ...this.servers.map((s) => attempt('http api', () => closeServer(s, grace))),
+      attempt('peer server', () => this.peer?.close(grace)),
+    ]);
+    await attempt('outbound', () => this.dispatcher?.close());
+    this.routing?.close();
+    await attempt('resolver', () => this.resolver?.close());
+    for (const c of this.channels.values()) await attempt('app channel', () => c.close());
+    if (this.metricsServer !== null) await attempt('metrics', () => closeServer(this.metricsServer as Server, 100));
+    this.state = 'stopped';
+    this.log.info('weft node stopped');
+    this.log.flush?.();
+    if (errors.length > 0 && errors.every((e) => e instanceof WeftError)) throw errors[0];
+  }
+}

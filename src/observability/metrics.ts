@@ -1,0 +1,106 @@
+/**
+ * The node's metrics, in its own prom-client registry (several nodes can share a process in
+ * tests). Names follow Dapr's with a `weft_` prefix. Labelled children are cached so the
+ * per-call cost is a map lookup, not a label hash.
+ *
+ * Workers count their own facts (retries, channels) and send batches once a second
+ * (`MetricsBatch`); `absorb` adds them here.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MetricsBatch } from '../../workers/protocol.ts';
+
+const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+
+class Cached<T> {
+  private readonly cache = new Map<string, T>();
+  private readonly make: (labels: string[]) => T;
+
+  constructor(make: (labels: string[]) => T) {
+    this.make = make;
+  }
+
+  get(...labels: string[]): T {
+    const key = labels.join('\u0000');
+    let child = this.cache.get(key);
+    if (child === undefined) {
+      child = this.make(labels);
+      this.cache.set(key, child);
+    }
+    return child;
+  }
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly reqSent: Cached<{ inc(): void }>;
+  private readonly resRecv: Cached<{ inc(): void }>;
+  private readonly resRecvLatency: Cached<{ observe(v: number): void }>;
+  private readonly reqRecv: Cached<{ inc(): void }>;
+  private readonly resSent: Cached<{ inc(): void }>;
+  private readonly resSentLatency: Cached<{ observe(v: number): void }>;
+  /** Counters the workers report, by name. */
+  private readonly workerCounters = new Map<string, Counter>();
+  readonly inflight: Gauge;
+
+  constructor(nodeId: string) {
+    this.registry.setDefaultLabels({ node_id: nodeId });
+    collectDefaultMetrics({ register: this.registry, prefix: 'weft_' });
+    const reg = [this.registry];
+    const sent = new Counter({ name: 'weft_service_invocation_req_sent_total', help: 'Calls sent to other apps', labelNames: ['app_id', 'dst_app_id'], registers: reg });
+    const recv = new Counter({ name: 'weft_service_invocation_res_recv_total', help: 'Answers received from other apps, by status (HTTP status, or weft error code)', labelNames: ['app_id', 'dst_app_id', 'status'], registers: reg });
+    const recvLat = new Histogram({ name: 'weft_service_invocation_res_recv_latency_ms', help: 'Time from a local app\'s call to the answer, in ms', labelNames: ['app_id', 'dst_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
+    const reqRecv = new Counter({ name: 'weft_service_invocation_req_recv_total', help: 'Calls received from other nodes for local apps', labelNames: ['app_id', 'src_app_id'], registers: reg });
+    const resSent = new Counter({ name: 'weft_service_invocation_res_sent_total', help: 'Answers sent to other nodes, by status', labelNames: ['app_id', 'src_app_id', 'status'], registers: reg });
+    const resSentLat = new Histogram({ name: 'weft_service_invocation_res_sent_latency_ms', help: 'Time a local app took to answer a call from another node, in ms', labelNames: ['app_id', 'src_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
+    this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet answered', registers: reg });
+    this.reqSent = new Cached((l) => sent.labels(...l));
+    this.resRecv = new Cached((l) => recv.labels(...l));
+    this.resRecvLatency = new Cached((l) => recvLat.labels(...l));
+    this.reqRecv = new Cached((l) => reqRecv.labels(...l));
+    this.resSent = new Cached((l) => resSent.labels(...l));
+    this.resSentLatency = new Cached((l) => resSentLat.labels(...l));
+    for (const [name, help, labelNames] of [
+      ['weft_invoke_retries_total', 'Attempts retried on another instance, by the failure that caused them', ['app_id', 'reason']],
+      ['weft_peer_channels_opened_total', 'gRPC channels opened to peer nodes', []],
+    ] as const) {
+      this.workerCounters.set(name, new Counter({ name, help, labelNames: [...labelNames], registers: reg }));
+    }
+  }
+
+  sent(appId: string, dstAppId: string): void {
+    this.reqSent.get(appId, dstAppId).inc();
+  }
+
+  received(appId: string, dstAppId: string, status: string, ms: number): void {
+    this.resRecv.get(appId, dstAppId, status).inc();
+    this.resRecvLatency.get(appId, dstAppId, status).observe(ms);
+  }
+
+  served(appId: string, srcAppId: string, status: string, ms: number): void {
+    this.reqRecv.get(appId, srcAppId).inc();
+    this.resSent.get(appId, srcAppId, status).inc();
+    this.resSentLatency.get(appId, srcAppId, status).observe(ms);
+  }
+
+  /** Adds a worker's batch: keys are `name|label=value,label=value`. */
+  absorb(batch: MetricsBatch): void {
+    for (const [key, by] of Object.entries(batch.counters)) {
+      const bar = key.indexOf('|');
+      const counter = this.workerCounters.get(key.slice(0, bar));
+      if (counter === undefined) continue;
+      const labels: Record<string, string> = {};
+      const text = key.slice(bar + 1);
+      if (text !== '') {
+        for (const pair of text.split(',')) {
+          const eq = pair.indexOf('=');
+          labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+        }
+      }
+      counter.inc(labels, by);
+    }
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * The peer server: other nodes call it to reach the apps this node serves (weft.peer.v1.Peer).
+ *
+ * For each call it checks that this node serves the app (else WEFT_NOT_SERVING, which the
+ * caller treats as "try another instance": the app never saw the call), sets the caller and
+ * callee headers itself (never trusting the caller's copies), calls the app through its app
+ * channel under the call's gRPC deadline, and sends the answer back whole or streamed.
+ */
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
+import type { Readable } from 'node:stream';
+import { WeftError } from '../errors.ts';
+import type { AppResponse, HttpAppChannel } from '../appchannel/http.ts';
+import {
+  type CallHead, type FetchBodyRequest, type InvokeRequest, type InvokeResponse, type StreamFrame,
+  ERROR_APP_KEY, ERROR_CODE_KEY, PeerMethods,
+  decodeFetchBodyRequest, decodeInvokeRequest, decodeStreamFrame,
+  encodeInvokeResponse, encodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, decodeInvokeResponse,
+} from './codec.ts';
+import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
+
+/** What the server knows about the caller once its transport identity is checked. */
+export interface CallerIdentity {
+  readonly appId: string;
+  readonly namespace: string;
+}
+
+export interface PeerServerHooks {
+  /** The app channel for an app this node serves, or undefined. */
+  lookup(appId: string, namespace: string): HttpAppChannel | undefined;
+  /**
+   * Decides who is calling (from the verified client certificate when TLS is on) and whether
+   * they may; throws a WeftError to refuse. Without TLS the head's caller fields are used.
+   */
+  authorize(call: ServerSurfaceCall, head: CallHead): CallerIdentity;
+  /** Called once per finished call, for metrics. */
+  onCall?(head: CallHead, status: number | WeftError, started: bigint): void;
+}
+
+const TICKET_TTL_MS = 30_000;
+const EMPTY = new Uint8Array(0);
+
+function passThrough(b: Buffer): Buffer {
+  return b;
+}
+
+const serviceDefinition: grpc.ServiceDefinition = {
+  Invoke: {
+    path: PeerMethods.invoke, requestStream: false, responseStream: false,
+    requestSerialize: encodeInvokeRequest, requestDeserialize: decodeInvokeRequest,
+    responseSerialize: encodeInvokeResponse, responseDeserialize: decodeInvokeResponse,
+  },
+  InvokeStream: {
+    path: PeerMethods.invokeStream, requestStream: true, responseStream: true,
+    requestSerialize: encodeStreamFrame, requestDeserialize: decodeStreamFrame,
+    responseSerialize: encodeStreamFrame, responseDeserialize: decodeStreamFrame,
+  },
+  FetchBody: {
+    path: PeerMethods.fetchBody, requestStream: false, responseStream: true,
+    requestSerialize: encodeFetchBodyRequest, requestDeserialize: decodeFetchBodyRequest,
+    responseSerialize: encodeStreamFrame, responseDeserialize: passThrough,
+  },
+};
+
+/** A WeftError as a gRPC status with weft's code in the trailers. */
+export function toServiceError(err: WeftError): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_KEY, err.code);
+  if (err.appId !== undefined) metadata.set(ERROR_APP_KEY, err.appId);
+  return { code: err.grpcStatus as number as grpc.status, details: err.message, metadata };
+}
+
+/** The unread rest of a large answer, waiting for FetchBody. */
+interface Rest {
+  readonly it: AsyncIterator<Buffer>;
+  readonly stream: Readable;
+}
+
+interface Ticket extends Rest {
+  readonly timer: NodeJS.Timeout;
+}
+
+export class PeerServer {
+  private readonly hooks: PeerServerHooks;
+  private readonly tickets = new Map<string, Ticket>();
+  private readonly inflight = new Set<AbortController>();
+  readonly server: grpc.Server;
+
+  constructor(hooks: PeerServerHooks, options: grpc.ServerOptions = {}) {
+    this.hooks = hooks;
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      ...options,
+    });
+    this.server.addService(serviceDefinition, {
+      Invoke: (call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>) => {
+        void this.invoke(call, cb);
+      },
+      InvokeStream: (call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>) => {
+        void this.invokeStream(call);
+      },
+      FetchBody: (call: grpc.ServerWritableStream<FetchBodyRequest, StreamFrame>) => {
+        void this.fetchBody(call);
+      },
+    });
+  }
+
+  bind(host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(`${host.includes(':') ? `[${host}]` : host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  }
+
+  /** Stops taking calls, lets those in flight finish for up to `graceMs`, then cancels the rest. */
+  async close(graceMs: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        for (const c of this.inflight) c.abort(new WeftError('WEFT_SHUTTING_DOWN'));
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    for (const t of this.tickets.values()) {
+      clearTimeout(t.timer);
+      t.stream.destroy();
+    }
+    this.tickets.clear();
+  }
+
+  private begin(call: ServerSurfaceCall, head: CallHead): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity } {
+    const channel = this.hooks.lookup(head.appId, head.namespace);
+    if (channel === undefined) {
+      throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
+    }
+    const caller = this.hooks.authorize(call, head);
+    const controller = new AbortController();
+    const deadline = call.getDeadline();
+    const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline === Infinity ? Infinity : Number(deadline) - Date.now();
+    if (Number.isFinite(ms)) {
+      if (ms <= 0) throw new WeftError('WEFT_DEADLINE_EXCEEDED', `deadline passed before app ${head.appId} was called`, { appId: head.appId });
+      const timer = setTimeout(() => controller.abort(new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${head.appId} did not answer before the deadline`, { appId: head.appId })), ms);
+      timer.unref();
+      controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
+    }
+    call.on('cancelled', () => controller.abort(new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId: head.appId })));
+    return { channel, headers: appHeaders(head, caller), controller, caller };
+  }
+
+  private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
+    const started = process.hrtime.bigint();
+    const head = call.request.head;
+    let controller: AbortController | undefined;
+    try {
+      const ctx = this.begin(call, head);
+      controller = ctx.controller;
+      this.inflight.add(controller);
+      const res = await ctx.channel.call({
+        method: head.method, verb: head.verb, query: head.query, headers: ctx.headers,
+        body: call.request.body.length === 0 ? null : call.request.body, signal: controller.signal,
+      });
+      const { body, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
+      let bodyTicket = '';
+      if (rest !== null) {
+        bodyTicket = randomUUID();
+        const timer = setTimeout(() => {
+          this.tickets.delete(bodyTicket);
+          rest.stream.destroy();
+        }, TICKET_TTL_MS);
+        timer.unref();
+        this.tickets.set(bodyTicket, { ...rest, timer });
+      }
+      cb(null, { status: res.status, headers: res.headers, body, bodyTicket });
+      this.hooks.onCall?.(head, res.status, started);
+    } catch (err) {
+      const e = controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
+      cb(toServiceError(e));
+      this.hooks.onCall?.(head, e, started);
+    } finally {
+      if (controller !== undefined) this.inflight.delete(controller);
+    }
+  }
+
+  private async invokeStream(call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>): Promise<void> {
+    const started = process.hrtime.bigint();
+    const frames = call[Symbol.asyncIterator]() as AsyncIterator<StreamFrame>;
+    let head: CallHead | null = null;
+    let controller: AbortController | undefined;
+    try {
+      const first = await frames.next();
+      if (first.done === true || first.value.call === null) throw new WeftError('WEFT_BAD_REQUEST', 'InvokeStream must start with a frame carrying the call');
+      head = first.value.call;
+      const ctx = this.begin(call, head);
+      controller = ctx.controller;
+      this.inflight.add(controller);
+      const firstData = first.value.data;
+      const body = (async function* () {
+        if (firstData.length > 0) yield firstData;
+        for (;;) {
+          const f = await frames.next();
+          if (f.done === true) return;
+          if (f.value.data.length > 0) yield f.value.data;
+        }
+      })();
+      const res = await ctx.channel.call({ method: head.method, verb: head.verb, query: head.query, headers: ctx.headers, body, signal: controller.signal });
+      await writeFrames(call, res.status, res.headers, res.body, controller.signal);
+      call.end();
+      this.hooks.onCall?.(head, res.status, started);
+    } catch (err) {
+      const e = controller === undefined ? WeftError.from(err, head?.appId) : abortedOr(err, controller, head?.appId);
+      call.emit('error', toServiceError(e));
+      if (head !== null) this.hooks.onCall?.(head, e, started);
+    } finally {
+      if (controller !== undefined) this.inflight.delete(controller);
+    }
+  }
+
+  private async fetchBody(call: grpc.ServerWritableStream<FetchBodyRequest, StreamFrame>): Promise<void> {
+    const ticket = this.tickets.get(call.request.ticket);
+    if (ticket === undefined) {
+      call.emit('error', toServiceError(new WeftError('WEFT_BAD_REQUEST', 'unknown or expired body ticket')));
+      return;
+    }
+    this.tickets.delete(call.request.ticket);
+    clearTimeout(ticket.timer);
+    const controller = new AbortController();
+    call.on('cancelled', () => controller.abort());
+    try {
+      for (;;) {
+        const { value, done } = await ticket.it.next();
+        if (done === true) break;
+        if (!call.write({ call: null, status: 0, headers: [], data: value })) await drained(call, controller.signal);
+      }
+      call.end();
+    } catch (err) {
+      ticket.stream.destroy();
+      call.emit('error', toServiceError(WeftError.from(err)));
+    }
+  }
+}
+
+function abortedOr(err: unknown, controller: AbortController, appId: string | undefined): WeftError {
+  const reason: unknown = controller.signal.reason;
+  if (controller.signal.aborted && reason instanceof WeftError) return reason;
+  return WeftError.from(err, appId);
+}
+
+/** The headers the app sees: the caller's, minus any weft sets itself, plus the verified caller and callee. */
+function appHeaders(head: CallHead, caller: CallerIdentity): string[] {
+  const src = head.headers;
+  const out: string[] = [];
+  for (let i = 0; i + 1 < src.length; i += 2) {
+    const name = src[i] as string;
+    if (name === 'dapr-caller-app-id' || name === 'dapr-caller-namespace' || name === 'dapr-callee-app-id') continue;
+    out.push(name, src[i + 1] as string);
+  }
+  out.push('dapr-caller-app-id', caller.appId, 'dapr-caller-namespace', caller.namespace, 'dapr-callee-app-id', head.appId);
+  return out;
+}
+
+/**
+ * Reads the app's answer into memory when it is small. A larger one (by content-length, or
+ * found while reading) comes back as the bytes read so far plus the rest of the stream.
+ */
+async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): Promise<{ body: Uint8Array; rest: Rest | null }> {
+  const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const length = headerValue(res.headers, 'content-length');
+  if (length !== undefined && Number(length) > limit) return { body: EMPTY, rest: { it, stream: res.body } };
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for (;;) {
+    if (signal.aborted) throw signal.reason;
+    const { value, done } = await it.next();
+    if (done === true) break;
+    chunks.push(value);
+    total += value.length;
+    if (total > limit) return { body: Buffer.concat(chunks, total), rest: { it, stream: res.body } };
+  }
+  return { body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total), rest: null };
+}
+
+export function headerValue(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
+  return undefined;
+}
+
+async function writeFrames(call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>, status: number, headers: string[], body: Readable, signal: AbortSignal): Promise<void> {
+  let first = true;
+  for await (const chunk of body) {
+    const frame: StreamFrame = first ? { call: null, status, headers, data: chunk as Buffer } : { call: null, status: 0, headers: [], data: chunk as Buffer };
+    first = false;
+    if (!call.write(frame)) await drained(call, signal);
+  }
+  if (first) call.write({ call: null, status, headers, data: EMPTY });
+}
+
+function drained(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const done = (): void => {
+      signal.removeEventListener('abort', abort);
+      resolve();
+    };
+    const abort = (): void => {
+      stream.off('drain', done);
+      reject(signal.reason);
+    };
+    stream.once('drain', done);
+    signal.addEventListener('abort', abort, { once: true });
+  });
+}

@@ -1,0 +1,319 @@
+/**
+ * The outbound side of a node: pooled gRPC channels to peer nodes, instance choice, deadlines
+ * and retries. Runs in piscina workers (see peer-worker.ts) or, with `--workers 0`, on the
+ * main thread; the code is the same.
+ *
+ * One `invoke` is one call from a local app to an app served by some node:
+ * 1. wait until this thread has the routing snapshot the main thread used (normally at once);
+ * 2. pick an instance round robin, skipping ones that already failed this call;
+ * 3. call the peer's Invoke (whole body) or InvokeStream (streamed body) under the deadline;
+ * 4. on a failure that surely never reached the app (connect failure, WEFT_NOT_SERVING),
+ *    back off with jitter and try another instance, while the deadline allows.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import {
+  type CallHead, type InvokeResponse, type StreamFrame,
+  ERROR_CODE_KEY, PeerMethods,
+  decodeInvokeResponse, decodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, encodeStreamFrame,
+} from '../src/peer/codec.ts';
+import type { InvokeResult, InvokeTask, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
+import { PortReader, PortWriter, transferable } from './port-stream.ts';
+
+const EMPTY = new Uint8Array(0);
+
+/** Failures weft decided itself, by stable code; `retryable` ones never reached the app. */
+const RETRYABLE_CODES = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
+
+export interface RetryOptions {
+  /** Further attempts after the first. */
+  readonly maxRetries: number;
+  readonly baseDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+/**
+ * weft's built-in retry: Dapr retries transport failures 3 times 1 s apart; weft retries the
+ * same failures (those that never reached the app) 3 times with exponential backoff and full
+ * jitter from 25 ms, on another instance when there is one, and never past the deadline.
+ */
+export const DEFAULT_RETRY: RetryOptions = { maxRetries: 3, baseDelayMs: 25, maxDelayMs: 1000 };
+
+export interface OutboundOptions {
+  readonly retry?: RetryOptions;
+  /** Counts facts for the main thread's metrics registry. */
+  readonly count?: (name: string, labels: string, by?: number) => void;
+  readonly random?: () => number;
+}
+
+class CallFailure extends Error {
+  readonly wire: WireErrorShape;
+  readonly retryable: boolean;
+
+  constructor(wire: WireErrorShape, retryable: boolean) {
+    super(wire.message);
+    this.wire = wire;
+    this.retryable = retryable;
+  }
+}
+
+function failure(code: string, message: string): CallFailure {
+  return new CallFailure({ code, message }, RETRYABLE_CODES.has(code));
+}
+
+/** A gRPC error from a peer as weft's `{code, message}`. */
+export function fromServiceError(err: grpc.ServiceError, peer: PeerAddress): CallFailure {
+  const code = err.metadata?.get(ERROR_CODE_KEY)[0];
+  if (typeof code === 'string' && code !== '') return failure(code, err.details);
+  const where = `node ${peer.nodeId} at ${peer.address}:${peer.port}`;
+  switch (err.code) {
+    case grpc.status.UNAVAILABLE:
+      return failure('WEFT_PEER_UNAVAILABLE', `${where} is unreachable: ${err.details}`);
+    case grpc.status.DEADLINE_EXCEEDED:
+      return failure('WEFT_DEADLINE_EXCEEDED', `no answer from ${where} before the deadline`);
+    case grpc.status.CANCELLED:
+      return failure('WEFT_CANCELLED', `call to ${where} cancelled`);
+    default:
+      return failure('WEFT_PEER_FAILED', `${where} failed the call: ${grpc.status[err.code] ?? err.code} ${err.details}`);
+  }
+}
+
+export class Outbound {
+  private snapshot: RoutingSnapshot = { version: 0, apps: {} };
+  private readonly snapshotWaiters: Array<() => void> = [];
+  private readonly clients = new Map<string, grpc.Client>();
+  private readonly cursors = new Map<string, number>();
+  private readonly retry: RetryOptions;
+  private readonly count: (name: string, labels: string, by?: number) => void;
+  private readonly random: () => number;
+
+  constructor(options: OutboundOptions = {}) {
+    this.retry = options.retry ?? DEFAULT_RETRY;
+    this.count = options.count ?? (() => {});
+    this.random = options.random ?? Math.random;
+  }
+
+  get routingVersion(): number {
+    return this.snapshot.version;
+  }
+
+  setSnapshot(snapshot: RoutingSnapshot): void {
+    if (snapshot.version <= this.snapshot.version) return;
+    this.snapshot = snapshot;
+    // Channels to peers that no longer serve anything are closed; the rest stay warm.
+    const live = new Set<string>();
+    for (const list of Object.values(snapshot.apps)) for (const p of list) live.add(`${p.address}:${p.port}`);
+    for (const [key, client] of this.clients) {
+      if (!live.has(key)) {
+        client.close();
+        this.clients.delete(key);
+      }
+    }
+    const waiters = this.snapshotWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  private async routing(version: number, deadline: number): Promise<RoutingSnapshot> {
+    while (this.snapshot.version < version) {
+      if (Date.now() >= deadline) throw failure('WEFT_INTERNAL', `routing snapshot ${version} never reached this thread`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.snapshotWaiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.snapshot;
+  }
+
+  private client(peer: PeerAddress): grpc.Client {
+    const key = `${peer.address}:${peer.port}`;
+    let client = this.clients.get(key);
+    if (client === undefined) {
+      client = new grpc.Client(key, grpc.credentials.createInsecure(), {
+        'grpc.max_receive_message_length': -1,
+        'grpc.max_send_message_length': -1,
+        'grpc.keepalive_time_ms': 15_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 1,
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 5_000,
+        'grpc.enable_retries': 0,
+      });
+      this.clients.set(key, client);
+      this.count('weft_peer_channels_opened_total', '');
+    }
+    return client;
+  }
+
+  /** Round robin over the app's instances, skipping those that failed this call. */
+  private pick(appKey: string, instances: readonly PeerAddress[], failed: Set<string> | null): PeerAddress | undefined {
+    const n = instances.length;
+    if (n === 0) return undefined;
+    const start = this.cursors.get(appKey) ?? 0;
+    this.cursors.set(appKey, (start + 1) % 1_000_000_007);
+    for (let i = 0; i < n; i++) {
+      const p = instances[(start + i) % n] as PeerAddress;
+      if (failed === null || !failed.has(p.nodeId)) return p;
+    }
+    // every instance failed once: try them again in order
+    return instances[start % n];
+  }
+
+  async invoke(task: InvokeTask): Promise<InvokeResult> {
+    const appKey = `${task.namespace}/${task.appId}`;
+    const head: CallHead = {
+      appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
+      headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
+    };
+    let attempts = 0;
+    let failed: Set<string> | null = null;
+    let lastPeer: PeerAddress | null = null;
+    try {
+      const snapshot = await this.routing(task.routingVersion, task.deadline);
+      const instances = snapshot.apps[appKey] ?? [];
+      if (instances.length === 0) {
+        throw failure('WEFT_APP_NOT_FOUND', `no instance of app ${task.appId} in namespace ${task.namespace} is known`);
+      }
+      for (;;) {
+        const peer = this.pick(appKey, instances, failed) as PeerAddress;
+        lastPeer = peer;
+        attempts++;
+        try {
+          if (task.port !== null) {
+            // A streamed body cannot be replayed: one attempt only.
+            await this.stream(this.client(peer), head, task, peer);
+            return { type: 'stream', port: null, attempts, nodeId: peer.nodeId };
+          }
+          return await this.unary(this.client(peer), head, task, peer, attempts);
+        } catch (err) {
+          if (!(err instanceof CallFailure) || !err.retryable || attempts > this.retry.maxRetries) throw err;
+          const delay = this.backoff(attempts);
+          if (Date.now() + delay >= task.deadline) throw err;
+          (failed ??= new Set()).add(peer.nodeId);
+          this.count('weft_invoke_retries_total', `app_id=${task.appId},reason=${err.wire.code}`);
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      }
+    } catch (err) {
+      const wire = err instanceof CallFailure ? err.wire : { code: 'WEFT_INTERNAL', message: (err as Error).message };
+      if (task.port !== null) {
+        // the main thread reads outcomes of streamed calls from the port
+        const writer = new PortWriter(task.port);
+        writer.error(wire);
+        writer.close();
+        return { type: 'stream', port: null, attempts, nodeId: lastPeer?.nodeId ?? null };
+      }
+      return { type: 'error', error: wire, attempts, nodeId: lastPeer?.nodeId ?? null };
+    }
+  }
+
+  private backoff(attempt: number): number {
+    const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+    return Math.round(cap * (0.5 + this.random() * 0.5));
+  }
+
+  private unary(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number): Promise<InvokeResult> {
+    const body = task.body === null ? EMPTY : new Uint8Array(task.body);
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        PeerMethods.invoke, encodeInvokeRequest, decodeInvokeResponse, { head, body },
+        new grpc.Metadata(), { deadline: task.deadline },
+        (err: grpc.ServiceError | null, res?: InvokeResponse) => {
+          if (err !== null || res === undefined) {
+            reject(err === null ? failure('WEFT_PEER_FAILED', 'empty answer') : fromServiceError(err, peer));
+            return;
+          }
+          const responseHead = { status: res.status, headers: res.headers };
+          if (res.bodyTicket === '') {
+            resolve({ type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId });
+            return;
+          }
+          // A large answer: its head and first bytes now, the rest streamed over a port.
+          const { port1, port2 } = new MessageChannel();
+          void this.fetchRest(client, res, responseHead, port1, task.deadline, peer);
+          resolve({ type: 'stream', port: port2, attempts, nodeId: peer.nodeId });
+        },
+      );
+    });
+  }
+
+  private async fetchRest(client: grpc.Client, res: InvokeResponse, head: { status: number; headers: string[] }, port: MessagePort, deadline: number, peer: PeerAddress): Promise<void> {
+    const writer = new PortWriter(port);
+    writer.head(head);
+    const call = client.makeServerStreamRequest(PeerMethods.fetchBody, encodeFetchBodyRequest, decodeStreamFrame, { ticket: res.bodyTicket }, new grpc.Metadata(), { deadline });
+    try {
+      await writer.write(res.body);
+      for await (const frame of call as AsyncIterable<StreamFrame>) await writer.write(frame.data);
+      writer.end();
+    } catch (err) {
+      call.cancel();
+      writer.error(describe(err, peer));
+    } finally {
+      writer.close();
+    }
+  }
+
+  /** A call whose request body streams from the main thread over `task.port`; the answer streams back on it. */
+  private async stream(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<void> {
+    const port = task.port as MessagePort;
+    const reader = new PortReader(port);
+    const writer = new PortWriter(port);
+    const call = client.makeBidiStreamRequest(PeerMethods.invokeStream, encodeStreamFrame, decodeStreamFrame, new grpc.Metadata(), { deadline: task.deadline });
+    let sending = true;
+    const send = (async () => {
+      call.write({ call: head, status: 0, headers: [], data: EMPTY });
+      for await (const chunk of reader.chunks()) {
+        if (!call.write({ call: null, status: 0, headers: [], data: chunk })) {
+          await new Promise((resolve) => call.once('drain', resolve));
+        }
+      }
+      call.end();
+    })().catch((err: unknown) => {
+      call.cancel();
+      return err;
+    }).finally(() => {
+      sending = false;
+    });
+    try {
+      let first = true;
+      for await (const frame of call as AsyncIterable<StreamFrame>) {
+        if (first) {
+          writer.head({ status: frame.status, headers: frame.headers });
+          first = false;
+        }
+        await writer.write(frame.data);
+      }
+      const sendErr = await send;
+      if (sendErr !== undefined && first) throw sendErr;
+      writer.end();
+    } catch (err) {
+      if (sending) call.cancel();
+      // A failed request body explains the failure better than the cancelled call it caused.
+      const sendErr = await send;
+      const cause = sendErr ?? err;
+      // Never retried: part of the body may have reached the app.
+      writer.error(describe(cause, peer));
+    } finally {
+      reader.close();
+    }
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+function describe(err: unknown, peer: PeerAddress): WireErrorShape {
+  if (isServiceError(err)) return fromServiceError(err, peer).wire;
+  if (err instanceof CallFailure) return err.wire;
+  const code = (err as { code?: unknown }).code;
+  return { code: typeof code === 'string' && code.startsWith('WEFT_') ? code : 'WEFT_PEER_FAILED', message: (err as Error).message };
+}
+
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return typeof err === 'object' && err !== null && 'code' in err && 'metadata' in err && typeof (err as { code: unknown }).code === 'number';
+}
+

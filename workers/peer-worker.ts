@@ -1,0 +1,41 @@
+/**
+ * The piscina worker entry: one Outbound per worker thread, fed routing snapshots over a
+ * BroadcastChannel, reporting its counters to the main thread once a second.
+ *
+ * Channel names carry the node's own suffix (piscina `workerData.channel`), so several nodes
+ * in one process never hear each other's snapshots.
+ */
+import { BroadcastChannel, threadId } from 'node:worker_threads';
+import { move, workerData } from 'piscina';
+import { CounterBatcher } from './counters.ts';
+import { Outbound } from './outbound.ts';
+import { METRICS_CHANNEL, ROUTING_CHANNEL, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type WorkerData } from './protocol.ts';
+
+const { channel } = workerData as WorkerData;
+const metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
+metrics.unref();
+const counters = new CounterBatcher(threadId, (batch) => metrics.postMessage(batch));
+
+const outbound = new Outbound({ count: counters.count });
+const routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
+routing.unref();
+routing.onmessage = (event: unknown) => {
+  const msg = (event as { data: RoutingMessage }).data;
+  if (msg.type === 'snapshot') outbound.setSnapshot(msg.snapshot);
+};
+routing.postMessage({ type: 'snapshot-request' } satisfies RoutingMessage);
+
+const kTransferable = Symbol.for('Piscina.transferable');
+const kValue = Symbol.for('Piscina.valueOf');
+
+/** Hands the result back with its body or port transferred, not cloned. */
+function movable(result: InvokeResult): unknown {
+  const transfer = result.type === 'response' ? result.body : result.type === 'stream' ? result.port : null;
+  if (transfer === null) return result;
+  return move({ [kTransferable]: [transfer], [kValue]: result } as never);
+}
+
+export default async function run(task: InvokeTaskMessage): Promise<unknown> {
+  if (task.type === 'ping') return { type: 'pong', routingVersion: outbound.routingVersion };
+  return movable(await outbound.invoke(task));
+}
