@@ -1,0 +1,580 @@
+/**
+ * The benchmark's HTTP load generator.
+ *
+ * Three ways to drive a target:
+ * - open loop (`runOpenLoop`): requests are scheduled at fixed times (constant arrival
+ *   rate) whether or not earlier ones have answered, and latency is measured from the
+ *   *scheduled* send time, so a stall in the target shows up in the percentiles instead
+ *   of silently slowing the generator down (coordinated omission). The time from the
+ *   actual send is kept too (`serviceUs`), and so is the generator's own lateness
+ *   (`sendLagUs`), so a reader can tell the generator's floor from the target's.
+ * - closed loop (`runClosedLoop`): C connections, each sending its next request as soon
+ *   as the previous one answers, for T seconds: the maximum rate.
+ * - search (`searchMaxRate`): a bounded bisection of short open-loop runs for the highest
+ *   rate whose p99 stays under a limit with no errors.
+ *
+ * Every run is bounded in time (and open-loop runs in count); requests still unanswered
+ * `timeoutMs` after the last send are counted as timeouts.
+ *
+ * Run as a program (`node bench/load.ts --help`), it prints JSON lines on stdout with
+ * `--json` (phase events, then one result), which is how `bench/run.ts` drives it in a
+ * process of its own.
+ */
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Histogram, type HistogramSummary } from './histogram.ts';
+import { startPacer } from './pacer.ts';
+
+export interface TargetOptions {
+  /** Full URL of the request: origin, path and query. */
+  url: string;
+  method?: string;
+  /** Request body size in bytes (0: no body). */
+  bodySize?: number;
+  /** Connections in the pool (pipelining is 1). */
+  connections?: number;
+  /** Per-request headers and body timeout, ms. */
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+}
+
+export interface ErrorCounts {
+  total: number;
+  /** Responses with a status outside 2xx, by status. */
+  status: Record<string, number>;
+  /** Refused, reset or closed connections. */
+  connection: number;
+  /** No complete answer within the timeout. */
+  timeout: number;
+  /** Not sent: the generator's backlog limit was reached (the target had stalled). */
+  dropped: number;
+  other: number;
+  /** Error codes seen (undici / system), for diagnosis. */
+  codes: Record<string, number>;
+}
+
+export interface RunResult {
+  mode: 'open' | 'closed';
+  /** Target rate (open loop), requests/s. */
+  rate: number | null;
+  connections: number;
+  /** The scheduled (open) or timed (closed) duration, s. */
+  durationS: number;
+  /** From the first send to the last answer, s. */
+  elapsedS: number;
+  sent: number;
+  /** Answers received (any status). */
+  completed: number;
+  ok: number;
+  /** Answers per second of `durationS` (open) or `elapsedS` (closed). */
+  achievedRps: number;
+  errors: ErrorCounts;
+  /** 2xx latencies in µs: from the scheduled time (open), from the send (closed). */
+  latencyUs: HistogramSummary;
+  /** 2xx latencies in µs from the actual send (open loop: not coordinated-omission safe). */
+  serviceUs: HistogramSummary;
+  /** How late the generator sent each request, µs (open loop). */
+  sendLagUs: HistogramSummary | null;
+  /** The generator's own CPU during the run, ms. */
+  generatorCpuMs: number;
+}
+
+/** A connection pool to one URL with a reusable body: what every run sends through. */
+export class Target {
+  readonly url: URL;
+  readonly connections: number;
+  readonly timeoutMs: number;
+  readonly pool: Pool;
+  readonly #request: Dispatcher.DispatchOptions;
+
+  constructor(options: TargetOptions) {
+    this.url = new URL(options.url);
+    this.connections = options.connections ?? 16;
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    const bodySize = options.bodySize ?? 1024;
+    const method = (options.method ?? 'POST').toUpperCase();
+    this.pool = new Pool(this.url.origin, {
+      connections: this.connections,
+      pipelining: 1,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+      connectTimeout: this.timeoutMs,
+      keepAliveTimeout: 60_000,
+      keepAliveMaxTimeout: 600_000,
+    });
+    const headers: Record<string, string> = { ...options.headers };
+    let body: Buffer | null = null;
+    if (bodySize > 0) {
+      // One buffer, sent by every request: the generator allocates nothing per body.
+      body = Buffer.alloc(bodySize, 'x');
+      headers['content-type'] ??= 'application/octet-stream';
+    }
+    this.#request = { method: method as Dispatcher.HttpMethod, path: this.url.pathname + this.url.search, headers, body };
+  }
+
+  /** Sends one request; `done` gets the status (0 on error) and the error if any. */
+  send(done: (status: number, err: Error | null) => void): void {
+    let status = 0;
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart() {},
+      onResponseStart(_controller, statusCode) {
+        status = statusCode;
+      },
+      onResponseData() {},
+      onResponseEnd() {
+        done(status, null);
+      },
+      onResponseError(_controller, err) {
+        done(0, err);
+      },
+    };
+    this.pool.dispatch(this.#request, handler);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
+
+/** Counts errors by kind; shared by the three modes. */
+export class ErrorTally {
+  readonly counts: ErrorCounts = { total: 0, status: {}, connection: 0, timeout: 0, dropped: 0, other: 0, codes: {} };
+
+  status(code: number): void {
+    this.counts.total++;
+    const key = String(code);
+    this.counts.status[key] = (this.counts.status[key] ?? 0) + 1;
+  }
+
+  error(err: Error): void {
+    this.counts.total++;
+    const code = (err as { code?: unknown }).code;
+    const name = typeof code === 'string' ? code : err.name;
+    this.counts.codes[name] = (this.counts.codes[name] ?? 0) + 1;
+    if (TIMEOUT_CODES.has(name)) this.counts.timeout++;
+    else if (CONNECTION_CODES.has(name)) this.counts.connection++;
+    else this.counts.other++;
+  }
+
+  add(kind: 'timeout' | 'dropped', n: number): void {
+    this.counts.total += n;
+    this.counts[kind] += n;
+  }
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTCONN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+]);
+
+export interface OpenLoopOptions {
+  /** Requests per second. */
+  rate: number;
+  durationS: number;
+  /** Upper bound on requests (default: rate × duration). */
+  maxRequests?: number;
+  /** Requests allowed in flight at once before new ones are dropped (counted). Default 10,000. */
+  maxInFlight?: number;
+  /** Called every `progressEveryS` seconds with the run so far. */
+  onProgress?: (elapsedS: number, sent: number, ok: number, errors: number, p99Us: number) => void;
+  progressEveryS?: number;
+  /**
+   * Send times closer together than this share one wake-up of the generator, ms (default
+   * 0.2). Each wake-up costs ~50-100 µs of CPU on a busy 2-core VM, so fast probes where a
+   * fraction of a millisecond does not matter use a wider gap.
+   */
+  minGapMs?: number;
+}
+
+/** Sends `rate` requests/s for `durationS` seconds on a fixed schedule; see the file comment. */
+export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<RunResult> {
+  const { rate, durationS } = options;
+  if (!(rate > 0) || !(durationS > 0)) throw new RangeError('rate and duration must be positive');
+  const total = Math.max(1, Math.min(options.maxRequests ?? Infinity, Math.round(rate * durationS)));
+  const maxInFlight = options.maxInFlight ?? 10_000;
+  const intervalMs = 1000 / rate;
+  const latency = new Histogram();
+  const service = new Histogram();
+  const lag = new Histogram();
+  const errors = new ErrorTally();
+  const cpuBefore = process.cpuUsage();
+
+  return new Promise((resolve) => {
+    // Start a little ahead so that the pacer thread is up before the first due time.
+    const start = performance.now() + 20;
+    let sent = 0;
+    let completed = 0;
+    let ok = 0;
+    let inFlight = 0;
+    let lastAnswer = start;
+    let finished = false;
+    let drainTimer: NodeJS.Timeout | undefined;
+    let progressTimer: NodeJS.Timeout | undefined;
+
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      pacer.stop();
+      clearTimeout(drainTimer);
+      clearInterval(progressTimer);
+      // Whatever is still out after the drain deadline never answered in time.
+      if (inFlight > 0) errors.add('timeout', inFlight);
+      const cpu = process.cpuUsage(cpuBefore);
+      resolve({
+        mode: 'open',
+        rate,
+        connections: target.connections,
+        durationS: total / rate,
+        elapsedS: (lastAnswer - start) / 1000,
+        sent,
+        completed,
+        ok,
+        achievedRps: completed / (total / rate),
+        errors: errors.counts,
+        latencyUs: latency.summary(),
+        serviceUs: service.summary(),
+        sendLagUs: lag.summary(),
+        generatorCpuMs: (cpu.user + cpu.system) / 1000,
+      });
+    };
+
+    const sendOne = (scheduled: number): void => {
+      const sentAt = performance.now();
+      lag.record((sentAt - scheduled) * 1000);
+      inFlight++;
+      target.send((status, err) => {
+        if (finished) return;
+        const now = performance.now();
+        inFlight--;
+        lastAnswer = now;
+        if (err !== null) errors.error(err);
+        else {
+          completed++;
+          if (status >= 200 && status < 300) {
+            ok++;
+            latency.record((now - scheduled) * 1000);
+            service.record((now - sentAt) * 1000);
+          } else errors.status(status);
+        }
+        if (sent === total && inFlight === 0) finish();
+      });
+    };
+
+    const tick = (): void => {
+      if (finished) return;
+      const due = Math.min(total, Math.floor((performance.now() - start) / intervalMs) + 1);
+      while (sent < due) {
+        const scheduled = start + sent * intervalMs;
+        sent++;
+        if (inFlight >= maxInFlight) errors.add('dropped', 1);
+        else sendOne(scheduled);
+      }
+      if (sent === total && drainTimer === undefined) {
+        if (inFlight === 0) finish();
+        else drainTimer = setTimeout(finish, target.timeoutMs + 1000);
+      }
+    };
+
+    const pacer = startPacer(start, intervalMs, total, tick, options.minGapMs ?? 0.2);
+    if (options.onProgress !== undefined) {
+      const report = options.onProgress;
+      progressTimer = setInterval(
+        () => report((performance.now() - start) / 1000, sent, ok, errors.counts.total, latency.percentile(99)),
+        (options.progressEveryS ?? 5) * 1000,
+      );
+    }
+  });
+}
+
+export interface ClosedLoopOptions {
+  durationS: number;
+}
+
+/** Keeps every connection busy for `durationS` seconds: the maximum rate. */
+export function runClosedLoop(target: Target, options: ClosedLoopOptions): Promise<RunResult> {
+  const latency = new Histogram();
+  const errors = new ErrorTally();
+  const cpuBefore = process.cpuUsage();
+  const lanes = target.connections;
+
+  return new Promise((resolve) => {
+    const start = performance.now();
+    const end = start + options.durationS * 1000;
+    let sent = 0;
+    let completed = 0;
+    let ok = 0;
+    let inFlight = 0;
+    let lastAnswer = start;
+    let finished = false;
+
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(deadline);
+      if (inFlight > 0) errors.add('timeout', inFlight);
+      const cpu = process.cpuUsage(cpuBefore);
+      const elapsedS = (lastAnswer - start) / 1000;
+      const summary = latency.summary();
+      resolve({
+        mode: 'closed',
+        rate: null,
+        connections: lanes,
+        durationS: options.durationS,
+        elapsedS,
+        sent,
+        completed,
+        ok,
+        achievedRps: elapsedS > 0 ? completed / elapsedS : 0,
+        errors: errors.counts,
+        latencyUs: summary,
+        serviceUs: summary,
+        sendLagUs: null,
+        generatorCpuMs: (cpu.user + cpu.system) / 1000,
+      });
+    };
+
+    const next = (): void => {
+      const sentAt = performance.now();
+      sent++;
+      inFlight++;
+      target.send((status, err) => {
+        if (finished) return;
+        const now = performance.now();
+        inFlight--;
+        lastAnswer = now;
+        if (err !== null) errors.error(err);
+        else {
+          completed++;
+          if (status >= 200 && status < 300) {
+            ok++;
+            latency.record((now - sentAt) * 1000);
+          } else errors.status(status);
+        }
+        if (now < end) next();
+        else if (inFlight === 0) finish();
+      });
+    };
+
+    // Bounded even if the target stops answering.
+    const deadline = setTimeout(finish, options.durationS * 1000 + target.timeoutMs + 1000);
+    for (let i = 0; i < lanes; i++) next();
+  });
+}
+
+export interface SearchOptions {
+  /** Highest rate to try (e.g. the closed-loop maximum), requests/s. */
+  maxRate: number;
+  /** Lowest rate worth reporting; below it the search reports 0. Default maxRate / 64. */
+  minRate?: number;
+  /** Open-loop runs after the first probe (bisection steps). Default 5. */
+  steps?: number;
+  /** Seconds per probe. Default 3. */
+  stepS?: number;
+  /** The p99 limit, µs. Default 10 ms. */
+  p99LimitUs?: number;
+  /** Pause between probes so the target can settle, ms. Default 500. */
+  pauseMs?: number;
+  onStep?: (step: SearchStep) => void;
+}
+
+export interface SearchStep {
+  rate: number;
+  pass: boolean;
+  p99Us: number;
+  achievedRps: number;
+  errors: number;
+}
+
+export interface SearchResult {
+  /** The highest rate that passed, requests/s (0 if none did). */
+  rate: number;
+  p99LimitUs: number;
+  steps: SearchStep[];
+}
+
+/**
+ * Bisects [minRate, maxRate] with at most `steps + 1` short open-loop runs. A probe
+ * passes with no errors, p99 under the limit and ≥ 97% of its rate achieved.
+ */
+export async function searchMaxRate(target: Target, options: SearchOptions): Promise<SearchResult> {
+  const limit = options.p99LimitUs ?? 10_000;
+  const stepS = options.stepS ?? 3;
+  const pauseMs = options.pauseMs ?? 500;
+  let lo = options.minRate ?? options.maxRate / 64;
+  let hi = options.maxRate;
+  let best = 0;
+  const steps: SearchStep[] = [];
+  const probe = async (rate: number): Promise<boolean> => {
+    const r = await runOpenLoop(target, { rate, durationS: stepS, minGapMs: 1 });
+    const pass = r.errors.total === 0 && r.latencyUs.p99 < limit && r.achievedRps >= 0.97 * rate;
+    const step = { rate, pass, p99Us: r.latencyUs.p99, achievedRps: r.achievedRps, errors: r.errors.total };
+    steps.push(step);
+    options.onStep?.(step);
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    return pass;
+  };
+  // The floor first: if even that fails, there is nothing to bisect.
+  if (!(await probe(Math.round(lo)))) return { rate: 0, p99LimitUs: limit, steps };
+  best = Math.round(lo);
+  for (let i = 0; i < (options.steps ?? 5); i++) {
+    const rate = Math.round((lo + hi) / 2);
+    if (rate <= best || hi - lo < 1) break;
+    if (await probe(rate)) {
+      best = rate;
+      lo = rate;
+    } else hi = rate;
+  }
+  return { rate: best, p99LimitUs: limit, steps };
+}
+
+// ---------------------------------------------------------------------------------------
+// The program: `node bench/load.ts --url URL [--mode open|closed|search] ...`
+
+const USAGE = `usage: node bench/load.ts --url URL [options]
+  --mode open|closed|search   open: constant rate (default); closed: max rate; search: max rate with p99 < limit
+  --rate N          requests/s (open; default 1000)
+  --duration S      measured seconds (open, closed) or seconds per probe (search); default 10
+  --warmup S        seconds of open-loop warm-up before any mode (default 0)
+  --warmup-rate N   warm-up rate (default 100)
+  --connections N   default 16
+  --body N          body bytes (default 1024; 0 for none)
+  --method M        default POST
+  --header K:V      extra header (repeatable)
+  --timeout MS      per-request timeout (default 10000)
+  --max-rate N      search: highest rate to try (required for search)
+  --steps N         search: bisection steps (default 5)
+  --p99 MS          search: the p99 limit (default 10)
+  --json            JSON lines on stdout (phase events, then {"event":"result",...})`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      url: { type: 'string' },
+      mode: { type: 'string', default: 'open' },
+      rate: { type: 'string', default: '1000' },
+      duration: { type: 'string', default: '10' },
+      warmup: { type: 'string', default: '0' },
+      'warmup-rate': { type: 'string', default: '100' },
+      connections: { type: 'string', default: '16' },
+      body: { type: 'string', default: '1024' },
+      method: { type: 'string', default: 'POST' },
+      header: { type: 'string', multiple: true, default: [] },
+      timeout: { type: 'string', default: '10000' },
+      'max-rate': { type: 'string' },
+      steps: { type: 'string', default: '5' },
+      p99: { type: 'string', default: '10' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help || values.url === undefined) {
+    process.stderr.write(USAGE + '\n');
+    process.exitCode = values.help ? 0 : 2;
+    return;
+  }
+  const num = (name: string, raw: string | undefined, min: number): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${raw})`);
+    return n;
+  };
+  const headers: Record<string, string> = {};
+  for (const h of values.header) {
+    const colon = h.indexOf(':');
+    if (colon <= 0) throw new Error(`--header must be K:V (got ${h})`);
+    headers[h.slice(0, colon).trim().toLowerCase()] = h.slice(colon + 1).trim();
+  }
+  const json = values.json;
+  const emit = (event: Record<string, unknown>): void => {
+    if (json) process.stdout.write(JSON.stringify(event) + '\n');
+  };
+  const say = (line: string): void => {
+    process.stderr.write(`[load] ${line}\n`);
+  };
+
+  const target = new Target({
+    url: values.url,
+    method: values.method,
+    bodySize: num('body', values.body, 0),
+    connections: num('connections', values.connections, 1),
+    timeoutMs: num('timeout', values.timeout, 1),
+    headers,
+  });
+  const stop = (): void => {
+    void target.close().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+
+  const duration = num('duration', values.duration, 0.1);
+  const progress = (phase: string) => (elapsedS: number, sent: number, ok: number, errs: number, p99Us: number) =>
+    say(`${phase} ${elapsedS.toFixed(0)}s sent ${sent} ok ${ok} errors ${errs} p99 ${(p99Us / 1000).toFixed(2)} ms`);
+  try {
+    // Connections, JIT and the target's caches warm up at a low rate before any mode.
+    const warmup = num('warmup', values.warmup, 0);
+    if (warmup > 0) {
+      const warmRate = num('warmup-rate', values['warmup-rate'], 1);
+      emit({ event: 'phase', phase: 'warmup', rate: warmRate, durationS: warmup });
+      const w = await runOpenLoop(target, { rate: warmRate, durationS: warmup });
+      say(`warm-up done: ${w.ok}/${w.sent} ok, ${w.errors.total} errors`);
+      emit({ event: 'warmup-result', result: w });
+    }
+    if (values.mode === 'open') {
+      const rate = num('rate', values.rate, 0.001);
+      emit({ event: 'phase', phase: 'measure', rate, durationS: duration });
+      const result = await runOpenLoop(target, { rate, durationS: duration, onProgress: progress('measure') });
+      emit({ event: 'result', result });
+      if (!json) printResult(result);
+    } else if (values.mode === 'closed') {
+      emit({ event: 'phase', phase: 'measure', durationS: duration });
+      const result = await runClosedLoop(target, { durationS: duration });
+      emit({ event: 'result', result });
+      if (!json) printResult(result);
+    } else if (values.mode === 'search') {
+      const maxRate = num('max-rate', values['max-rate'], 1);
+      const result = await searchMaxRate(target, {
+        maxRate,
+        steps: num('steps', values.steps, 0),
+        stepS: duration,
+        p99LimitUs: num('p99', values.p99, 0.001) * 1000,
+        onStep: (s) => {
+          say(`probe ${s.rate}/s: ${s.pass ? 'pass' : 'fail'} p99 ${(s.p99Us / 1000).toFixed(2)} ms, ${s.achievedRps.toFixed(0)}/s, ${s.errors} errors`);
+          emit({ event: 'step', step: s });
+        },
+      });
+      emit({ event: 'result', result });
+      if (!json) say(`max rate with p99 < ${values.p99} ms: ${result.rate}/s`);
+    } else {
+      throw new Error(`--mode must be open, closed or search (got ${values.mode})`);
+    }
+  } finally {
+    await target.close();
+  }
+}
+
+function printResult(r: RunResult): void {
+  const ms = (us: number): string => (us / 1000).toFixed(3);
+  const l = r.latencyUs;
+  process.stdout.write(
+    `${r.mode} loop, ${r.connections} connections: ${r.ok}/${r.sent} ok, ${r.achievedRps.toFixed(0)} req/s, ${r.errors.total} errors\n` +
+      `latency ms: p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  p99.9 ${ms(l.p999)}  max ${ms(l.max)}\n` +
+      (r.sendLagUs ? `generator send lag ms: p50 ${ms(r.sendLagUs.p50)}  p99 ${ms(r.sendLagUs.p99)}\n` : '') +
+      `generator CPU ${r.generatorCpuMs.toFixed(0)} ms\n`,
+  );
+}
+
+if (import.meta.main) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`[load] ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
+}

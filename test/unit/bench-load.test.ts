@@ -1,0 +1,116 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runClosedLoop, runOpenLoop, Target } from '../../bench/load.ts';
+
+// Never asserts timing values: the machine is shared. Only counts, and that latencies exist.
+describe('bench load generator', () => {
+  let server: Server;
+  let base = '';
+  const seen = { requests: 0, bytes: 0, methods: new Set<string>() };
+
+  beforeAll(async () => {
+    server = createServer((req, res) => {
+      seen.requests++;
+      seen.methods.add(req.method ?? '');
+      req.on('data', (chunk: Buffer) => {
+        seen.bytes += chunk.length;
+      });
+      req.on('end', () => {
+        const status = req.url === '/fail' ? 503 : 200;
+        res.writeHead(status, { 'content-length': 2 });
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('sends rate × duration requests on schedule and records every latency', async () => {
+    seen.requests = 0;
+    seen.bytes = 0;
+    const target = new Target({ url: `${base}/test`, connections: 4, bodySize: 100 });
+    try {
+      const r = await runOpenLoop(target, { rate: 50, durationS: 1 });
+      expect(r.mode).toBe('open');
+      expect(r.sent).toBe(50);
+      expect(r.completed).toBe(50);
+      expect(r.ok).toBe(50);
+      expect(r.errors.total).toBe(0);
+      expect(r.latencyUs.count).toBe(50);
+      expect(r.serviceUs.count).toBe(50);
+      expect(r.sendLagUs?.count).toBe(50);
+      expect(r.latencyUs.max).toBeGreaterThan(0);
+      // From the scheduled time, latency can only be longer than from the actual send.
+      expect(r.latencyUs.max).toBeGreaterThanOrEqual(r.serviceUs.min);
+      expect(seen.requests).toBe(50);
+      expect(seen.bytes).toBe(50 * 100);
+      expect([...seen.methods]).toEqual(['POST']);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('honours maxRequests', async () => {
+    const target = new Target({ url: `${base}/test`, connections: 2, bodySize: 0, method: 'GET' });
+    try {
+      const r = await runOpenLoop(target, { rate: 100, durationS: 1, maxRequests: 7 });
+      expect(r.sent).toBe(7);
+      expect(r.ok).toBe(7);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('counts non-2xx answers as errors by status, not as latencies', async () => {
+    const target = new Target({ url: `${base}/fail`, connections: 2 });
+    try {
+      const r = await runOpenLoop(target, { rate: 20, durationS: 0.5 });
+      expect(r.sent).toBe(10);
+      expect(r.completed).toBe(10);
+      expect(r.ok).toBe(0);
+      expect(r.errors.status).toEqual({ '503': 10 });
+      expect(r.errors.total).toBe(10);
+      expect(r.latencyUs.count).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('counts refused connections as connection errors and still stops', async () => {
+    // A port that was just free: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const target = new Target({ url: `http://127.0.0.1:${port}/test`, connections: 2, timeoutMs: 2000 });
+    try {
+      const r = await runOpenLoop(target, { rate: 20, durationS: 0.5 });
+      expect(r.sent).toBe(10);
+      expect(r.ok).toBe(0);
+      expect(r.errors.total).toBe(10);
+      expect(r.errors.connection).toBe(10);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('closed loop keeps the connections busy for the duration and stops', async () => {
+    const target = new Target({ url: `${base}/test`, connections: 4 });
+    try {
+      const r = await runClosedLoop(target, { durationS: 0.5 });
+      expect(r.mode).toBe('closed');
+      expect(r.ok).toBeGreaterThan(0);
+      expect(r.ok).toBe(r.sent);
+      expect(r.latencyUs.count).toBe(r.ok);
+      expect(r.errors.total).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+});
