@@ -86,9 +86,9 @@ function isObj(v: unknown): v is Obj {
 
 function mapping(field: string, v: unknown, known?: readonly string[]): Obj {
   if (v === undefined || v === null) return {};
-  if (!isObj(v)) throw err(field, 'must be a mapping');
+  if (!isObj(v)) throw err(field || '(document)', 'must be a mapping');
   if (known !== undefined) {
-    for (const key of Object.keys(v)) if (!known.includes(key)) throw err(`${field}.${key}`, `unknown field (known: ${known.join(', ')})`);
+    for (const key of Object.keys(v)) if (!known.includes(key)) throw err(field ? `${field}.${key}` : key, `unknown field (known: ${known.join(', ')})`);
   }
   return v;
 }
@@ -144,7 +144,7 @@ interface RefNames {
 /** The parts of a document before its references are checked. */
 function parseDocument(raw: unknown, where: string, warnings: string[]): ParsedDocument {
   const p = where;
-  const top = mapping(p || '(document)', raw, ['apiVersion', 'kind', 'metadata', 'scopes', 'spec', 'version']);
+  const top = mapping(p, raw, ['apiVersion', 'kind', 'metadata', 'scopes', 'spec', 'version']);
   const at = (f: string): string => (p ? `${p}.${f}` : f);
   if (top['kind'] !== 'Resiliency') throw err(at('kind'), `must be "Resiliency" (got ${JSON.stringify(top['kind'])})`);
   if (top['apiVersion'] !== 'dapr.io/v1alpha1') throw err(at('apiVersion'), `must be "dapr.io/v1alpha1" (got ${JSON.stringify(top['apiVersion'])})`);
