@@ -11,8 +11,7 @@
  * Results, not exceptions: an attempt should resolve (also on abort) with its classification;
  * a rejected promise is treated as a transport failure that may have reached the app.
  */
-import { GrpcStatus } from '../errors.ts';
-import { WeftError } from '../errors.ts';
+import { GrpcStatus, WeftError } from '../errors.ts';
 import { nextDelay, shouldRetry } from './backoff.ts';
 import type { Failure, RetryPolicy } from './backoff.ts';
 import { REFUSED_OPEN } from './breaker.ts';
