@@ -1,0 +1,195 @@
+/**
+ * The processes a benchmark run starts, and what /proc says about them.
+ *
+ * Contract: every process started through `Processes` is stopped by `stopAll()` (SIGTERM,
+ * then SIGKILL after a grace period), and `killAllNow()` is safe to call from a
+ * process 'exit' handler (synchronous, SIGKILL). Each child's stdout and stderr go to a
+ * log file, so a node that fails to start can be explained from its own words.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+export interface Started {
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  logFile: string;
+  /** Resolves with the first stdout line for which `match` returns a value. */
+  waitFor<T>(match: (line: string) => T | undefined, timeoutMs: number): Promise<T>;
+  /** Called with every stdout line (after `waitFor` matchers). */
+  onLine(listener: (line: string) => void): void;
+  exited: Promise<number | null>;
+}
+
+export class Processes {
+  readonly #children = new Set<Started>();
+  readonly #logDir: string;
+
+  constructor(logDir: string) {
+    this.#logDir = logDir;
+  }
+
+  /** Starts `node ...args` (this same Node binary) with stdout lines readable. */
+  startNode(name: string, args: string[], env: Record<string, string> = {}, cwd?: string): Started {
+    const logFile = `${this.#logDir}/${name}.log`;
+    const log: WriteStream = createWriteStream(logFile);
+    const child = spawn(process.execPath, args, {
+      cwd,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    // Always drain both pipes: a child blocked on a full pipe would stall the benchmark.
+    child.stderr?.pipe(log, { end: false });
+    const listeners: ((line: string) => void)[] = [];
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      log.write(line + '\n');
+      for (const listener of [...listeners]) listener(line);
+    });
+    const exited = new Promise<number | null>((resolve) => {
+      child.once('exit', (code, signal) => {
+        log.end(`\n[bench] ${name} exited: ${code ?? signal}\n`);
+        this.#children.delete(started);
+        resolve(code);
+      });
+    });
+    const started: Started = {
+      name,
+      child,
+      pid: child.pid,
+      logFile,
+      exited,
+      onLine: (listener) => {
+        listeners.push(listener);
+      },
+      waitFor: <T>(match: (line: string) => T | undefined, timeoutMs: number): Promise<T> =>
+        new Promise<T>((resolve, reject) => {
+          const done = (): void => {
+            clearTimeout(timer);
+            const i = listeners.indexOf(listener);
+            if (i !== -1) listeners.splice(i, 1);
+          };
+          const listener = (line: string): void => {
+            const value = match(line);
+            if (value !== undefined) {
+              done();
+              resolve(value);
+            }
+          };
+          const timer = setTimeout(() => {
+            done();
+            reject(new Error(`${name} was not ready within ${timeoutMs} ms; log:\n${tail(logFile)}`));
+          }, timeoutMs);
+          listeners.push(listener);
+          void exited.then((code) => {
+            done();
+            reject(new Error(`${name} exited (${code}) before it was ready; log:\n${tail(logFile)}`));
+          });
+        }),
+    };
+    this.#children.add(started);
+    return started;
+  }
+
+  /** Stops one process: SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(p: Started, graceMs = 5000): Promise<void> {
+    if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+    p.child.kill('SIGTERM');
+    const timer = setTimeout(() => p.child.kill('SIGKILL'), graceMs);
+    await p.exited;
+    clearTimeout(timer);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.#children].map((p) => this.stop(p)));
+  }
+
+  killAllNow(): void {
+    for (const p of this.#children) p.child.kill('SIGKILL');
+  }
+}
+
+/** The last lines of a log file, for error messages. */
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+// --- /proc -------------------------------------------------------------------------------
+
+/** Linux reports /proc CPU times in USER_HZ ticks, 100 per second on every common platform. */
+const TICKS_PER_SECOND = 100;
+
+/** User + system CPU seconds of a process (all its threads), or null if it is gone. */
+export function cpuSeconds(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may contain spaces; fields after it are fixed.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const utime = Number(fields[11]);
+    const stime = Number(fields[12]);
+    return (utime + stime) / TICKS_PER_SECOND;
+  } catch {
+    return null;
+  }
+}
+
+export interface Memory {
+  /** Resident set size now, MB. */
+  rssMB: number;
+  /** Peak resident set size since the process started (VmHWM), MB. */
+  hwmMB: number;
+}
+
+export function memory(pid: number): Memory | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string): number => {
+      const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+      return m ? Number(m[1]) : 0;
+    };
+    return { rssMB: kb('VmRSS') / 1024, hwmMB: kb('VmHWM') / 1024 };
+  } catch {
+    return null;
+  }
+}
+
+/** Busy and total CPU seconds of the whole machine, all cores (from /proc/stat). */
+export function machineCpu(): { busyS: number; totalS: number } | null {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+    return { busyS: (total - idle) / TICKS_PER_SECOND, totalS: total / TICKS_PER_SECOND };
+  } catch {
+    return null;
+  }
+}
+
+/** Samples the RSS of some processes every `everyMs` and keeps the largest seen per pid. */
+export class RssSampler {
+  readonly max = new Map<number, number>();
+  #timer: NodeJS.Timeout | undefined;
+
+  start(pids: number[], everyMs = 250): void {
+    const sample = (): void => {
+      for (const pid of pids) {
+        const m = memory(pid);
+        if (m !== null && m.rssMB > (this.max.get(pid) ?? 0)) this.max.set(pid, m.rssMB);
+      }
+    };
+    sample();
+    this.#timer = setInterval(sample, everyMs);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}

@@ -1,0 +1,505 @@
+/**
+ * weft's benchmark: Dapr's service-invocation performance test on one machine
+ * (the method is in perf.md; docs/benchmark.md explains how to read the output).
+ *
+ *   node bench/run.ts [--duration 60] [--rate 1000] [--connections 16] [--body 1024]
+ *                     [--warmup 10] [--modes baseline,workers,inline] [--quick] [--json]
+ *
+ * For each path it starts what the path needs, runs the load generator (bench/load.ts, in a
+ * process of its own) against it, and reads each process's CPU and memory from /proc around
+ * the measured phase:
+ * - baseline: generator → echo app, directly;
+ * - a weft mode: generator → node A (caller-only app `loadgen`) → node B (app `testapp`)
+ *   → the same echo app, both nodes on the embedded `local` resolver with a registry file
+ *   of their own. Modes: `workers` (--workers 2), `inline` (--workers 0), `workers=N`.
+ * Then, per path, the closed-loop maximum rate and a short search for the highest rate
+ * with p99 under 10 ms. Progress goes to stderr; the report to bench/results/<time>.json
+ * and .md, and to stdout (markdown, or JSON only with --json).
+ *
+ * Every process it starts is stopped when it ends, fails, or gets SIGINT/SIGTERM.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, platform, release, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { RunResult, SearchResult } from './load.ts';
+import { cpuSeconds, machineCpu, memory, Processes, RssSampler, type Started } from './procs.ts';
+import { added, checks, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+interface Settings {
+  durationS: number;
+  rate: number;
+  connections: number;
+  bodyBytes: number;
+  method: string;
+  warmupS: number;
+  warmupRate: number;
+  modes: string[];
+  maxConnections: number;
+  maxDurationS: number;
+  searchSteps: number;
+  searchStepS: number;
+  p99LimitMs: number;
+  timeoutMs: number;
+  logLevel: string;
+  nodeArgs: string[];
+  mtls: boolean;
+  out: string;
+  json: boolean;
+  quick: boolean;
+}
+
+function parseSettings(argv: string[]): Settings {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      duration: { type: 'string' },
+      rate: { type: 'string', default: '1000' },
+      connections: { type: 'string', default: '16' },
+      body: { type: 'string', default: '1024' },
+      method: { type: 'string', default: 'POST' },
+      warmup: { type: 'string' },
+      'warmup-rate': { type: 'string', default: '100' },
+      modes: { type: 'string', default: 'baseline,workers,inline' },
+      'max-connections': { type: 'string', default: '64' },
+      'max-duration': { type: 'string' },
+      'search-steps': { type: 'string' },
+      'search-step': { type: 'string' },
+      p99: { type: 'string', default: '10' },
+      timeout: { type: 'string', default: '10000' },
+      'log-level': { type: 'string', default: 'warn' },
+      'node-arg': { type: 'string', multiple: true, default: [] },
+      mtls: { type: 'boolean', default: false },
+      out: { type: 'string', default: 'bench/results' },
+      json: { type: 'boolean', default: false },
+      'json-only': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  const quick = values.quick;
+  const num = (name: string, raw: string | undefined, fallback: number, min: number): number => {
+    const n = raw === undefined ? fallback : Number(raw);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${raw})`);
+    return n;
+  };
+  const modes = values.modes.split(',').map((m) => m.trim()).filter((m) => m !== '');
+  for (const m of modes) {
+    if (m !== 'baseline' && workersOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N)`);
+  }
+  if (values.mtls) throw new Error('--mtls: not available yet (mTLS between nodes comes with a later issue)');
+  return {
+    durationS: num('duration', values.duration, quick ? 5 : 60, 0.5),
+    rate: num('rate', values.rate, 1000, 1),
+    connections: num('connections', values.connections, 16, 1),
+    bodyBytes: num('body', values.body, 1024, 0),
+    method: values.method.toUpperCase(),
+    warmupS: num('warmup', values.warmup, quick ? 2 : 10, 0),
+    warmupRate: num('warmup-rate', values['warmup-rate'], 100, 1),
+    modes,
+    maxConnections: num('max-connections', values['max-connections'], 64, 1),
+    maxDurationS: num('max-duration', values['max-duration'], quick ? 2 : 10, 0),
+    searchSteps: num('search-steps', values['search-steps'], quick ? 2 : 4, 0),
+    searchStepS: num('search-step', values['search-step'], quick ? 2 : 5, 0.5),
+    p99LimitMs: num('p99', values.p99, 10, 0.01),
+    timeoutMs: num('timeout', values.timeout, 10_000, 1),
+    logLevel: values['log-level'],
+    nodeArgs: values['node-arg'],
+    mtls: values.mtls,
+    out: values.out,
+    json: values.json || values['json-only'],
+    quick,
+  };
+}
+
+const USAGE = `usage: node bench/run.ts [options]
+  --duration S          measured seconds per path (default 60; --quick 5)
+  --rate N              requests/s, open loop (default 1000)
+  --connections N       connections (default 16)
+  --body N              body bytes (default 1024)
+  --method M            HTTP method (default POST)
+  --warmup S            warm-up seconds before measuring (default 10; --quick 2)
+  --warmup-rate N       warm-up rate (default 100)
+  --modes LIST          baseline,workers,inline (workers = --workers 2; also workers=N)
+  --max-connections N   closed-loop max-rate connections (default 64)
+  --max-duration S      closed-loop seconds (default 10; --quick 2; 0 skips)
+  --search-steps N      bisection steps for max rate with p99 < --p99 (default 4; --quick 2; 0 skips)
+  --search-step S       seconds per search probe (default 5; --quick 2)
+  --p99 MS              the search's p99 limit (default 10)
+  --log-level L         weft nodes' log level (default warn)
+  --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
+  --out DIR             where reports go (default bench/results)
+  --json                print only the JSON report on stdout (alias --json-only)
+  --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
+`;
+
+/** The --workers value of a mode name, or undefined if it is not a weft mode. */
+function workersOf(mode: string): number | undefined {
+  if (mode === 'workers') return 2;
+  if (mode === 'inline') return 0;
+  const m = /^workers=(\d+)$/.exec(mode);
+  return m ? Number(m[1]) : undefined;
+}
+
+const say = (line: string): void => {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+};
+
+interface Measured {
+  run: RunResult;
+  cpu: Map<number, number | null>;
+  rssMax: Map<number, number>;
+  peak: Map<number, number | null>;
+  otherVcpu: number | null;
+}
+
+class Bench {
+  readonly settings: Settings;
+  readonly procs: Processes;
+  readonly tmp: string;
+  #loadRuns = 0;
+
+  constructor(settings: Settings, tmp: string) {
+    this.settings = settings;
+    this.tmp = tmp;
+    this.procs = new Processes(tmp);
+  }
+
+  /** Runs bench/load.ts in its own process; measures `watch` around its measured phase. */
+  async load(url: string, args: string[], watch: Started[], sampleRss: boolean): Promise<{ result: unknown; measured: Omit<Measured, 'run'> }> {
+    const s = this.settings;
+    const gen = this.procs.startNode(`load-${++this.#loadRuns}`, [
+      join(ROOT, 'bench/load.ts'),
+      '--url', url,
+      '--method', s.method,
+      '--body', String(s.bodyBytes),
+      '--timeout', String(s.timeoutMs),
+      '--json',
+      ...args,
+    ]);
+    const pids = [...watch.map((w) => w.pid), process.pid];
+    const sampler = new RssSampler();
+    let before = new Map<number, number | null>();
+    let machineBefore = machineCpu();
+    let result: unknown;
+    let failure: string | undefined;
+    gen.onLine((line) => {
+      let event: { event?: string; phase?: string; result?: unknown; step?: { rate: number; pass: boolean; p99Us: number } };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
+      if (event.event === 'phase' && event.phase === 'measure') {
+        before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+        machineBefore = machineCpu();
+        if (sampleRss) sampler.start(watch.map((w) => w.pid));
+      } else if (event.event === 'result') {
+        result = event.result;
+      }
+    });
+    const code = await gen.exited;
+    sampler.stop();
+    if (code !== 0 || result === undefined) failure = `load generator exited with ${code}; see ${gen.logFile}`;
+    if (failure !== undefined) throw new Error(failure);
+    const cpu = new Map<number, number | null>();
+    for (const pid of pids) {
+      const now = cpuSeconds(pid);
+      const was = before.get(pid);
+      cpu.set(pid, now !== null && was !== null && was !== undefined ? now - was : null);
+    }
+    const peak = new Map(watch.map((w) => [w.pid, memory(w.pid)?.hwmMB ?? null]));
+    const machineAfter = machineCpu();
+    let otherVcpu: number | null = null;
+    const run = result as Partial<RunResult>;
+    if (machineBefore && machineAfter && typeof run.generatorCpuMs === 'number' && typeof run.elapsedS === 'number' && run.elapsedS > 0) {
+      // The generator reports its own CPU for the measured run (it has exited, so /proc cannot).
+      let ours = run.generatorCpuMs / 1000;
+      for (const v of cpu.values()) ours += v ?? 0;
+      const wall = (machineAfter.totalS - machineBefore.totalS) / Math.max(1, cpus().length);
+      if (wall > 0) otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wall);
+    }
+    return { result, measured: { cpu, rssMax: sampler.max, peak, otherVcpu } };
+  }
+
+  costs(watch: Started[], roles: string[], m: Omit<Measured, 'run'>, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
+    const out: ProcessCost[] = watch.map((w, i) => {
+      const cpuS = m.cpu.get(w.pid) ?? null;
+      return {
+        role: roles[i] ?? w.name,
+        pid: w.pid,
+        cpuS,
+        cpuSPer1000: cpuS !== null && requests > 0 ? (cpuS * 1000) / requests : null,
+        cpuUsPerRequest: cpuS !== null && requests > 0 ? (cpuS * 1e6) / requests : null,
+        rssIdleMB: idle.get(w.pid) ?? null,
+        rssLoadMB: m.rssMax.get(w.pid) ?? null,
+        peakMB: m.peak.get(w.pid) ?? null,
+      };
+    });
+    if (generatorCpuMs !== null) {
+      out.push({
+        role: 'generator',
+        pid: 0,
+        cpuS: generatorCpuMs / 1000,
+        cpuSPer1000: requests > 0 ? generatorCpuMs / requests : null,
+        cpuUsPerRequest: requests > 0 ? (generatorCpuMs * 1000) / requests : null,
+        rssIdleMB: null,
+        rssLoadMB: null,
+        peakMB: null,
+      });
+    }
+    return out;
+  }
+
+  /** Measures one path: the rate run, then the max rate, then the p99 search. */
+  async path(name: string, workers: number | null, url: string, watch: Started[], roles: string[]): Promise<Omit<PathReport, 'addedMs'>> {
+    const s = this.settings;
+    const idle = new Map(watch.map((w) => [w.pid, memory(w.pid)?.rssMB ?? null]));
+    say(`${name}: ${s.rate}/s for ${s.durationS} s after ${s.warmupS} s at ${s.warmupRate}/s → ${url}`);
+    const main = await this.load(
+      url,
+      [
+        '--mode', 'open',
+        '--rate', String(s.rate),
+        '--duration', String(s.durationS),
+        '--connections', String(s.connections),
+        '--warmup', String(s.warmupS),
+        '--warmup-rate', String(s.warmupRate),
+      ],
+      watch,
+      true,
+    );
+    const run = main.result as RunResult;
+    const latencyMs = toLatency(run.latencyUs);
+    say(
+      `${name}: p50 ${latencyMs.p50.toFixed(2)} p90 ${latencyMs.p90.toFixed(2)} p99 ${latencyMs.p99.toFixed(2)} p99.9 ${latencyMs.p999.toFixed(2)} ms, ` +
+        `${run.achievedRps.toFixed(0)}/s, ${run.errors.total} errors`,
+    );
+    const costs = this.costs(watch, roles, main.measured, run.ok + run.errors.total, idle, run.generatorCpuMs);
+
+    let max: PathReport['max'] = null;
+    if (s.maxDurationS > 0) {
+      say(`${name}: max rate, closed loop, ${s.maxConnections} connections, ${s.maxDurationS} s`);
+      const m = await this.load(url, ['--mode', 'closed', '--connections', String(s.maxConnections), '--duration', String(s.maxDurationS), '--warmup', '1'], watch, false);
+      const r = m.result as RunResult;
+      max = { run: r, costs: this.costs(watch, roles, m.measured, r.completed + r.errors.total, new Map(), r.generatorCpuMs) };
+      say(`${name}: max ${r.achievedRps.toFixed(0)}/s, p99 ${(r.latencyUs.p99 / 1000).toFixed(2)} ms, ${r.errors.total} errors`);
+    }
+
+    let search: SearchResult | null = null;
+    if (s.searchSteps > 0) {
+      // Bisect up to the closed-loop maximum (open loop cannot sustain more), or 4× the rate.
+      const ceiling = Math.max(s.rate, Math.round(max ? max.run.achievedRps : s.rate * 4));
+      say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps + 1} probes of ${s.searchStepS} s up to ${ceiling}/s`);
+      const m = await this.load(
+        url,
+        [
+          '--mode', 'search',
+          '--max-rate', String(ceiling),
+          '--steps', String(s.searchSteps),
+          '--duration', String(s.searchStepS),
+          '--p99', String(s.p99LimitMs),
+          '--connections', String(s.maxConnections),
+          '--warmup', '1',
+        ],
+        watch,
+        false,
+      );
+      search = m.result as SearchResult;
+      say(`${name}: ${search.rate}/s sustained with p99 < ${s.p99LimitMs} ms (${search.steps.map((x) => `${x.rate}${x.pass ? '✓' : '✗'}`).join(' ')})`);
+    }
+    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu };
+  }
+
+  async startEchoApp(): Promise<{ proc: Started; port: number }> {
+    const proc = this.procs.startNode('echo-app', [join(ROOT, 'examples/echo-app.ts')], { APP_PORT: '0', ECHO_NAME: 'testapp' });
+    const port = await proc.waitFor((line) => {
+      const m = /^listening on (\d+)/.exec(line);
+      return m ? Number(m[1]) : undefined;
+    }, 15_000);
+    return { proc, port };
+  }
+
+  /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
+  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null): Promise<{ proc: Started; http: number }> {
+    const args = [
+      ...this.settings.nodeArgs,
+      join(ROOT, 'bin/weft.js'),
+      'run',
+      '--app-id', appId,
+      ...(appPort === null ? [] : ['--app-port', String(appPort)]),
+      '--http-port', '0',
+      '--grpc-port', '0',
+      '--peer-port', '0',
+      '--metrics-port', '0',
+      '--workers', String(workers),
+      '--resolver', 'local',
+      '--registry', registry,
+      '--log-level', this.settings.logLevel,
+      '--json',
+    ];
+    const proc = this.procs.startNode(name, args, {}, ROOT);
+    const http = await proc.waitFor((line) => {
+      if (!line.startsWith('{')) return undefined;
+      try {
+        const event = JSON.parse(line) as { event?: string; http?: number };
+        return event.event === 'ready' && typeof event.http === 'number' ? event.http : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 30_000);
+    return { proc, http };
+  }
+}
+
+/** Polls the path until it answers 2xx (the resolver may need a moment), or fails. */
+async function untilRoutable(url: string, method: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { method, body: method === 'GET' || method === 'HEAD' ? null : 'probe' });
+      await res.arrayBuffer();
+      if (res.ok) return;
+      last = `status ${res.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer 2xx within ${timeoutMs} ms (last: ${last})`);
+}
+
+function gitCommit(): { sha: string; dirty: boolean } {
+  try {
+    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' });
+    return { sha, dirty: status.trim() !== '' };
+  } catch {
+    return { sha: 'unknown', dirty: false };
+  }
+}
+
+async function main(): Promise<void> {
+  const settings = parseSettings(process.argv.slice(2));
+  const startedAt = new Date();
+  const tmp = mkdtempSync(join(tmpdir(), 'weft-bench-'));
+  const bench = new Bench(settings, tmp);
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    say(`${signal}: stopping every process this run started`);
+    void bench.procs.stopAll().finally(() => {
+      rmSync(tmp, { recursive: true, force: true });
+      process.exit(130);
+    });
+  };
+  process.on('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+  process.on('exit', () => bench.procs.killAllNow());
+
+  const machine = { cpuModel: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, platform: `${platform()} ${release()}`, loadAvg: loadavg() };
+  const paths: PathReport[] = [];
+  const failures: string[] = [];
+  let keepLogs = false;
+  try {
+    say(`machine: ${machine.cpuModel}, ${machine.cores} cores; Node ${process.version}; logs in ${tmp}`);
+    const app = await bench.startEchoApp();
+    say(`echo app on :${app.port}`);
+    const baselineUrl = `http://127.0.0.1:${app.port}/test`;
+    let baseline: Omit<PathReport, 'addedMs'> | null = null;
+    for (const mode of settings.modes) {
+      try {
+        if (mode === 'baseline') {
+          baseline = await bench.path('baseline', null, baselineUrl, [app.proc], ['app']);
+          paths.push({ ...baseline, addedMs: null });
+          continue;
+        }
+        const workers = workersOf(mode)!;
+        const registry = join(tmp, `registry-${mode}.sqlite`);
+        const b = await bench.startNode(`${mode}-node-B`, 'testapp', workers, registry, app.port);
+        const a = await bench.startNode(`${mode}-node-A`, 'loadgen', workers, registry, null);
+        say(`${mode}: node A http :${a.http}, node B http :${b.http} (--workers ${workers})`);
+        const url = `http://127.0.0.1:${a.http}/v1.0/invoke/testapp/method/test`;
+        try {
+          await untilRoutable(url, settings.method, 15_000);
+          const p = await bench.path(mode, workers, url, [a.proc, b.proc, app.proc], ['node A', 'node B', 'app']);
+          paths.push({ ...p, addedMs: null });
+        } finally {
+          await bench.procs.stop(a.proc);
+          await bench.procs.stop(b.proc);
+        }
+      } catch (err) {
+        keepLogs = true;
+        const message = `${mode}: ${(err as Error).message}`;
+        failures.push(message);
+        say(`FAILED ${message}`);
+      }
+    }
+    // Added latency needs the baseline, which may have been measured after a weft path.
+    const base = paths.find((p) => p.name === 'baseline');
+    for (const p of paths) if (base && p !== base) p.addedMs = added(p.latencyMs, base.latencyMs);
+  } finally {
+    await bench.procs.stopAll();
+    if (keepLogs) say(`logs kept in ${tmp}`);
+    else rmSync(tmp, { recursive: true, force: true });
+  }
+
+  const other = paths.map((p) => p.otherVcpu).filter((x): x is number => x !== null);
+  const otherText = other.length > 0 ? `other processes on the machine used ${(other.reduce((a, b) => a + b, 0) / other.length).toFixed(2)} vCPU on average during the measured phases` : 'load from other processes unknown';
+  const report: Report = {
+    version: 1,
+    startedAt: startedAt.toISOString(),
+    machine,
+    node: process.version,
+    commit: gitCommit(),
+    settings: {
+      durationS: settings.durationS,
+      rate: settings.rate,
+      connections: settings.connections,
+      bodyBytes: settings.bodyBytes,
+      method: settings.method,
+      warmupS: settings.warmupS,
+      warmupRate: settings.warmupRate,
+      modes: settings.modes,
+      maxConnections: settings.maxConnections,
+      maxDurationS: settings.maxDurationS,
+      searchSteps: settings.searchSteps,
+      searchStepS: settings.searchStepS,
+      p99LimitMs: settings.p99LimitMs,
+      logLevel: settings.logLevel,
+      nodeArgs: settings.nodeArgs,
+      mtls: settings.mtls,
+      quick: settings.quick,
+    },
+    sharing:
+      `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the echo app, and on weft paths node A and node B ` +
+      `(and their worker threads); ${otherText}. Compare added latency and ratios, not absolute times.`,
+    paths,
+    checks: checks(paths, settings.rate, settings.mtls),
+    failures,
+  };
+
+  const outDir = resolve(process.cwd(), settings.out);
+  mkdirSync(outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const markdown = toMarkdown(report);
+  writeFileSync(join(outDir, `${stamp}.json`), JSON.stringify(report, null, 2) + '\n');
+  writeFileSync(join(outDir, `${stamp}.md`), markdown + '\n');
+  say(`wrote ${join(outDir, `${stamp}.json`)} and .md`);
+  process.stdout.write(settings.json ? JSON.stringify(report, null, 2) + '\n' : markdown + '\n');
+  if (failures.length > 0) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  say(`error: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+});
