@@ -1,0 +1,55 @@
+// @ts-check
+/**
+ * Actor method calls through weft's Dapr-compatible HTTP API:
+ * PUT <WEFT_URL>/v1.0/actors/<ACTOR_TYPE>/<id>/method/<METHOD> at a constant arrival rate,
+ * spreading the calls round robin over ACTOR_IDS actor ids (`<ACTOR_ID_PREFIX>0` ...), so
+ * that turn-based locking and placement are exercised without one hot actor.
+ * Needs an app that hosts ACTOR_TYPE behind the node (it answers GET /dapr/config with the
+ * type and PUT /actors/<type>/<id>/method/<m>), e.g. one written with a Dapr SDK.
+ *
+ *   k6 run k6/actors.js -e WEFT_URL=http://127.0.0.1:3500 -e ACTOR_TYPE=Counter -e ACTOR_IDS=100
+ *
+ * Every setting is an environment variable: see k6/README.md.
+ */
+import http from 'k6/http';
+import { check } from 'k6';
+import exec from 'k6/execution';
+import { arrivalRateOptions, commonSettings, envNumber, envString, makeBody } from './lib/config.js';
+import { summaryOutputs } from './lib/summary.js';
+
+const SCENARIO = 'actors';
+const settings = commonSettings('actors');
+const actorType = envString('ACTOR_TYPE', 'BenchActor');
+const method = envString('METHOD', 'echo');
+const idCount = Math.max(1, Math.floor(envNumber('ACTOR_IDS', 100)));
+const idPrefix = envString('ACTOR_ID_PREFIX', 'bench-');
+const base = settings.url + '/v1.0/actors/' + encodeURIComponent(actorType) + '/';
+const suffix = '/method/' + method;
+const body = makeBody(settings.bodySize, true);
+
+/** @type {import('k6/http').Params} */
+const params = {
+  headers: Object.assign({ 'content-type': 'application/json' }, settings.headers),
+  // One name for every id, so that k6 does not keep a time series per actor.
+  tags: { name: '/v1.0/actors/' + actorType + '/{id}' + suffix },
+};
+
+export const options = arrivalRateOptions(settings, SCENARIO);
+
+export default function () {
+  // iterationInTest is unique across VUs within a scenario: an even spread over the ids.
+  const id = idPrefix + String(exec.scenario.iterationInTest % idCount);
+  const res = http.put(base + encodeURIComponent(id) + suffix, body, params);
+  check(res, { 'status is 2xx': (r) => r.status >= 200 && r.status < 300 });
+}
+
+/**
+ * @param {import('./lib/summary.js').SummaryData} data
+ * @returns {Record<string, string>}
+ */
+export function handleSummary(data) {
+  const title =
+    'weft actor calls: PUT ' + base + '{' + idPrefix + '0..' + (idCount - 1) + '}' + suffix + ', ' + settings.rate + '/s for ' + settings.duration + ', ' +
+    settings.vus + ' VUs, ' + settings.bodySize + ' B';
+  return summaryOutputs(data, title, SCENARIO, settings.summaryJson);
+}
