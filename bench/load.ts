@@ -374,9 +374,7 @@ export function runClosedLoop(target: Target, options: ClosedLoopOptions): Promi
 export interface SearchOptions {
   /** Highest rate to try (e.g. the closed-loop maximum), requests/s. */
   maxRate: number;
-  /** Lowest rate worth reporting; below it the search reports 0. Default maxRate / 64. */
-  minRate?: number;
-  /** Open-loop runs after the first probe (bisection steps). Default 5. */
+  /** Probes (open-loop runs) in all. Default 5. */
   steps?: number;
   /** Seconds per probe. Default 3. */
   stepS?: number;
@@ -398,43 +396,41 @@ export interface SearchStep {
 export interface SearchResult {
   /** The highest rate that passed, requests/s (0 if none did). */
   rate: number;
+  /** The lowest rate that failed (null if none did): the answer lies in [rate, failedAt). */
+  failedAt: number | null;
   p99LimitUs: number;
   steps: SearchStep[];
 }
 
 /**
- * Bisects [minRate, maxRate] with at most `steps + 1` short open-loop runs. A probe
- * passes with no errors, p99 under the limit and ≥ 97% of its rate achieved.
+ * Bisects (0, maxRate] with `steps` short open-loop runs, starting at maxRate / 2. A probe
+ * passes with no errors, p99 under the limit and at least 97% of its rate achieved. The
+ * answer is only as fine as maxRate / 2^steps, which is the price of staying bounded.
  */
 export async function searchMaxRate(target: Target, options: SearchOptions): Promise<SearchResult> {
   const limit = options.p99LimitUs ?? 10_000;
   const stepS = options.stepS ?? 3;
   const pauseMs = options.pauseMs ?? 500;
-  let lo = options.minRate ?? options.maxRate / 64;
+  let lo = 0;
   let hi = options.maxRate;
-  let best = 0;
+  let failedAt: number | null = null;
   const steps: SearchStep[] = [];
-  const probe = async (rate: number): Promise<boolean> => {
+  for (let i = 0; i < (options.steps ?? 5); i++) {
+    const rate = Math.round((lo + hi) / 2);
+    if (rate <= lo || rate < 1) break;
     const r = await runOpenLoop(target, { rate, durationS: stepS, minGapMs: 1 });
     const pass = r.errors.total === 0 && r.latencyUs.p99 < limit && r.achievedRps >= 0.97 * rate;
     const step = { rate, pass, p99Us: r.latencyUs.p99, achievedRps: r.achievedRps, errors: r.errors.total };
     steps.push(step);
     options.onStep?.(step);
+    if (pass) lo = rate;
+    else {
+      hi = rate;
+      failedAt = rate;
+    }
     await new Promise((resolve) => setTimeout(resolve, pauseMs));
-    return pass;
-  };
-  // The floor first: if even that fails, there is nothing to bisect.
-  if (!(await probe(Math.round(lo)))) return { rate: 0, p99LimitUs: limit, steps };
-  best = Math.round(lo);
-  for (let i = 0; i < (options.steps ?? 5); i++) {
-    const rate = Math.round((lo + hi) / 2);
-    if (rate <= best || hi - lo < 1) break;
-    if (await probe(rate)) {
-      best = rate;
-      lo = rate;
-    } else hi = rate;
   }
-  return { rate: best, p99LimitUs: limit, steps };
+  return { rate: lo, failedAt, p99LimitUs: limit, steps };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -452,7 +448,7 @@ const USAGE = `usage: node bench/load.ts --url URL [options]
   --header K:V      extra header (repeatable)
   --timeout MS      per-request timeout (default 10000)
   --max-rate N      search: highest rate to try (required for search)
-  --steps N         search: bisection steps (default 5)
+  --steps N         search: probes (default 5)
   --p99 MS          search: the p99 limit (default 10)
   --json            JSON lines on stdout (phase events, then {"event":"result",...})`;
 

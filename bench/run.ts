@@ -106,7 +106,7 @@ function parseSettings(argv: string[]): Settings {
     modes,
     maxConnections: num('max-connections', values['max-connections'], 64, 1),
     maxDurationS: num('max-duration', values['max-duration'], quick ? 2 : 10, 0),
-    searchSteps: num('search-steps', values['search-steps'], quick ? 2 : 4, 0),
+    searchSteps: num('search-steps', values['search-steps'], quick ? 3 : 5, 0),
     searchStepS: num('search-step', values['search-step'], quick ? 2 : 5, 0.5),
     p99LimitMs: num('p99', values.p99, 10, 0.01),
     timeoutMs: num('timeout', values.timeout, 10_000, 1),
@@ -130,7 +130,7 @@ const USAGE = `usage: node bench/run.ts [options]
   --modes LIST          baseline,workers,inline (workers = --workers 2; also workers=N)
   --max-connections N   closed-loop max-rate connections (default 64)
   --max-duration S      closed-loop seconds (default 10; --quick 2; 0 skips)
-  --search-steps N      bisection steps for max rate with p99 < --p99 (default 4; --quick 2; 0 skips)
+  --search-steps N      probes in the search for the max rate with p99 < --p99 (default 5; --quick 3; 0 skips)
   --search-step S       seconds per search probe (default 5; --quick 2)
   --p99 MS              the search's p99 limit (default 10)
   --log-level L         weft nodes' log level (default warn)
@@ -297,7 +297,7 @@ class Bench {
     if (s.searchSteps > 0) {
       // Bisect up to the closed-loop maximum (open loop cannot sustain more), or 4× the rate.
       const ceiling = Math.max(s.rate, Math.round(max ? max.run.achievedRps : s.rate * 4));
-      say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps + 1} probes of ${s.searchStepS} s up to ${ceiling}/s`);
+      say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps} probes of ${s.searchStepS} s up to ${ceiling}/s`);
       const m = await this.load(
         url,
         [

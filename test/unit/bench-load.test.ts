@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runClosedLoop, runOpenLoop, Target } from '../../bench/load.ts';
+import { runClosedLoop, runOpenLoop, searchMaxRate, Target } from '../../bench/load.ts';
 
 // Never asserts timing values: the machine is shared. Only counts, and that latencies exist.
 describe('bench load generator', () => {
@@ -109,6 +109,21 @@ describe('bench load generator', () => {
       expect(r.ok).toBe(r.sent);
       expect(r.latencyUs.count).toBe(r.ok);
       expect(r.errors.total).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('search probes at most `steps` rates, bisecting from half the ceiling', async () => {
+    const target = new Target({ url: `${base}/test`, connections: 2, bodySize: 10 });
+    try {
+      const r = await searchMaxRate(target, { maxRate: 40, steps: 2, stepS: 0.25, pauseMs: 0 });
+      expect(r.steps.length).toBe(2);
+      expect(r.steps[0]?.rate).toBe(20);
+      // The second probe goes up after a pass and down after a failure.
+      expect(r.steps[1]?.rate).toBe(r.steps[0]?.pass ? 30 : 10);
+      const passed = r.steps.filter((s) => s.pass).map((s) => s.rate);
+      expect(r.rate).toBe(passed.length > 0 ? Math.max(...passed) : 0);
     } finally {
       await target.close();
     }
