@@ -133,6 +133,20 @@ export function rotatingServerCredentials(initial: TlsMaterial): RotatingServerC
   return { credentials, provider, update: (next) => provider.update(next) };
 }
 
+/**
+ * Server options for the peer server. TLS checks a client certificate once, at the handshake, and
+ * an HTTP/2 connection may then live for days: past the certificate's expiry, and past a CA
+ * rotation that removed its root. Capping the connection age (grpc-js sends GOAWAY, the client
+ * reconnects transparently, calls in flight get the grace period) bounds how long an identity is
+ * trusted after it stopped being valid: at most a quarter of the certificate lifetime, an hour at most.
+ */
+export function peerServerOptions(certTtlMs = 24 * 3_600_000): grpc.ServerOptions {
+  return {
+    'grpc.max_connection_age_ms': Math.max(1000, Math.min(3_600_000, Math.floor(certTtlMs / 4))),
+    'grpc.max_connection_age_grace_ms': 30_000,
+  };
+}
+
 // ---------------------------------------------------------------- client side
 
 export interface PeerExpectation {

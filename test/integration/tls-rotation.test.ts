@@ -6,18 +6,20 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { IdentityManager, type RotatedEvent } from '../../src/security/identity.ts';
-import { TlsIdentityProvider, peerChannelOptions, rotatingServerCredentials, type RotatingServerCredentials } from '../../src/security/tls.ts';
+import { TlsIdentityProvider, channelCredentials, peerChannelOptions, peerServerOptions, rotatingServerCredentials, type RotatingServerCredentials } from '../../src/security/tls.ts';
 import { EchoClient, call, recordingCheck, startEchoServer, tempCa, type EchoServer } from '../fixtures/tls/echo-service.ts';
 
 const TD = 'weft.test';
 let server: IdentityManager | undefined;
 let caller: IdentityManager | undefined;
 let echo: EchoServer | undefined;
+let aged: EchoServer | undefined;
 
 afterAll(async () => {
   server?.close();
   caller?.close();
   await echo?.close();
+  await aged?.close();
 });
 
 describe('rotation driven by IdentityManager', () => {
@@ -78,5 +80,33 @@ describe('rotation driven by IdentityManager', () => {
     // Both sides really rotated during the run: several server and client certificates were used.
     expect(new Set(serverCerts).size).toBeGreaterThanOrEqual(3);
     expect(echo.clientSerials.size).toBeGreaterThanOrEqual(3);
+  });
+
+  it('caps connection age so a handshake-time identity is re-checked, without failing calls', async () => {
+    const ca = tempCa(TD);
+    const m = new IdentityManager({ ca, nodeId: 'node-a', ipAddresses: ['127.0.0.1'] });
+    await m.start([{ namespace: 'default', appId: 'frontend' }]);
+    const n = m.node();
+    aged = await startEchoServer(rotatingServerCredentials({ keyPem: n.keyPem, certPem: n.certPem, rootsPem: n.rootsPem }).credentials, undefined, peerServerOptions(4000));
+    const w = m.workload('default', 'frontend');
+    if (w === undefined) throw new Error('no workload identity');
+    const handshakes: string[] = [];
+    const expect_ = { expectedNodeId: 'node-a', trustDomain: TD };
+    const creds = grpc.credentials.createSsl(Buffer.from(w.rootsPem), Buffer.from(w.keyPem), Buffer.from(w.certPem), { checkServerIdentity: recordingCheck(expect_, handshakes) });
+    expect(() => channelCredentials({ ...expect_, keyPem: w.keyPem, certPem: w.certPem, rootsPem: w.rootsPem })).not.toThrow();
+    const c = new EchoClient(`127.0.0.1:${aged.port}`, creds, peerChannelOptions(expect_));
+    const failures: unknown[] = [];
+    const until = Date.now() + 2600;
+    while (Date.now() < until) {
+      try {
+        await call(c);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    c.close();
+    m.close();
+    expect(failures).toEqual([]);
+    expect(handshakes.length).toBeGreaterThanOrEqual(2); // one channel, reconnected after max age
   });
 });
