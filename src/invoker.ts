@@ -76,11 +76,13 @@ export class Invoker {
       const reader = new PortReader(channel.port1);
       const writer = new PortWriter(channel.port1);
       void pump(call.body as Readable, writer);
-      const result = await this.dispatcher.run(task, transfer);
-      if (result.type === 'error') {
-        reader.close();
-        return { type: 'error', error: WeftError.from(result.error, call.appId) };
-      }
+      // The task ends only when the whole exchange has, so the answer is read meanwhile.
+      this.dispatcher.run(task, transfer).then(
+        (result) => {
+          if (result.type === 'error') reader.fail(result.error);
+        },
+        (err: unknown) => reader.fail(WeftError.from(err, call.appId).toWire()),
+      );
       return await this.headOf(reader, call.appId);
     } catch (err) {
       return { type: 'error', error: WeftError.from(err, call.appId) };

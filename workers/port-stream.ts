@@ -140,6 +140,11 @@ export class PortReader {
     }
   }
 
+  /** Ends the stream with an error found on this side (e.g. the task carrying it failed). */
+  fail(error: WireErrorShape): void {
+    this.push({ type: 'error', error });
+  }
+
   close(): void {
     this.done = true;
     this.port.close();

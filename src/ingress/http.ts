@@ -165,9 +165,12 @@ function forwardHeaders(req: IncomingMessage, form: 'header' | 'basic' | 'path')
   const raw = req.rawHeaders;
   const out: string[] = [];
   let forwardedFor: string | undefined;
+  // Headers the Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
+  const connection = req.headers.connection;
+  const named = connection === undefined ? null : new Set(connection.toLowerCase().split(',').map((t) => t.trim()));
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
-    if (HOP_BY_HOP.has(name) || CONSUMED.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || CONSUMED.has(name) || named?.has(name) === true) continue;
     if (form === 'basic' && name === 'authorization') continue;
     if (name === 'x-forwarded-for') {
       forwardedFor = raw[i + 1];

@@ -137,32 +137,45 @@ export class PeerServer {
     this.tickets.clear();
   }
 
-  private begin(call: ServerSurfaceCall, head: CallHead): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity } {
+  /**
+   * Checks a call and ties an AbortController to its deadline and cancellation. `release()`
+   * unties them: a large answer handed to a ticket outlives the call that started it.
+   */
+  private begin(call: ServerSurfaceCall, head: CallHead): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
     }
     const caller = this.hooks.authorize(call, head);
     const controller = new AbortController();
+    let released = false;
+    let timer: NodeJS.Timeout | undefined;
     const deadline = call.getDeadline();
     const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline === Infinity ? Infinity : Number(deadline) - Date.now();
     if (Number.isFinite(ms)) {
       if (ms <= 0) throw new WeftError('WEFT_DEADLINE_EXCEEDED', `deadline passed before app ${head.appId} was called`, { appId: head.appId });
-      const timer = setTimeout(() => controller.abort(new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${head.appId} did not answer before the deadline`, { appId: head.appId })), ms);
+      timer = setTimeout(() => controller.abort(new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${head.appId} did not answer before the deadline`, { appId: head.appId })), ms);
       timer.unref();
-      controller.signal.addEventListener('abort', () => clearTimeout(timer), { once: true });
     }
-    call.on('cancelled', () => controller.abort(new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId: head.appId })));
-    return { channel, headers: appHeaders(head, caller), controller, caller };
+    call.on('cancelled', () => {
+      if (!released) controller.abort(new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId: head.appId }));
+    });
+    const release = (): void => {
+      released = true;
+      clearTimeout(timer);
+    };
+    return { channel, headers: appHeaders(head, caller), controller, caller, release };
   }
 
   private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
     const started = process.hrtime.bigint();
     const head = call.request.head;
     let controller: AbortController | undefined;
+    let release: (() => void) | undefined;
     try {
       const ctx = this.begin(call, head);
       controller = ctx.controller;
+      release = ctx.release;
       this.inflight.add(controller);
       const res = await ctx.channel.call({
         method: head.method, verb: head.verb, query: head.query, headers: ctx.headers,
@@ -171,6 +184,7 @@ export class PeerServer {
       const { body, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
       let bodyTicket = '';
       if (rest !== null) {
+        ctx.release();
         bodyTicket = randomUUID();
         const timer = setTimeout(() => {
           this.tickets.delete(bodyTicket);
@@ -179,6 +193,7 @@ export class PeerServer {
         timer.unref();
         this.tickets.set(bodyTicket, { ...rest, timer });
       }
+      if (rest === null) ctx.release();
       cb(null, { status: res.status, headers: res.headers, body, bodyTicket });
       this.hooks.onCall?.(head, res.status, started);
     } catch (err) {
@@ -186,6 +201,7 @@ export class PeerServer {
       cb(toServiceError(e));
       this.hooks.onCall?.(head, e, started);
     } finally {
+      release?.();
       if (controller !== undefined) this.inflight.delete(controller);
     }
   }
@@ -195,12 +211,14 @@ export class PeerServer {
     const frames = call[Symbol.asyncIterator]() as AsyncIterator<StreamFrame>;
     let head: CallHead | null = null;
     let controller: AbortController | undefined;
+    let release: (() => void) | undefined;
     try {
       const first = await frames.next();
       if (first.done === true || first.value.call === null) throw new WeftError('WEFT_BAD_REQUEST', 'InvokeStream must start with a frame carrying the call');
       head = first.value.call;
       const ctx = this.begin(call, head);
       controller = ctx.controller;
+      release = ctx.release;
       this.inflight.add(controller);
       const firstData = first.value.data;
       const body = (async function* () {
@@ -220,6 +238,7 @@ export class PeerServer {
       call.emit('error', toServiceError(e));
       if (head !== null) this.hooks.onCall?.(head, e, started);
     } finally {
+      release?.();
       if (controller !== undefined) this.inflight.delete(controller);
     }
   }
@@ -233,7 +252,10 @@ export class PeerServer {
     this.tickets.delete(call.request.ticket);
     clearTimeout(ticket.timer);
     const controller = new AbortController();
-    call.on('cancelled', () => controller.abort());
+    call.on('cancelled', () => {
+      controller.abort(new WeftError('WEFT_CANCELLED', 'the caller stopped reading the answer'));
+      ticket.stream.destroy();
+    });
     try {
       for (;;) {
         const { value, done } = await ticket.it.next();
