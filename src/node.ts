@@ -231,8 +231,10 @@ export class WeftNode {
       ...this.servers.map((s) => attempt('http api', () => closeServer(s, grace))),
       attempt('peer server', () => this.peer?.close(grace)),
     ]);
-    await attempt('outbound', () => this.dispatcher?.close());
+    // Stop routing updates before the dispatcher closes: a resolver poll landing while the
+    // worker pool shuts down would publish into a closed BroadcastChannel and throw.
     this.routing?.close();
+    await attempt('outbound', () => this.dispatcher?.close());
     await attempt('resolver', () => this.resolver?.close());
     for (const c of this.channels.values()) await attempt('app channel', () => c.close());
     if (this.metricsServer !== null) await attempt('metrics', () => closeServer(this.metricsServer as Server, 100));
