@@ -238,6 +238,36 @@ describe.each([
     it('the SDK server started: its client is initialized against node B', () => {
       expect(server.client.getIsInitialized()).toBe(true);
     });
+
+    it('a DaprServer started before its node waits for the node, then serves calls', async () => {
+      const appPort = await freePort();
+      const nodePort = await freePort();
+      const late = new DaprServer({
+        serverHost: '127.0.0.1',
+        serverPort: String(appPort),
+        communicationProtocol: CommunicationProtocolEnum.HTTP,
+        clientOptions: { daprHost: '127.0.0.1', daprPort: String(nodePort), communicationProtocol: CommunicationProtocolEnum.HTTP, logger: QUIET },
+        logger: QUIET,
+      });
+      await late.invoker.listen('ping', async (data: DaprInvokerCallbackContent) => ({ pong: data.headers?.['dapr-caller-app-id'] ?? null }), { method: HttpMethod.GET });
+      try {
+        let settled = false;
+        const starting = late.start().finally(() => {
+          settled = true;
+        });
+        // Nothing listens on nodePort yet: the SDK keeps polling and has not started.
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        expect(settled).toBe(false);
+        expect(late.client.getIsInitialized()).toBe(false);
+        await cluster.node({ workers, apps: [{ appId: 'late-app', appPort }], extra: { http: { port: nodePort } } });
+        await starting;
+        expect(late.client.getIsInitialized()).toBe(true);
+        expect(await client.invoker.invoke('late-app', 'ping', HttpMethod.GET)).toEqual({ pong: 'front' });
+      } finally {
+        await late.stop();
+        await late.client.stop();
+      }
+    });
   });
 
   describe('DaprClient → weft → plain node:http app', () => {
@@ -350,6 +380,43 @@ describe.each([
         client.invoker.invoke('plain', `json/c${i}`, HttpMethod.POST, { i })));
       outs.forEach((out, i) => expect(out).toMatchObject({ url: `/json/c${i}`, body: `{"i":${i}}` }));
       expect(received).toHaveLength(40);
+    });
+  });
+
+  describe('with an API token (DAPR_API_TOKEN)', () => {
+    let guarded: WeftNode;
+
+    beforeAll(async () => {
+      guarded = await cluster.node({ workers, apps: [{ appId: 'guarded' }], extra: { apiToken: 's3cret' } });
+    });
+
+    it('the SDK sends daprApiToken on its probe and calls; weft consumes it and never forwards it', async () => {
+      const tokenClient = new DaprClient({
+        daprHost: '127.0.0.1', daprPort: String(guarded.ports.http), communicationProtocol: CommunicationProtocolEnum.HTTP,
+        daprApiToken: 's3cret', logger: QUIET,
+      });
+      clients.push(tokenClient);
+      const started = Date.now();
+      await tokenClient.start();
+      expect(Date.now() - started).toBeLessThan(450);
+      const out = await tokenClient.invoker.invoke('plain', 'json/guarded', HttpMethod.POST, { t: 1 });
+      const got = only();
+      expect(got.headers['dapr-caller-app-id']).toBe('guarded');
+      expect(got.headers['dapr-api-token']).toBeUndefined();
+      expect(out).toMatchObject({ url: '/json/guarded', body: '{"t":1}' });
+    });
+
+    it('without the token the SDK\'s probe endpoint and invocation are refused, health is not', async () => {
+      const md = await request(url(guarded, '/v1.0/metadata'));
+      expect(md.statusCode).toBe(401);
+      await md.body.text();
+      const inv = await request(url(guarded, '/v1.0/invoke/plain/method/json/x'), { headers: { 'dapr-api-token': 'wrong' } });
+      expect(inv.statusCode).toBe(401);
+      await inv.body.text();
+      const health = await request(url(guarded, '/v1.0/healthz'));
+      expect(health.statusCode).toBe(204);
+      await health.body.text();
+      expect(received).toHaveLength(0);
     });
   });
 
