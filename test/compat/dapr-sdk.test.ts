@@ -340,6 +340,15 @@ describe.each([
       expect(out).toMatchObject({ method: 'DELETE', url: '/json/item/42' });
     });
 
+    it('POST without a body (content-length: 0)', async () => {
+      const out = await client.invoker.invoke('plain', 'json/nobody', HttpMethod.POST);
+      const got = only();
+      expect(got.method).toBe('POST');
+      expect(got.body).toBe('');
+      expect(got.headers['dapr-caller-app-id']).toBe('front');
+      expect(out).toMatchObject({ method: 'POST', url: '/json/nobody', body: '' });
+    });
+
     it('PATCH with a JSON body', async () => {
       const out = await client.invoker.invoke('plain', 'json/patch', HttpMethod.PATCH, { p: true });
       expect(only().method).toBe('PATCH');
