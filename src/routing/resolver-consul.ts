@@ -642,6 +642,10 @@ class Keeper {
   }
 }
 
+function sortInstances(list: Instance[]): Instance[] {
+  return list.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : a.port - b.port));
+}
+
 /** One blocking-query loop per watched app, shared by its listeners. */
 class AppWatch {
   private readonly resolver: ConsulResolver;
@@ -653,6 +657,13 @@ class AppWatch {
   private list: readonly Instance[] | null = null;
   private listKey = '';
   private index = 0n;
+  /**
+   * After an outage (or an agent that came back with its index started over), instances the
+   * agent no longer lists are kept until this time: a restarted agent forgets every service
+   * and the nodes register again within a TTL, so an empty answer then is not news.
+   */
+  private graceUntil: number | undefined;
+  private interrupted = false;
 
   constructor(resolver: ConsulResolver, app: AppKey) {
     this.resolver = resolver;
@@ -709,8 +720,11 @@ class AppWatch {
         };
         if (o.datacenter !== undefined) query['dc'] = o.datacenter;
         if (asked > 0n) {
+          // While holding instances back after an outage, come back when the grace ends.
+          const wait = this.graceUntil === undefined ? o.waitMs : Math.max(100, Math.min(o.waitMs, this.graceUntil - Date.now()));
           query['index'] = asked.toString();
-          query['wait'] = goDuration(o.waitMs);
+          query['wait'] = goDuration(wait);
+          query['timeout'] = wait + wait / 16 + o.requestTimeoutMs;
         }
         const answer = (await this.resolver.consul.health.service(query)) as [RawResponse, unknown];
         [res, body] = answer;
@@ -719,6 +733,7 @@ class AppWatch {
         this.resolver.failed(this.channel, this.resolver.describe(err, `GET /v1/health/service/${this.app.appId}`));
         // Start over with a non-blocking read: after an agent restart the old index means nothing.
         this.index = 0n;
+        this.interrupted = true;
         await sleep(this.resolver.backoff(attempt++), signal);
         continue;
       }
@@ -735,11 +750,26 @@ class AppWatch {
       }
       // Consul's rules for blocking clients: an index that went backwards starts over from 0,
       // and an index below 1 is taken as 1 so the next query blocks.
-      if (next < asked) next = 0n;
-      else if (next < 1n) next = 1n;
+      if (next < asked) {
+        next = 0n;
+        this.interrupted = true;
+      } else if (next < 1n) next = 1n;
       this.index = next;
+      if (this.interrupted) {
+        this.interrupted = false;
+        if (this.list !== null && this.list.length > 0) this.graceUntil = Date.now() + o.checkTtlMs;
+      }
 
-      this.deliver(this.toInstances(body));
+      const fresh = this.toInstances(body);
+      if (this.graceUntil !== undefined && Date.now() < this.graceUntil && this.list !== null) {
+        const seen = new Set(fresh.map((i) => i.nodeId));
+        const held = this.list.filter((i) => !seen.has(i.nodeId));
+        if (held.length === 0) this.graceUntil = undefined;
+        this.deliver(held.length === 0 ? fresh : sortInstances([...fresh, ...held]));
+      } else {
+        this.graceUntil = undefined;
+        this.deliver(fresh);
+      }
 
       // A query that came back at once without news (a misbehaving proxy, or no index
       // support) must not spin.
@@ -772,8 +802,7 @@ class AppWatch {
         meta: rest,
       });
     }
-    out.sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : a.port - b.port));
-    return out;
+    return sortInstances(out);
   }
 
   private deliver(list: Instance[]): void {

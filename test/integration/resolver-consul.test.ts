@@ -338,11 +338,34 @@ describe('consul resolver: watches', () => {
     expect(logs.filter((l) => l.level === 'warn')).toHaveLength(1); // once per outage
 
     await server.restart(); // forgets everything, index starts over
-    const back = await rec.until((l) => l.length === 2, 5000, delivered);
-    expect(nodes(back.list)).toEqual(['node-a', 'node-b']);
-    expect((await servicesOf(app)).length).toBe(2);
+    // Both nodes register again; meanwhile the watch never routes with fewer instances
+    // (a restarted agent's empty answer is not news for one TTL).
+    await eventually(async () => (await servicesOf(app)).length === 2, 5000, 'registrations back');
     await eventually(() => a.status().healthy && b.status().healthy, 3000, 'healthy again');
     expect(logs.filter((l) => l.msg === 'consul is reachable again')).toHaveLength(1);
+    expect(rec.lists.slice(delivered).filter((l) => l.length < 2)).toEqual([]);
+    // and the watch follows Consul again
+    const c = makeResolver('node-c').r;
+    await c.register(registration('node-c', app, 50004));
+    expect(nodes((await rec.until((l) => l.length === 3, 3000, delivered)).list)).toEqual(['node-a', 'node-b', 'node-c']);
+    stop();
+  });
+
+  fakeOnly('after an agent restart, an instance that does not come back is dropped once the grace (one TTL) ends', async () => {
+    const server = fake as FakeConsul;
+    const app = uniqueApp();
+    const a = makeResolver('node-a').r;
+    const gone = makeResolver('node-b').r;
+    await a.register(registration('node-a', app, 50002));
+    await gone.register(registration('node-b', app, 50003));
+    const rec = new Recorder();
+    const stop = a.watch({ appId: app, namespace: 'default' }, rec.listener);
+    await rec.until((l) => l.length === 2);
+    gone.halt(); // node-b dies while the agent is down
+    await server.restart({ downFor: 200 });
+    const t0 = performance.now();
+    const { at } = await rec.until((l) => nodes(l).join() === 'node-a', TTL_MS * 5);
+    expect(at - t0).toBeGreaterThanOrEqual(TTL_MS * 0.5);
     stop();
   });
 
