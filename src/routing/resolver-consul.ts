@@ -16,6 +16,7 @@
  *     deregisterCriticalServiceAfter: 1m
  *     consulNamespace: team-a          # Consul Enterprise only
  *     wait: 30s                        # blocking-query wait
+ *     serviceAddress: agent            # else the node's advertise address (WEFT_CONSUL_SERVICE_ADDRESS)
  * ```
  *
  * Registration: one Consul service instance per (node, namespace, app), with the ID
@@ -44,7 +45,7 @@ export const META_NODE_ID = 'weft_node_id';
 
 const KNOWN_OPTIONS = [
   'address', 'token', 'tls', 'datacenter', 'tags', 'meta', 'checkTtl', 'deregisterCriticalServiceAfter',
-  'consulNamespace', 'wait', 'requestTimeout', 'backoff',
+  'consulNamespace', 'wait', 'requestTimeout', 'backoff', 'serviceAddress',
 ] as const;
 
 // Consul's own limits on service meta (agent/structs: validateMetaPair and friends).
@@ -69,6 +70,12 @@ export interface ConsulOptions {
   readonly waitMs: number;
   readonly requestTimeoutMs: number;
   readonly backoff: { readonly initialMs: number; readonly maxMs: number };
+  /**
+   * What to register as the service address instead of the node's advertise address: a host
+   * name or IP, or `agent` to register none, so Consul answers with the address of the agent's
+   * node (the host's own address in a node-per-host cluster).
+   */
+  readonly serviceAddress: string | undefined;
 }
 
 type ConfigError = ResolverContext['configError'];
@@ -215,13 +222,18 @@ export function parseConsulOptions(raw: Readonly<Record<string, unknown>>, env: 
   const maxMs = backoffMs('max', 5000);
   if (maxMs < initialMs) throw configError(field('backoff.max'), `must not be less than backoff.initial (${fmtMs(initialMs)})`);
 
+  const serviceAddress = str('serviceAddress', raw['serviceAddress']) ?? (env['WEFT_CONSUL_SERVICE_ADDRESS'] || undefined);
+  if (serviceAddress !== undefined && !/^[A-Za-z0-9._:-]+$/.test(serviceAddress)) {
+    throw configError(field('serviceAddress'), `"${serviceAddress}" is not a host name, an IP address or "agent"`);
+  }
+
   const tls = https || url.protocol === 'https:'
     ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}), ...(serverName ? { serverName } : {}), rejectUnauthorized }
     : undefined;
 
   return {
     baseUrl, token, tls, datacenter, tags, meta, checkTtlMs, deregisterAfterMs, consulNamespace, waitMs, requestTimeoutMs,
-    backoff: { initialMs, maxMs },
+    backoff: { initialMs, maxMs }, serviceAddress,
   };
 }
 
@@ -527,10 +539,11 @@ export class ConsulResolver implements Resolver {
     meta[META_NAMESPACE] = r.namespace;
     meta[META_NODE_ID] = r.nodeId;
     const tags = [...new Set([...o.tags, ...(r.tags ?? [])])];
+    const address = o.serviceAddress === 'agent' ? {} : { address: o.serviceAddress ?? r.address };
     return {
       id,
       name: r.appId,
-      address: r.address,
+      ...address,
       port: r.port,
       tags,
       meta,

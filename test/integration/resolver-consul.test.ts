@@ -171,6 +171,22 @@ describe('consul resolver: registration', () => {
     expect(r.status().lastSuccessAt).toBeGreaterThan(0);
   });
 
+  it('registers another address when told: a host name, or none (Consul answers with the agent node\'s address)', async () => {
+    const app = uniqueApp();
+    const named = makeResolver('node-a', { serviceAddress: 'weft-1.internal' }).r;
+    await named.register(registration('node-a', app, 50002));
+    expect((await servicesOf(app)).map((s) => s.Address)).toEqual(['weft-1.internal']);
+    const agent = makeResolver('node-b', { serviceAddress: 'agent' }).r;
+    await agent.register(registration('node-b', app, 50003));
+    const byNode = Object.fromEntries((await servicesOf(app)).map((s) => [s.Meta['weft_node_id'], s.Address]));
+    expect(byNode['node-b']).toBe('');
+    const rec = new Recorder();
+    named.watch({ appId: app, namespace: 'default' }, rec.listener);
+    const { list } = await rec.until((l) => l.length === 2);
+    const nodeAddress = onReal ? expect.any(String) : '127.0.0.1';
+    expect(list.map((i) => [i.nodeId, i.address])).toEqual([['node-a', 'weft-1.internal'], ['node-b', nodeAddress]]);
+  });
+
   it('re-registering the same node (again, or after a restart) replaces its entry instead of adding one', async () => {
     const app = uniqueApp();
     const first = makeResolver('node-a').r;
@@ -491,6 +507,7 @@ describe('consul resolver: configuration', () => {
     fails({ tls: { ca: import.meta.filename }, address: 'http://127.0.0.1:8500' }, 'resolver.consul.tls');
     fails({ tls: { cert: import.meta.filename } }, 'resolver.consul.tls.key');
     fails({ backoff: { initial: '2s', max: '1s' } }, 'resolver.consul.backoff.max');
+    fails({ serviceAddress: 'http://x' }, 'resolver.consul.serviceAddress');
     fails({}, 'resolver.consul.address', { CONSUL_HTTP_ADDR: 'http://' });
     expect(() => parse({}, { CONSUL_HTTP_ADDR: 'http://' })).toThrow(/from CONSUL_HTTP_ADDR/);
     fails({}, 'resolver.consul.tls.ca', { CONSUL_CACERT: '/nonexistent/ca.pem' });
