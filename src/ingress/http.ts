@@ -253,10 +253,9 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
   res.end(body);
 }
 
-/** Refuses a request before it is forwarded; `close` drops the connection (the body is not read). */
+/** Refuses a request before it is forwarded; `close` leaves the body unread and drops the connection. */
 function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, close = false): void {
-  if (close) res.setHeader('connection', 'close');
-  else req.resume();
+  if (!close) req.resume();
   sendError(res, err);
 }
 
@@ -266,6 +265,9 @@ export function sendError(res: ServerResponse, err: WeftError): void {
     return;
   }
   const body = JSON.stringify(err);
-  res.writeHead(err.httpStatus, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+  const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) };
+  // A request whose body was left unread cannot share its connection with the next one.
+  if (!res.req.complete) headers['connection'] = 'close';
+  res.writeHead(err.httpStatus, headers);
   res.end(body);
 }
