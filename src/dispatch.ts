@@ -16,6 +16,8 @@ export interface Dispatcher {
   close(): Promise<void>;
 }
 
+/** The longest a node waits for its workers at start before it serves anyway. */
+const WORKER_START_WAIT_MS = 10_000;
 const WORKER_FILE = new URL('../workers/peer-worker.ts', import.meta.url).href;
 
 /**
@@ -29,14 +31,24 @@ class PoolDispatcher implements Dispatcher {
   private readonly routing: BroadcastChannel;
   private readonly metrics: BroadcastChannel;
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
+  private closed = false;
+  private loaded = 0;
+  private onLoaded: () => void = () => {};
+  /** Resolves when every worker has loaded (so the first calls do not pay for thread start-up). */
+  readonly ready: Promise<void>;
 
   constructor(threads: number, onMetrics: (batch: MetricsBatch) => void) {
+    this.ready = new Promise((resolve) => (this.onLoaded = resolve));
     const channel = randomUUID();
     this.routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
     this.routing.unref();
     this.routing.onmessage = (event: unknown) => {
       const msg = (event as { data: RoutingMessage }).data;
-      if (msg.type === 'snapshot-request' && this.snapshot.version > 0) this.post();
+      if (msg.type !== 'snapshot-request') return;
+      // Each worker asks once its module has loaded: that is also how we know it is up.
+      this.loaded++;
+      if (this.loaded >= threads) this.onLoaded();
+      if (this.snapshot.version > 0) this.post();
     };
     this.metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
     this.metrics.unref();
@@ -63,10 +75,12 @@ class PoolDispatcher implements Dispatcher {
   }
 
   private post(): void {
+    if (this.closed) return;
     this.routing.postMessage({ type: 'snapshot', snapshot: this.snapshot } satisfies RoutingMessage);
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.routing.close();
     this.metrics.close();
     await this.pool.destroy();
@@ -101,7 +115,14 @@ class InlineDispatcher implements Dispatcher {
 }
 
 export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void): Promise<Dispatcher> {
-  if (threads > 0) return new PoolDispatcher(threads, onMetrics);
+  if (threads > 0) {
+    const pool = new PoolDispatcher(threads, onMetrics);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, WORKER_START_WAIT_MS)));
+    await Promise.race([pool.ready, late]);
+    clearTimeout(timer);
+    return pool;
+  }
   // The same outbound code on the main thread; loaded only in this mode.
   const [{ Outbound }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
   const counters = new CounterBatcher(0, onMetrics);

@@ -3,6 +3,7 @@
  * and the node keeps serving afterwards.
  */
 import { createServer } from 'node:net';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { WeftNode } from '../../src/node.ts';
@@ -87,7 +88,7 @@ describe.each([
     async function* chunks(): AsyncGenerator<Buffer> {
       for (let i = 0; i < 5; i++) yield Buffer.alloc(256 * 1024);
     }
-    const chunked = await errorOf(await request(url(a, '/v1.0/invoke/echo/method/echo/big'), { method: 'POST', body: chunks() }));
+    const chunked = await errorOf(await request(url(a, '/v1.0/invoke/echo/method/echo/big'), { method: 'POST', body: Readable.from(chunks()) }));
     expect(chunked).toMatchObject({ status: 413, weftCode: 'WEFT_BODY_TOO_LARGE' });
     await stillServes();
   });

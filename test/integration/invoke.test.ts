@@ -3,6 +3,7 @@
  * app. Every case runs with the worker pool and inline, which must behave the same.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { WeftNode } from '../../src/node.ts';
@@ -88,7 +89,7 @@ describe.each([
     async function* gen(): AsyncGenerator<Buffer> {
       for (const p of parts) yield p;
     }
-    const res = await request(url(a, '/v1.0/invoke/solo/method/echo/chunked'), { method: 'PUT', body: gen() });
+    const res = await request(url(a, '/v1.0/invoke/solo/method/echo/chunked'), { method: 'PUT', body: Readable.from(gen()) });
     const back = Buffer.from(await res.body.arrayBuffer());
     expect(res.statusCode).toBe(200);
     expect(sha(back)).toBe(sha(Buffer.concat(parts)));
