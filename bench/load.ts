@@ -47,7 +47,7 @@ export interface ErrorCounts {
   connection: number;
   /** No complete answer within the timeout. */
   timeout: number;
-  /** Not sent: the generator's backlog limit was reached (the target had stalled). */
+  /** Not sent: the backlog limit was reached (the target had stalled), or the run hit its time limit. */
   dropped: number;
   other: number;
   /** Error codes seen (undici / system), for diagnosis. */
@@ -209,7 +209,7 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
   const errors = new ErrorTally();
   const cpuBefore = process.cpuUsage();
 
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     // Start a little ahead so that the pacer thread is up before the first due time.
     const start = performance.now() + 20;
     let sent = 0;
@@ -220,12 +220,14 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
     let finished = false;
     let drainTimer: NodeJS.Timeout | undefined;
     let progressTimer: NodeJS.Timeout | undefined;
+    let hardStop: NodeJS.Timeout | undefined;
 
     const finish = (): void => {
       if (finished) return;
       finished = true;
       pacer.stop();
       clearTimeout(drainTimer);
+      clearTimeout(hardStop);
       clearInterval(progressTimer);
       // Whatever is still out after the drain deadline never answered in time.
       if (inFlight > 0) errors.add('timeout', inFlight);
@@ -270,9 +272,9 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
       });
     };
 
-    const tick = (): void => {
+    const tick = (pacerDue: number): void => {
       if (finished) return;
-      const due = Math.min(total, Math.floor((performance.now() - start) / intervalMs) + 1);
+      const due = Math.min(total, Math.max(pacerDue, Math.floor((performance.now() - start) / intervalMs) + 1));
       while (sent < due) {
         const scheduled = start + sent * intervalMs;
         sent++;
@@ -285,7 +287,18 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
       }
     };
 
-    const pacer = startPacer(start, intervalMs, total, tick, options.minGapMs ?? 0.2);
+    const fail = (err: Error): void => {
+      if (finished) return;
+      finish();
+      reject(err);
+    };
+    const pacer = startPacer(start, intervalMs, total, tick, fail, options.minGapMs ?? 0.2);
+    // The run is bounded whatever happens to the pacer or the target; this timer also keeps
+    // the process alive while the pool's idle sockets (unreferenced) would not.
+    hardStop = setTimeout(() => {
+      if (sent < total) errors.add('dropped', total - sent);
+      finish();
+    }, 20 + (total / rate) * 1000 + target.timeoutMs + 5000);
     if (options.onProgress !== undefined) {
       const report = options.onProgress;
       progressTimer = setInterval(

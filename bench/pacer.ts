@@ -30,8 +30,12 @@ while (Atomics.load(stop, 0) === 0 && next < total) {
     Atomics.wait(stop, 0, 0, due - t);
     continue;
   }
-  parentPort.postMessage(0);
-  next = Math.max(Math.floor((t - startAbs) / intervalMs) + 1, Math.ceil((t + minGapMs - startAbs) / intervalMs));
+  // Tell the main thread how many are due by this clock: the two threads' clocks may
+  // differ by a few microseconds, and the last tick must release the last request.
+  const ready = Math.min(total, Math.floor((t - startAbs) / intervalMs) + 1);
+  parentPort.postMessage(ready);
+  // Skip ahead by at least minGapMs, but never past the last request: it needs its tick.
+  next = Math.min(Math.max(ready, Math.ceil((t + minGapMs - startAbs) / intervalMs)), ready < total ? total - 1 : total);
 }
 `;
 
@@ -40,20 +44,26 @@ export interface Pacer {
 }
 
 /**
- * Calls `onTick` (on the main thread) at or just after `startMs + k * intervalMs` for
- * k = 0 .. total-1, coalescing ticks closer than `minGapMs`. `startMs` is in this thread's
+ * Calls `onTick(due)` (on the main thread) at or just after `startMs + k * intervalMs` for
+ * k = 0 .. total-1, coalescing ticks closer than `minGapMs`; `due` is how many requests are
+ * due by the pacer's clock (the last tick says `total`). `startMs` is in this thread's
  * `performance.now()` time.
  */
-export function startPacer(startMs: number, intervalMs: number, total: number, onTick: () => void, minGapMs = 0.2): Pacer {
+export function startPacer(
+  startMs: number,
+  intervalMs: number,
+  total: number,
+  onTick: (due: number) => void,
+  onError: (err: Error) => void,
+  minGapMs = 0.2,
+): Pacer {
   const flags = new SharedArrayBuffer(4);
   const worker = new Worker(PACER_SOURCE, {
     eval: true,
     workerData: { startAbs: performance.timeOrigin + startMs, intervalMs, total, minGapMs, flags },
   });
   worker.on('message', onTick);
-  worker.on('error', (err) => {
-    process.emitWarning(`bench pacer failed: ${err.message}`);
-  });
+  worker.on('error', (err) => onError(new Error(`bench pacer failed: ${err.message}`)));
   let stopped = false;
   return {
     stop(): void {

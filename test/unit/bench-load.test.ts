@@ -56,6 +56,20 @@ describe('bench load generator', () => {
     }
   });
 
+  it('sends the last request even when the pacer coalesces ticks past it', async () => {
+    // Regression: with a wake-up gap wider than the interval the pacer skipped the last
+    // tick, and the run waited for its hard time limit with requests unsent.
+    const target = new Target({ url: `${base}/test`, connections: 2, timeoutMs: 500 });
+    try {
+      const r = await runOpenLoop(target, { rate: 200, durationS: 0.1, minGapMs: 50 });
+      expect(r.sent).toBe(20);
+      expect(r.ok).toBe(20);
+      expect(r.errors.dropped).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+
   it('honours maxRequests', async () => {
     const target = new Target({ url: `${base}/test`, connections: 2, bodySize: 0, method: 'GET' });
     try {
