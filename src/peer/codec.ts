@@ -242,7 +242,12 @@ class Reader {
     switch (wire) {
       case 0: this.varint(); return;
       case 1: this.pos += 8; break;
-      case 2: this.pos += this.len(); return;
+      case 2: {
+        // read the length first: `this.pos += this.len()` would add to the old position
+        const n = this.len();
+        this.pos += n;
+        return;
+      }
       case 5: this.pos += 4; break;
       default: throw new DecodeError(`unsupported wire type ${wire}`);
     }

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULTS, loadConfigFile, validateConfig } from '../../src/config.ts';
+import { WeftError } from '../../src/errors.ts';
+
+function problem(raw: unknown): string {
+  try {
+    validateConfig(raw, {});
+  } catch (err) {
+    expect(err).toBeInstanceOf(WeftError);
+    expect((err as WeftError).code).toBe('WEFT_CONFIG');
+    return (err as Error).message;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('node config', () => {
+  it('fills every field with defaults and freezes the result', () => {
+    const c = validateConfig({}, {});
+    expect(c.http).toEqual({ host: '127.0.0.1', port: DEFAULTS.httpPort });
+    expect(c.peer.port).toBe(DEFAULTS.peerPort);
+    expect(c.metrics).toEqual({ host: '127.0.0.1', port: 9090, enabled: true });
+    expect(c.maxBodySize).toBe(4 * 1024 * 1024);
+    expect(c.timeouts.invoke).toBe(60_000);
+    expect(c.resolver).toEqual({ type: 'local', options: {} });
+    expect(c.apps).toEqual([]);
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.http)).toBe(true);
+  });
+
+  it('reads apps, sizes, durations and the API token from the environment', () => {
+    const c = validateConfig({
+      apps: [{ appId: 'orders', appPort: 3000 }, { appId: 'front', namespace: 'shop' }],
+      maxBodySize: '16Mi', timeouts: { invoke: '1m30s', shutdown: 'PT5S' }, resolver: 'static',
+    }, { DAPR_API_TOKEN: 'tok' });
+    expect(c.apps[0]).toMatchObject({ appId: 'orders', namespace: 'default', appPort: 3000, appHost: '127.0.0.1' });
+    expect(c.apps[1]).toMatchObject({ appId: 'front', namespace: 'shop', appPort: undefined });
+    expect(c.maxBodySize).toBe(16 * 1024 * 1024);
+    expect(c.timeouts).toEqual({ invoke: 90_000, shutdown: 5_000 });
+    expect(c.resolver.type).toBe('static');
+    expect(c.apiToken).toBe('tok');
+  });
+
+  it.each([
+    [{ http: { port: 70000 } }, 'http.port: must be an integer from 0 to 65535 (got 70000)'],
+    [{ http: { prot: 1 } }, 'http.prot: unknown field (known: host, port, enabled)'],
+    [{ apps: [{ appPort: 3000 }] }, 'apps[0].appId: is required'],
+    [{ apps: [{ appId: 'a.b' }] }, 'apps[0].appId: "a.b" is not a valid app id (letters, digits, - and _; no dots)'],
+    [{ apps: [{ appId: 'a', appPort: 'x' }] }, 'apps[0].appPort: must be an integer from 1 to 65535 (got "x")'],
+    [{ apps: [{ appId: 'a' }, { appId: 'a' }] }, 'apps[1].appId: "a" is listed twice in namespace default'],
+    [{ apps: 'orders' }, 'apps: must be a list of apps'],
+    [{ workers: -1 }, 'workers: must be an integer from 0 to 64 (got -1)'],
+    [{ maxBodySize: 'huge' }, 'maxBodySize: "huge" is not a size (e.g. 4Mi, 512Ki, 1048576)'],
+    [{ timeouts: { invoke: 'soon' } }, 'timeouts.invoke: "soon" is not a duration (e.g. 500ms, 5s, 1m30s, PT5S)'],
+    [{ logLevel: 'loud' }, 'logLevel: must be one of debug, info, warn, error, silent (got "loud")'],
+    [{ namespace: 'a b' }, 'namespace: "a b" is not a valid namespace (letters, digits, - and _)'],
+    [{ colour: 'blue' }, 'colour: unknown field'],
+    [[1, 2], '(top level): must be a mapping'],
+  ])('names the field: %j', (raw, message) => {
+    expect(problem(raw)).toContain(message);
+  });
+
+  it('names the file when it cannot be read or parsed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-config-'));
+    try {
+      expect(() => loadConfigFile(join(dir, 'missing.yaml'), {})).toThrow(/--config: cannot read .*missing\.yaml/);
+      const bad = join(dir, 'bad.yaml');
+      writeFileSync(bad, 'apps: [\n');
+      expect(() => loadConfigFile(bad, {})).toThrow(/--config: .*bad\.yaml is not valid YAML/);
+      const wrong = join(dir, 'wrong.yaml');
+      writeFileSync(wrong, 'apps:\n  - appId: orders\n    appPort: 0\n');
+      expect(() => loadConfigFile(wrong, {})).toThrow('apps[0].appPort: must be an integer from 1 to 65535 (got 0)');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

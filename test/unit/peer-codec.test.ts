@@ -1,0 +1,78 @@
+/**
+ * The hand-written codec against the .proto file, read by @grpc/proto-loader (protobufjs):
+ * bytes we write decode with protobufjs, and bytes protobufjs writes decode with ours.
+ */
+import { describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { loadSync, type MessageTypeDefinition } from '@grpc/proto-loader';
+import {
+  decodeFetchBodyRequest, decodeInvokeRequest, decodeInvokeResponse, decodeStreamFrame,
+  encodeFetchBodyRequest, encodeInvokeRequest, encodeInvokeResponse, encodeStreamFrame,
+  PeerMethods, type CallHead,
+} from '../../src/peer/codec.ts';
+
+const PROTO = fileURLToPath(new URL('../../proto/weft/peer/v1/peer.proto', import.meta.url));
+const pkg = loadSync(PROTO, { keepCase: false, longs: Number, defaults: true, bytes: Buffer });
+const service = pkg['weft.peer.v1.Peer'] as Record<string, { path: string; requestSerialize: (v: unknown) => Buffer; requestDeserialize: (b: Buffer) => unknown; responseSerialize: (v: unknown) => Buffer; responseDeserialize: (b: Buffer) => unknown }>;
+const invoke = service['Invoke']!;
+const stream = service['InvokeStream']!;
+const fetch = service['FetchBody']!;
+
+const head: CallHead = {
+  appId: 'orders', namespace: 'shop', method: 'neworder/ä/ü', verb: 'POST', query: 'a=1&b=ünïcode',
+  headers: ['content-type', 'application/json', 'x-empty', '', 'x-emoji', '🦀'],
+  callerAppId: 'front', callerNamespace: 'default',
+};
+
+describe('peer codec', () => {
+  it('uses the paths of the .proto service', () => {
+    expect(invoke.path).toBe(PeerMethods.invoke);
+    expect(stream.path).toBe(PeerMethods.invokeStream);
+    expect(fetch.path).toBe(PeerMethods.fetchBody);
+    expect((pkg['weft.peer.v1.CallHead'] as MessageTypeDefinition).type).toBeDefined();
+  });
+
+  it.each([0, 1, 127, 128, 300, 70_000])('InvokeRequest with a %i-byte body, both ways', (size) => {
+    const body = Buffer.alloc(size, 0xab);
+    const ours = encodeInvokeRequest({ head, body });
+    expect(invoke.requestDeserialize(ours)).toEqual({ head, body });
+    const theirs = invoke.requestSerialize({ head, body });
+    const back = decodeInvokeRequest(theirs);
+    expect(back.head).toEqual(head);
+    expect(Buffer.from(back.body)).toEqual(body);
+  });
+
+  it('InvokeResponse with status, headers, body and ticket, both ways', () => {
+    const msg = { status: 503, headers: ['a', '1', 'set-cookie', 'x', 'set-cookie', 'y'], body: Buffer.from('hello'), bodyTicket: 't-1' };
+    expect(invoke.responseDeserialize(encodeInvokeResponse(msg))).toEqual(msg);
+    const back = decodeInvokeResponse(invoke.responseSerialize(msg));
+    expect({ ...back, body: Buffer.from(back.body) }).toEqual(msg);
+    const empty = decodeInvokeResponse(encodeInvokeResponse({ status: 0, headers: [], body: new Uint8Array(0), bodyTicket: '' }));
+    expect(empty).toEqual({ status: 0, headers: [], body: new Uint8Array(0), bodyTicket: '' });
+  });
+
+  it('StreamFrame with and without the call head, both ways', () => {
+    const first = { call: head, status: 0, headers: [], data: Buffer.from([1, 2, 3]) };
+    expect(stream.requestDeserialize(encodeStreamFrame(first))).toMatchObject({ call: head, data: Buffer.from([1, 2, 3]) });
+    const reply = { call: null, status: 200, headers: ['x', 'y'], data: Buffer.alloc(5000, 1) };
+    const theirs = stream.responseSerialize(reply);
+    const back = decodeStreamFrame(theirs);
+    expect(back.call).toBeNull();
+    expect(back.status).toBe(200);
+    expect(back.headers).toEqual(['x', 'y']);
+    expect(Buffer.from(back.data)).toEqual(reply.data);
+  });
+
+  it('FetchBodyRequest both ways', () => {
+    expect(fetch.requestDeserialize(encodeFetchBodyRequest({ ticket: 'abc' }))).toEqual({ ticket: 'abc' });
+    expect(decodeFetchBodyRequest(fetch.requestSerialize({ ticket: 'abc' }))).toEqual({ ticket: 'abc' });
+  });
+
+  it('skips fields it does not know and refuses truncated input', () => {
+    const withExtra = Buffer.concat([encodeInvokeResponse({ status: 200, headers: [], body: Buffer.from('x'), bodyTicket: '' }), Buffer.from([0x48, 0x05, 0x52, 0x01, 0x7a])]);
+    expect(decodeInvokeResponse(withExtra).status).toBe(200);
+    const full = encodeInvokeRequest({ head, body: Buffer.alloc(10) });
+    expect(() => decodeInvokeRequest(full.subarray(0, full.length - 3))).toThrow(/past the end|truncated/);
+    expect(() => decodeInvokeRequest(Buffer.alloc(0))).toThrow('InvokeRequest without head');
+  });
+});
