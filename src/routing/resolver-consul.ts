@@ -523,7 +523,13 @@ export class ConsulResolver implements Resolver {
       const first = e.errors[0] as { code?: unknown; message?: unknown };
       detail = typeof first.code === 'string' ? first.code : String(first.message ?? detail);
     }
-    const message = typeof e?.message === 'string' ? e.message.replace(/^consul: [a-z.]+: /, '') : String(err);
+    let message = typeof e?.message === 'string' ? (e.message.replace(/^consul: [a-z.]+: /, '').split('\n')[0] ?? '') : String(err);
+    const alert = /alert ([a-z ]+?)(?::|$)/i.exec(message);
+    if (alert !== null) message = `the server ended the TLS handshake: ${alert[1]}`;
+    const errCode = typeof e?.code === 'string' ? e.code : '';
+    if (alert !== null || /CERT|SSL|TLS/.test(errCode)) {
+      return `consul ${what}: TLS with ${this.options.baseUrl} failed: ${message || detail} (check resolver.consul.tls or CONSUL_CACERT, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY)`;
+    }
     return `consul ${what}: cannot reach ${this.options.baseUrl}: ${message || detail}`;
   }
 

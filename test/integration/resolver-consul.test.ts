@@ -7,11 +7,15 @@
  * on a real agent, each with the reason.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { configError } from '../../src/config.ts';
 import { ConsulResolver, parseConsulOptions, serviceId } from '../../src/routing/resolver-consul.ts';
 import { createResolver, type Instance, type Registration } from '../../src/routing/resolver.ts';
+import { initCa, issueNodeCert } from '../../src/security/ca.ts';
 import { FakeConsul } from '../support/consul-server.ts';
 
 const REAL_ADDR = process.env['CONSUL_HTTP_ADDR'] || undefined;
@@ -458,6 +462,48 @@ describe('consul resolver: ACL, namespaces, datacenter', () => {
     await eventually(() => /No path to datacenter/.test(r.status().lastError ?? ''), 2000, 'datacenter error');
     expect(r.status()).toMatchObject({ healthy: false, lastError: expect.stringMatching(/^consul GET \/v1\/health\/service\/echo-\w+: HTTP 500 No path to datacenter$/) });
     expect(rec.lists).toEqual([]);
+  });
+});
+
+describe('consul resolver: TLS', () => {
+  fakeOnly('talks HTTPS with the CA, client certificate and key it is given, and reports a TLS failure clearly', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-consul-tls-'));
+    try {
+      const ca = initCa(join(dir, 'ca'), { trustDomain: 'consul.test' });
+      const server = issueNodeCert(ca, { nodeId: 'consul-server', ipAddresses: ['127.0.0.1'], dnsNames: ['localhost'] });
+      const client = issueNodeCert(ca, { nodeId: 'weft-node' });
+      const files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'client.pem'), key: join(dir, 'client-key.pem') };
+      writeFileSync(files.ca, ca.rootCertPem);
+      writeFileSync(files.cert, client.chainPem);
+      writeFileSync(files.key, client.keyPem);
+      await fake?.stop();
+      fake = new FakeConsul({ tls: { key: server.keyPem, cert: server.chainPem, ca: ca.rootCertPem } });
+      await fake.start();
+      address = fake.address; // host:port: the tls option makes it https
+
+      const app = uniqueApp();
+      const { r } = makeResolver('node-a', { tls: files });
+      expect(r.options.baseUrl).toBe(fake.url);
+      await r.register(registration('node-a', app, 50002));
+      expect(fake.catalog().map((x) => x.Service)).toEqual([app]);
+      const rec = new Recorder();
+      r.watch({ appId: app, namespace: 'default' }, rec.listener);
+      expect(nodes((await rec.until((l) => l.length === 1)).list)).toEqual(['node-a']);
+
+      // no client certificate: the server (verify_incoming) refuses the handshake
+      const { r: noCert } = makeResolver('node-b', { tls: { ca: files.ca } });
+      await noCert.register(registration('node-b', app, 50003));
+      expect(noCert.status()).toMatchObject({ healthy: false, lastError: expect.stringMatching(/^consul PUT \/v1\/agent\/service\/register: TLS with https:\/\/127\.0\.0\.1:\d+ failed: the server ended the TLS handshake: certificate required \(check resolver\.consul\.tls/) });
+      // a CA that did not sign the server's certificate
+      const other = initCa(join(dir, 'other'), { trustDomain: 'other.test' });
+      writeFileSync(join(dir, 'other.pem'), other.rootCertPem);
+      const { r: wrongCa } = makeResolver('node-c', { tls: { ...files, ca: join(dir, 'other.pem') } });
+      await wrongCa.register(registration('node-c', app, 50004));
+      expect(wrongCa.status().lastError).toMatch(/certificate/i);
+      console.log(`consul TLS errors as reported: ${noCert.status().lastError} / ${wrongCa.status().lastError}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -30,6 +30,7 @@
  * `enterprise: true` both scope services to a namespace.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { parseDuration } from '../../src/duration.ts';
 
@@ -46,6 +47,8 @@ export interface FakeConsulOptions {
   deregisterMin?: number;
   /** Accept namespaces (Consul Enterprise). */
   enterprise?: boolean;
+  /** Serve HTTPS with this key and certificate; with `ca`, require client certificates it signed (verify_incoming). */
+  tls?: { key: string; cert: string; ca?: string };
 }
 
 export type CheckStatus = 'passing' | 'warning' | 'critical';
@@ -118,10 +121,10 @@ function goDuration(v: unknown, field: string): number {
 }
 
 export class FakeConsul {
-  readonly options: Required<Omit<FakeConsulOptions, 'token' | 'port'>> & { token: string | undefined };
+  readonly options: Required<Omit<FakeConsulOptions, 'token' | 'port' | 'tls'>> & { token: string | undefined; tls: FakeConsulOptions['tls'] };
   /** Every request served, in order (for assertions). */
   readonly requests: RequestRecord[] = [];
-  private server: Server | null = null;
+  private server: Server | TlsServer | null = null;
   private portNumber: number;
   private services = new Map<string, ServiceRecord>();
   private checks = new Map<string, CheckRecord>();
@@ -141,6 +144,7 @@ export class FakeConsul {
       reapInterval: options.reapInterval ?? 30_000,
       deregisterMin: options.deregisterMin ?? 60_000,
       enterprise: options.enterprise ?? false,
+      tls: options.tls,
     };
   }
 
@@ -153,13 +157,22 @@ export class FakeConsul {
     return `127.0.0.1:${this.portNumber}`;
   }
 
+  /** The base URL (`http://127.0.0.1:<port>`, or https with `tls`). */
+  get url(): string {
+    return `${this.options.tls ? 'https' : 'http'}://127.0.0.1:${this.portNumber}`;
+  }
+
   get running(): boolean {
     return this.server !== null;
   }
 
   async start(): Promise<void> {
     if (this.server !== null) return;
-    const server = createServer((req, res) => this.handle(req, res));
+    const tls = this.options.tls;
+    const handler = (req: IncomingMessage, res: ServerResponse): void => this.handle(req, res);
+    const server = tls === undefined
+      ? createServer(handler)
+      : createTlsServer({ key: tls.key, cert: tls.cert, ...(tls.ca !== undefined ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) }, handler);
     server.keepAliveTimeout = 30_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
