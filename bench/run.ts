@@ -164,6 +164,7 @@ class Bench {
   readonly settings: Settings;
   readonly procs: Processes;
   readonly tmp: string;
+  readonly failures: string[] = [];
   #loadRuns = 0;
 
   constructor(settings: Settings, tmp: string) {
@@ -282,41 +283,64 @@ class Bench {
       `${name}: p50 ${latencyMs.p50.toFixed(2)} p90 ${latencyMs.p90.toFixed(2)} p99 ${latencyMs.p99.toFixed(2)} p99.9 ${latencyMs.p999.toFixed(2)} ms, ` +
         `${run.achievedRps.toFixed(0)}/s, ${run.errors.total} errors`,
     );
-    const costs = this.costs(watch, roles, main.measured, run.ok + run.errors.total, idle, run.generatorCpuMs);
+    // Per request actually sent (a request the generator had to drop cost the nodes nothing).
+    const costs = this.costs(watch, roles, main.measured, run.sent - run.errors.dropped, idle, run.generatorCpuMs);
 
+    // The max-rate figures are extras: if one fails, the rate run above still counts.
     let max: PathReport['max'] = null;
     if (s.maxDurationS > 0) {
-      say(`${name}: max rate, closed loop, ${s.maxConnections} connections, ${s.maxDurationS} s`);
-      const m = await this.load(url, ['--mode', 'closed', '--connections', String(s.maxConnections), '--duration', String(s.maxDurationS), '--warmup', '1'], watch, false);
-      const r = m.result as RunResult;
-      max = { run: r, costs: this.costs(watch, roles, m.measured, r.completed + r.errors.total, new Map(), r.generatorCpuMs) };
-      say(`${name}: max ${r.achievedRps.toFixed(0)}/s, p99 ${(r.latencyUs.p99 / 1000).toFixed(2)} ms, ${r.errors.total} errors`);
+      try {
+        say(`${name}: max rate, closed loop, ${s.maxConnections} connections, ${s.maxDurationS} s`);
+        const m = await this.load(url, ['--mode', 'closed', '--connections', String(s.maxConnections), '--duration', String(s.maxDurationS), '--warmup', '1'], watch, false);
+        const r = m.result as RunResult;
+        max = { run: r, costs: this.costs(watch, roles, m.measured, r.sent, new Map(), r.generatorCpuMs) };
+        say(`${name}: max ${r.achievedRps.toFixed(0)}/s, p99 ${(r.latencyUs.p99 / 1000).toFixed(2)} ms, ${r.errors.total} errors`);
+      } catch (err) {
+        this.fail(`${name}: max rate: ${(err as Error).message}`);
+      }
     }
 
     let search: SearchResult | null = null;
     if (s.searchSteps > 0) {
-      // Bisect up to the closed-loop maximum (open loop cannot sustain more), or 4× the rate.
-      const ceiling = Math.max(s.rate, Math.round(max ? max.run.achievedRps : s.rate * 4));
-      say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps} probes of ${s.searchStepS} s up to ${ceiling}/s`);
-      const m = await this.load(
-        url,
-        [
-          '--mode', 'search',
-          '--max-rate', String(ceiling),
-          '--steps', String(s.searchSteps),
-          '--duration', String(s.searchStepS),
-          '--p99', String(s.p99LimitMs),
-          '--connections', String(s.maxConnections),
-          '--warmup', '1',
-        ],
-        watch,
-        false,
-      );
-      search = m.result as SearchResult;
-      say(`${name}: ${search.rate}/s sustained with p99 < ${s.p99LimitMs} ms (${search.steps.map((x) => `${x.rate}${x.pass ? '✓' : '✗'}`).join(' ')})`);
+      try {
+        search = await this.search(name, url, watch, max);
+      } catch (err) {
+        this.fail(`${name}: p99 search: ${(err as Error).message}`);
+      }
     }
     return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu };
   }
+
+  fail(message: string): void {
+    this.failures.push(message);
+    say(`FAILED ${message}`);
+  }
+
+  /** The highest rate with p99 under the limit: bisects up to the closed-loop maximum. */
+  async search(name: string, url: string, watch: Started[], max: PathReport['max']): Promise<SearchResult> {
+    const s = this.settings;
+    // Open loop cannot sustain more than the closed-loop maximum; without one, try 4× the rate.
+    const ceiling = Math.max(s.rate, Math.round(max ? max.run.achievedRps : s.rate * 4));
+    say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps} probes of ${s.searchStepS} s up to ${ceiling}/s`);
+    const m = await this.load(
+      url,
+      [
+        '--mode', 'search',
+        '--max-rate', String(ceiling),
+        '--steps', String(s.searchSteps),
+        '--duration', String(s.searchStepS),
+        '--p99', String(s.p99LimitMs),
+        '--connections', String(s.maxConnections),
+        '--warmup', '1',
+      ],
+      watch,
+      false,
+    );
+    const search = m.result as SearchResult;
+    say(`${name}: ${search.rate}/s sustained with p99 < ${s.p99LimitMs} ms (${search.steps.map((x) => `${x.rate}${x.pass ? '✓' : '✗'}`).join(' ')})`);
+    return search;
+  }
+
 
   async startEchoApp(): Promise<{ proc: Started; port: number }> {
     const proc = this.procs.startNode('echo-app', [join(ROOT, 'examples/echo-app.ts')], { APP_PORT: '0', ECHO_NAME: 'testapp' });
@@ -408,8 +432,7 @@ async function main(): Promise<void> {
 
   const machine = { cpuModel: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, platform: `${platform()} ${release()}`, loadAvg: loadavg() };
   const paths: PathReport[] = [];
-  const failures: string[] = [];
-  let keepLogs = false;
+  const failures = bench.failures;
   try {
     say(`machine: ${machine.cpuModel}, ${machine.cores} cores; Node ${process.version}; logs in ${tmp}`);
     const app = await bench.startEchoApp();
@@ -438,10 +461,7 @@ async function main(): Promise<void> {
           await bench.procs.stop(b.proc);
         }
       } catch (err) {
-        keepLogs = true;
-        const message = `${mode}: ${(err as Error).message}`;
-        failures.push(message);
-        say(`FAILED ${message}`);
+        bench.fail(`${mode}: ${(err as Error).message}`);
       }
     }
     // Added latency needs the baseline, which may have been measured after a weft path.
@@ -449,7 +469,7 @@ async function main(): Promise<void> {
     for (const p of paths) if (base && p !== base) p.addedMs = added(p.latencyMs, base.latencyMs);
   } finally {
     await bench.procs.stopAll();
-    if (keepLogs) say(`logs kept in ${tmp}`);
+    if (failures.length > 0) say(`logs kept in ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
   }
 
