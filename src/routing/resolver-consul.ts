@@ -358,6 +358,8 @@ export class ConsulResolver implements Resolver {
   private contacted = false;
   private outage = false;
   private closed = false;
+  private readonly stopping = new AbortController();
+  private readonly probeScope = new CancelScope();
 
   constructor(ctx: ResolverContext, env: NodeJS.ProcessEnv = process.env) {
     this.ctx = ctx;
@@ -377,15 +379,30 @@ export class ConsulResolver implements Resolver {
   }
 
   async start(): Promise<void> {
-    // One early probe, so a misconfigured address shows in the log at boot; never fatal.
-    const scope = new CancelScope();
+    // One early probe, so a misconfigured address shows in the log at boot; never fatal. If it
+    // fails, it goes on in the background until Consul answers (or anything else succeeds), so
+    // the status of a node that registers and watches nothing yet still recovers.
+    if (!(await this.probe())) void this.reprobe();
+  }
+
+  private async probe(): Promise<boolean> {
     try {
-      const leader = await this.client.status.leader({ timeout: Math.min(this.options.requestTimeoutMs, 2000), ctx: scope });
+      const leader = await this.client.status.leader({ timeout: Math.min(this.options.requestTimeoutMs, 2000), ctx: this.probeScope });
       this.succeeded('probe');
       if (leader === '' || leader === undefined) this.ctx.log('warn', 'consul answers but knows no leader yet; registrations may be delayed', { address: this.options.baseUrl });
       else this.ctx.log('info', 'consul reached', { address: this.options.baseUrl, leader });
+      return true;
     } catch (err) {
       this.failed('probe', this.describe(err, 'GET /v1/status/leader'));
+      return false;
+    }
+  }
+
+  private async reprobe(): Promise<void> {
+    for (let attempt = 1; !this.closed && this.failing.has('probe'); attempt++) {
+      await sleep(this.backoff(attempt), this.stopping.signal);
+      if (this.closed || !this.failing.has('probe')) return;
+      await this.probe();
     }
   }
 
@@ -429,7 +446,8 @@ export class ConsulResolver implements Resolver {
   status(): ResolverStatus {
     const healthy = this.contacted && this.failing.size === 0;
     const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number } = { scheme: this.scheme, healthy };
-    if (!healthy) s.lastError = this.lastError ?? 'consul not contacted yet';
+    // The newest failure among the loops still failing says most about why.
+    if (!healthy) s.lastError = [...this.failing.values()].at(-1) ?? this.lastError ?? 'consul not contacted yet';
     if (this.lastSuccessAt !== undefined) s.lastSuccessAt = this.lastSuccessAt;
     return s;
   }
@@ -457,6 +475,8 @@ export class ConsulResolver implements Resolver {
 
   private shutdown(): Keeper[] {
     this.closed = true;
+    this.stopping.abort();
+    this.probeScope.cancel();
     for (const w of this.watches.values()) w.stop();
     this.watches.clear();
     const keepers = [...this.keepers.values()];
@@ -494,6 +514,7 @@ export class ConsulResolver implements Resolver {
 
   failed(channel: string, message: string): void {
     if (this.closed) return;
+    this.failing.delete(channel); // re-inserted last: the newest failure
     this.failing.set(channel, message);
     this.lastError = message;
     if (!this.outage) {

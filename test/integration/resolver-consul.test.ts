@@ -243,6 +243,16 @@ describe('consul resolver: registration', () => {
     await eventually(() => r.status().healthy, 2000, 'healthy');
     expect(logs.some((l) => l.msg === 'consul is reachable again')).toBe(true);
   });
+
+  fakeOnly('a node that registers and watches nothing still sees its status recover when Consul comes up', async () => {
+    const server = fake as FakeConsul;
+    await server.stop();
+    const { r } = makeResolver('caller-only');
+    await r.start();
+    expect(r.status()).toMatchObject({ healthy: false, lastError: expect.stringMatching(/^consul GET \/v1\/status\/leader: cannot reach/) });
+    await server.start();
+    await eventually(() => r.status().healthy, 3000, 'healthy after Consul came up');
+  });
 });
 
 describe('consul resolver: watches', () => {
