@@ -231,8 +231,11 @@ function untilSignal(node: WeftNode, child: ChildProcess | null): Promise<number
       }
       resolve(code);
     };
-    process.once('SIGTERM', () => void stop(0, 'SIGTERM'));
-    process.once('SIGINT', () => void stop(0, 'SIGINT'));
+    // `on`, not `once`: a signal often arrives twice (Ctrl-C reaches the whole process
+    // group; npx and timeout forward theirs), and a second one must not kill the node
+    // before it has stopped its app.
+    process.on('SIGTERM', () => void stop(0, 'SIGTERM'));
+    process.on('SIGINT', () => void stop(0, 'SIGINT'));
     child?.once('exit', (code, signal) => void stop(code ?? (signal === null ? 0 : 1), `app exited (${code ?? signal})`));
     child?.once('error', (err) => {
       node.log.error({ err: err.message }, 'could not start the app command');

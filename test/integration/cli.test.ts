@@ -1,0 +1,171 @@
+/**
+ * The `weft` CLI as a user runs it: real processes, stopped by the test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WEFT = join(ROOT, 'bin', 'weft.js');
+const dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
+const registry = join(dir, 'registry.sqlite');
+const running: ChildProcess[] = [];
+
+interface Ready { event: string; nodeId: string; http: number; peer: number; metrics: number }
+
+function weft(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(process.execPath, [WEFT, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.push(child);
+  return child;
+}
+
+/** Runs a command to its end: exit code, stdout, stderr. */
+function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = weft(args);
+  let out = '';
+  let err = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, out, err })));
+}
+
+function ready(child: ChildProcess): Promise<Ready> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (line.startsWith('{') && line.includes('"event":"ready"')) resolve(JSON.parse(line) as Ready);
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`weft exited with ${code} before it was ready`)));
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function portOpen(port: number): Promise<boolean> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
+afterEach(async () => {
+  for (const c of running.splice(0)) {
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill('SIGKILL');
+      await exited(c);
+    }
+  }
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const ports = ['--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0'];
+
+describe('weft run', () => {
+  it('starts the app with its ports, serves calls between two nodes, and SIGTERM stops node and app', async () => {
+    const appPort = await freePort();
+    const b = weft(['run', '--app-id', 'echo', '--app-port', String(appPort), ...ports, '--registry', registry, '--json', '--', process.execPath, 'examples/echo-app.ts']);
+    const a = weft(['run', '--app-id', 'front', ...ports, '--registry', registry, '--workers', '1', '--json']);
+    const [rb, ra] = await Promise.all([ready(b), ready(a)]);
+    expect(rb).toMatchObject({ event: 'ready', http: expect.any(Number), peer: expect.any(Number) });
+    // the app started by weft comes up on APP_PORT
+    for (let i = 0; i < 50 && !(await portOpen(appPort)); i++) await new Promise((r) => setTimeout(r, 100));
+    const res = await request(`http://127.0.0.1:${ra.http}/v1.0/invoke/echo/method/echo/cli?z=9`, { method: 'POST', body: 'via cli' });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('via cli');
+    expect(res.headers['x-echo-caller']).toBe('front');
+    expect(res.headers['x-echo-query']).toBe('z=9');
+
+    b.kill('SIGTERM');
+    b.kill('SIGTERM'); // a second signal (as from a process group) must not cut the stop short
+    expect(await exited(b)).toBe(0);
+    expect(await portOpen(appPort)).toBe(false);
+    a.kill('SIGTERM');
+    expect(await exited(a)).toBe(0);
+  });
+
+  it('stops when the app command exits, with its exit code', async () => {
+    const node = weft(['run', '--app-id', 'short', ...ports, '--registry', registry, '--json', '--', process.execPath, '-e', 'setTimeout(() => process.exit(3), 300)']);
+    await ready(node);
+    expect(await exited(node)).toBe(3);
+  });
+
+  it('hands DAPR_HTTP_PORT and APP_ID to the app command', async () => {
+    const out = join(dir, 'env.json');
+    const script = `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({p: process.env.DAPR_HTTP_PORT, id: process.env.APP_ID, g: process.env.DAPR_GRPC_PORT}))`;
+    const node = weft(['run', '--app-id', 'envapp', ...ports, '--registry', registry, '--json', '--', process.execPath, '-e', script]);
+    const r = await ready(node);
+    expect(await exited(node)).toBe(0);
+    const { readFileSync } = await import('node:fs');
+    const env = JSON.parse(readFileSync(out, 'utf8')) as { p: string; id: string; g: string };
+    expect(env).toMatchObject({ p: String(r.http), id: 'envapp' });
+    expect(env.g).toMatch(/^\d+$/);
+  });
+
+  it('refuses bad usage with exit code 2 and says why', async () => {
+    const noId = await run(['run', '--http-port', '0']);
+    expect(noId.code).toBe(2);
+    expect(noId.err).toContain('--app-id: is required');
+    const badPort = await run(['run', '--app-id', 'x', '--http-port', 'abc']);
+    expect(badPort.code).toBe(2);
+    expect(badPort.err).toContain('--http-port: must be a port number');
+    const unknown = await run(['run', '--app-id', 'x', '--bogus']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.err).toMatch(/Unknown option '--bogus'/);
+    const json = await run(['run', '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toEqual({ error: { code: 'WEFT_CONFIG', message: '--app-id: is required (see weft run --help)' } });
+  });
+});
+
+describe('weft start', () => {
+  it('names the bad field of a config file and exits 2', async () => {
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, 'apps:\n  - appId: orders\n    appPort: 99999\n');
+    const r = await run(['start', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('config error: apps[0].appPort: must be an integer from 1 to 65535 (got 99999)');
+  });
+
+  it('serves the apps of a valid config until SIGTERM', async () => {
+    const file = join(dir, 'good.yaml');
+    writeFileSync(file, `http: { port: 0 }\npeer: { port: 0 }\nmetrics: { port: 0 }\nlogLevel: warn\napps:\n  - appId: cfgapp\nresolver:\n  type: local\n  local: { path: ${JSON.stringify(registry)} }\n`);
+    const node = weft(['start', '--config', file, '--json']);
+    const r = await ready(node);
+    const meta = await request(`http://127.0.0.1:${r.http}/v1.0/metadata`);
+    expect(((await meta.body.json()) as { id: string }).id).toBe('cfgapp');
+    node.kill('SIGTERM');
+    expect(await exited(node)).toBe(0);
+  });
+});
+
+describe('weft help', () => {
+  it.each([[['--help']], [['run', '--help']], [['start', '--help']], [['invoke', '--help']], [['status', '--help']], [['ca', '--help']]])('%j prints usage and exits 0', async (args) => {
+    const r = await run(args);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/Usage: weft/);
+  });
+});
