@@ -49,7 +49,8 @@ export class Processes {
       for (const listener of [...listeners]) listener(line);
     });
     const exited = new Promise<number | null>((resolve) => {
-      child.once('exit', (code, signal) => {
+      // 'close', not 'exit': stdio may still hold output after the process has exited.
+      child.once('close', (code, signal) => {
         log.end(`\n[bench] ${name} exited: ${code ?? signal}\n`);
         this.#children.delete(started);
         resolve(code);
@@ -159,15 +160,17 @@ export function memory(pid: number): Memory | null {
   }
 }
 
-/** Busy and total CPU seconds of the whole machine, all cores (from /proc/stat). */
-export function machineCpu(): { busyS: number; totalS: number } | null {
+/**
+ * CPU seconds the whole machine spent busy (all cores: user, nice, system, irq, softirq)
+ * and stolen by the hypervisor for other guests, from /proc/stat.
+ */
+export function machineCpu(): { busyS: number; stealS: number } | null {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
-    const ticks = line.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
-    return { busyS: (total - idle) / TICKS_PER_SECOND, totalS: total / TICKS_PER_SECOND };
+    // cpu user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user).
+    const t = line.trim().split(/\s+/).slice(1).map(Number);
+    const at = (i: number): number => t[i] ?? 0;
+    return { busyS: (at(0) + at(1) + at(2) + at(5) + at(6)) / TICKS_PER_SECOND, stealS: at(7) / TICKS_PER_SECOND };
   } catch {
     return null;
   }

@@ -46,6 +46,8 @@ export interface PathReport {
   search: SearchResult | null;
   /** Average CPU used by processes outside this benchmark during the measured phase, vCPU. */
   otherVcpu: number | null;
+  /** Average CPU stolen by the hypervisor during the measured phase, vCPU. */
+  stealVcpu: number | null;
 }
 
 export interface Report {

@@ -158,6 +158,7 @@ interface Measured {
   rssMax: Map<number, number>;
   peak: Map<number, number | null>;
   otherVcpu: number | null;
+  stealVcpu: number | null;
 }
 
 class Bench {
@@ -189,6 +190,7 @@ class Bench {
     const sampler = new RssSampler();
     let before = new Map<number, number | null>();
     let machineBefore = machineCpu();
+    let wallBefore = performance.now();
     let result: unknown;
     let failure: string | undefined;
     gen.onLine((line) => {
@@ -201,6 +203,7 @@ class Bench {
       if (event.event === 'phase' && event.phase === 'measure') {
         before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
         machineBefore = machineCpu();
+        wallBefore = performance.now();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
       } else if (event.event === 'result') {
         result = event.result;
@@ -218,16 +221,18 @@ class Bench {
     }
     const peak = new Map(watch.map((w) => [w.pid, memory(w.pid)?.hwmMB ?? null]));
     const machineAfter = machineCpu();
+    const wallS = (performance.now() - wallBefore) / 1000;
     let otherVcpu: number | null = null;
+    let stealVcpu: number | null = null;
     const run = result as Partial<RunResult>;
-    if (machineBefore && machineAfter && typeof run.generatorCpuMs === 'number' && typeof run.elapsedS === 'number' && run.elapsedS > 0) {
+    if (machineBefore && machineAfter && typeof run.generatorCpuMs === 'number' && wallS > 0) {
       // The generator reports its own CPU for the measured run (it has exited, so /proc cannot).
       let ours = run.generatorCpuMs / 1000;
       for (const v of cpu.values()) ours += v ?? 0;
-      const wall = (machineAfter.totalS - machineBefore.totalS) / Math.max(1, cpus().length);
-      if (wall > 0) otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wall);
+      otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
+      stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, rssMax: sampler.max, peak, otherVcpu } };
+    return { result, measured: { cpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
   }
 
   costs(watch: Started[], roles: string[], m: Omit<Measured, 'run'>, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
@@ -308,7 +313,7 @@ class Bench {
         this.fail(`${name}: p99 search: ${(err as Error).message}`);
       }
     }
-    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu };
+    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu };
   }
 
   fail(message: string): void {
@@ -473,8 +478,17 @@ async function main(): Promise<void> {
     else rmSync(tmp, { recursive: true, force: true });
   }
 
-  const other = paths.map((p) => p.otherVcpu).filter((x): x is number => x !== null);
-  const otherText = other.length > 0 ? `other processes on the machine used ${(other.reduce((a, b) => a + b, 0) / other.length).toFixed(2)} vCPU on average during the measured phases` : 'load from other processes unknown';
+  const mean = (xs: (number | null)[]): number | null => {
+    const known = xs.filter((x): x is number => x !== null);
+    return known.length > 0 ? known.reduce((a, b) => a + b, 0) / known.length : null;
+  };
+  const other = mean(paths.map((p) => p.otherVcpu));
+  const steal = mean(paths.map((p) => p.stealVcpu));
+  const otherText =
+    other === null
+      ? 'load from other processes unknown'
+      : `other processes on the machine used ${other.toFixed(2)} vCPU on average during the measured phases` +
+        (steal !== null && steal >= 0.01 ? `, and the hypervisor stole ${steal.toFixed(2)} vCPU` : '');
   const report: Report = {
     version: 1,
     startedAt: startedAt.toISOString(),
