@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { Histogram, type HistogramSummary } from './histogram.ts';
-import { startPacer } from './pacer.ts';
+import { startPacer, startTimerPacer } from './pacer.ts';
 
 export interface TargetOptions {
   /** Full URL of the request: origin, path and query. */
@@ -194,6 +194,8 @@ export interface OpenLoopOptions {
    * fraction of a millisecond does not matter use a wider gap.
    */
   minGapMs?: number;
+  /** What wakes the sender: a pacer thread (default, sub-ms precise) or Node's timers (1 ms ticks). */
+  pacer?: 'thread' | 'timer';
 }
 
 /** Sends `rate` requests/s for `durationS` seconds on a fixed schedule; see the file comment. */
@@ -292,7 +294,10 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
       finish();
       reject(err);
     };
-    const pacer = startPacer(start, intervalMs, total, tick, fail, options.minGapMs ?? 0.2);
+    const pacer =
+      options.pacer === 'timer'
+        ? startTimerPacer(start, intervalMs, total, tick)
+        : startPacer(start, intervalMs, total, tick, fail, options.minGapMs ?? 0.2);
     // The run is bounded whatever happens to the pacer or the target; this timer also keeps
     // the process alive while the pool's idle sockets (unreferenced) would not.
     hardStop = setTimeout(() => {
@@ -463,6 +468,7 @@ const USAGE = `usage: node bench/load.ts --url URL [options]
   --max-rate N      search: highest rate to try (required for search)
   --steps N         search: probes (default 5)
   --p99 MS          search: the p99 limit (default 10)
+  --pacer thread|timer  open: what wakes the sender (default thread: sub-ms precise; timer: 1 ms ticks)
   --json            JSON lines on stdout (phase events, then {"event":"result",...})`;
 
 async function main(): Promise<void> {
@@ -480,6 +486,7 @@ async function main(): Promise<void> {
       header: { type: 'string', multiple: true, default: [] },
       timeout: { type: 'string', default: '10000' },
       'max-rate': { type: 'string' },
+      pacer: { type: 'string', default: 'thread' },
       steps: { type: 'string', default: '5' },
       p99: { type: 'string', default: '10' },
       json: { type: 'boolean', default: false },
@@ -540,7 +547,9 @@ async function main(): Promise<void> {
     if (values.mode === 'open') {
       const rate = num('rate', values.rate, 0.001);
       emit({ event: 'phase', phase: 'measure', rate, durationS: duration });
-      const result = await runOpenLoop(target, { rate, durationS: duration, onProgress: progress('measure') });
+      const pacer = values.pacer;
+      if (pacer !== 'thread' && pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${pacer})`);
+      const result = await runOpenLoop(target, { rate, durationS: duration, onProgress: progress('measure'), pacer });
       emit({ event: 'result', result });
       if (!json) printResult(result);
     } else if (values.mode === 'closed') {

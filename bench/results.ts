@@ -100,7 +100,7 @@ export function toMarkdown(r: Report): string {
   out.push(`- machine: ${r.machine.cpuModel}, ${r.machine.cores} cores, ${r.machine.platform}; load average before: ${r.machine.loadAvg.map((x) => x.toFixed(2)).join(' ')}`);
   out.push(`- Node ${r.node}; weft commit ${r.commit.sha}${r.commit.dirty ? ' (with uncommitted changes)' : ''}`);
   out.push(
-    `- load: ${s['rate']} requests/s open loop (latency from the scheduled send time), ${s['connections']} connections, ${s['bodyBytes']} B ${s['method']} body, ` +
+    `- load: ${s['rate']} requests/s open loop (latency from the scheduled send time, paced by ${s['pacer'] === 'timer' ? "Node's timers" : 'a thread'}), ${s['connections']} connections, ${s['bodyBytes']} B ${s['method']} body, ` +
       `${s['durationS']} s after ${s['warmupS']} s of warm-up at ${s['warmupRate']}/s; max rate: closed loop, ${s['maxConnections']} connections, ${s['maxDurationS']} s`,
   );
   out.push(`- path: generator → node A (\`loadgen\`) HTTP API → node B → echo app \`/test\`; baseline: generator → echo app directly; TLS: ${s['mtls'] ? 'mTLS' : 'off'}`);

@@ -44,6 +44,7 @@ interface Settings {
   searchStepS: number;
   p99LimitMs: number;
   timeoutMs: number;
+  pacer: string;
   logLevel: string;
   nodeArgs: string[];
   mtls: boolean;
@@ -70,6 +71,7 @@ function parseSettings(argv: string[]): Settings {
       'search-step': { type: 'string' },
       p99: { type: 'string', default: '10' },
       timeout: { type: 'string', default: '10000' },
+      pacer: { type: 'string', default: 'thread' },
       'log-level': { type: 'string', default: 'warn' },
       'node-arg': { type: 'string', multiple: true, default: [] },
       mtls: { type: 'boolean', default: false },
@@ -94,6 +96,7 @@ function parseSettings(argv: string[]): Settings {
   for (const m of modes) {
     if (m !== 'baseline' && workersOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N)`);
   }
+  if (values.pacer !== 'thread' && values.pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${values.pacer})`);
   if (values.mtls) throw new Error('--mtls: not available yet (mTLS between nodes comes with a later issue)');
   return {
     durationS: num('duration', values.duration, quick ? 5 : 60, 0.5),
@@ -110,6 +113,7 @@ function parseSettings(argv: string[]): Settings {
     searchStepS: num('search-step', values['search-step'], quick ? 2 : 5, 0.5),
     p99LimitMs: num('p99', values.p99, 10, 0.01),
     timeoutMs: num('timeout', values.timeout, 10_000, 1),
+    pacer: values.pacer,
     logLevel: values['log-level'],
     nodeArgs: values['node-arg'],
     mtls: values.mtls,
@@ -133,6 +137,7 @@ const USAGE = `usage: node bench/run.ts [options]
   --search-steps N      probes in the search for the max rate with p99 < --p99 (default 5; --quick 3; 0 skips)
   --search-step S       seconds per search probe (default 5; --quick 2)
   --p99 MS              the search's p99 limit (default 10)
+  --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
   --out DIR             where reports go (default bench/results)
@@ -278,6 +283,7 @@ class Bench {
         '--connections', String(s.connections),
         '--warmup', String(s.warmupS),
         '--warmup-rate', String(s.warmupRate),
+        '--pacer', s.pacer,
       ],
       watch,
       true,
@@ -509,6 +515,7 @@ async function main(): Promise<void> {
       searchSteps: settings.searchSteps,
       searchStepS: settings.searchStepS,
       p99LimitMs: settings.p99LimitMs,
+      pacer: settings.pacer,
       logLevel: settings.logLevel,
       nodeArgs: settings.nodeArgs,
       mtls: settings.mtls,
