@@ -19,31 +19,51 @@ import {
 } from '../src/peer/codec.ts';
 import type { InvokeResult, InvokeTask, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
+import { WeftError } from '../src/errors.ts';
+import { compose, runWithRetries, withBreaker, withOutlier, withTimeout, type AttemptResult } from '../src/resiliency/compose.ts';
+import { ResiliencyPolicies } from '../src/resiliency/policy.ts';
+import { RetryBudget, type RetryBudgetOptions } from '../src/resiliency/budget.ts';
+import { BreakerRegistry, appBreakerKey } from '../src/resiliency/breaker.ts';
+import { OutlierDetector, type OutlierOptions } from '../src/resiliency/outlier.ts';
+import type { Failure } from '../src/resiliency/backoff.ts';
 
 const EMPTY = new Uint8Array(0);
 
 /** Failures weft decided itself, by stable code; `retryable` ones never reached the app. */
 const RETRYABLE_CODES = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
 
-export interface RetryOptions {
-  /** Further attempts after the first. */
-  readonly maxRetries: number;
-  readonly baseDelayMs: number;
-  readonly maxDelayMs: number;
-}
-
-/**
- * weft's built-in retry: Dapr retries transport failures 3 times 1 s apart; weft retries the
- * same failures (those that never reached the app) 3 times with exponential backoff and full
- * jitter from 25 ms, on another instance when there is one, and never past the deadline.
- */
-export const DEFAULT_RETRY: RetryOptions = { maxRetries: 3, baseDelayMs: 25, maxDelayMs: 1000 };
-
 export interface OutboundOptions {
-  readonly retry?: RetryOptions;
+  /** Dapr Resiliency policies; none = weft's built-in retry (see src/resiliency/policy.ts). */
+  readonly resiliency?: ResiliencyPolicies;
+  readonly budget?: RetryBudgetOptions;
+  readonly outlier?: Omit<OutlierOptions, 'now' | 'onEvent'>;
   /** Counts facts for the main thread's metrics registry. */
   readonly count?: (name: string, labels: string, by?: number) => void;
   readonly random?: () => number;
+}
+
+/** What one attempt yields: the result to hand back, or the failure that ended it. */
+type Attempted = AttemptResult<InvokeResult>;
+
+/** Per target app: its retry budget and its outlier detector (shared by all calls to it). */
+interface AppGuards {
+  readonly budget: RetryBudget;
+  readonly outlier: OutlierDetector;
+}
+
+/** A signal that never aborts: the main thread does not cancel tasks. */
+const NEVER = new AbortController().signal;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 class CallFailure extends Error {
@@ -83,14 +103,39 @@ export class Outbound {
   private readonly snapshotWaiters: Array<() => void> = [];
   private readonly clients = new Map<string, grpc.Client>();
   private readonly cursors = new Map<string, number>();
-  private readonly retry: RetryOptions;
+  private readonly policies: ResiliencyPolicies;
+  private readonly guards = new Map<string, AppGuards>();
+  private readonly breakers: BreakerRegistry;
+  private readonly options: OutboundOptions;
   private readonly count: (name: string, labels: string, by?: number) => void;
   private readonly random: () => number;
 
   constructor(options: OutboundOptions = {}) {
-    this.retry = options.retry ?? DEFAULT_RETRY;
-    this.count = options.count ?? (() => {});
+    this.options = options;
+    this.policies = options.resiliency ?? ResiliencyPolicies.EMPTY;
+    const count = (this.count = options.count ?? (() => {}));
     this.random = options.random ?? Math.random;
+    this.breakers = new BreakerRegistry({
+      now: Date.now,
+      onStateChange: (key, _from, to) => count('weft_circuit_breaker_transitions_total', `breaker=${key.replace(/[,=]/g, '_')},to=${to}`),
+    });
+  }
+
+  private guardsOf(appKey: string, appId: string): AppGuards {
+    let g = this.guards.get(appKey);
+    if (g === undefined) {
+      const count = this.count;
+      g = {
+        budget: new RetryBudget({ ...this.options.budget, now: Date.now }),
+        outlier: new OutlierDetector({
+          ...this.options.outlier,
+          now: Date.now,
+          onEvent: (e) => count('weft_outlier_events_total', `app_id=${appId},event=${e.type}`),
+        }),
+      };
+      this.guards.set(appKey, g);
+    }
+    return g;
   }
 
   get routingVersion(): number {
@@ -147,7 +192,7 @@ export class Outbound {
     return client;
   }
 
-  /** Round robin over the app's instances, skipping those that failed this call. */
+  /** Round robin over the usable instances, skipping those that already failed this call. */
   private pick(appKey: string, instances: readonly PeerAddress[], failed: Set<string> | null): PeerAddress | undefined {
     const n = instances.length;
     if (n === 0) return undefined;
@@ -161,81 +206,120 @@ export class Outbound {
     return instances[start % n];
   }
 
+  /**
+   * One call: the target's policy (Resiliency document or the built-in retry) decides the
+   * per-attempt timeout, the retries and the circuit breaker; the app's retry budget caps
+   * retries; the outlier detector keeps failing instances out of the rotation for a while.
+   */
   async invoke(task: InvokeTask): Promise<InvokeResult> {
     const appKey = `${task.namespace}/${task.appId}`;
-    const head: CallHead = {
-      appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
-      headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
-    };
-    let attempts = 0;
-    let failed: Set<string> | null = null;
+    const streaming = task.port !== null;
     let lastPeer: PeerAddress | null = null;
+    let attempts = 0;
     try {
       const snapshot = await this.routing(task.routingVersion, task.deadline);
       const instances = snapshot.apps[appKey] ?? [];
       if (instances.length === 0) {
         throw failure('WEFT_APP_NOT_FOUND', `no instance of app ${task.appId} in namespace ${task.namespace} is known`);
       }
-      for (;;) {
-        const peer = this.pick(appKey, instances, failed) as PeerAddress;
+      const head: CallHead = {
+        appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
+        headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
+      };
+      const policy = this.policies.forApp(task.appId, task.callerAppId);
+      const guards = this.guardsOf(appKey, task.appId);
+      const usable = guards.outlier.filter(instances);
+      let lastCode = '';
+      const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
-        attempts++;
-        try {
-          if (task.port !== null) {
-            // A streamed body cannot be replayed: one attempt only.
-            await this.stream(this.client(peer), head, task, peer);
-            return { type: 'stream', port: null, attempts, nodeId: peer.nodeId };
-          }
-          return await this.unary(this.client(peer), head, task, peer, attempts);
-        } catch (err) {
-          if (!(err instanceof CallFailure) || !err.retryable || attempts > this.retry.maxRetries) throw err;
-          const delay = this.backoff(attempts);
-          if (Date.now() + delay >= task.deadline) throw err;
-          (failed ??= new Set()).add(peer.nodeId);
-          this.count('weft_invoke_retries_total', `app_id=${task.appId},reason=${err.wire.code}`);
-          await new Promise((resolve) => setTimeout(resolve, delay));
-        }
-      }
+        attempts = attemptNo;
+        const r = await (streaming ? this.sendStream(head, task, peer) : this.sendUnary(head, task, peer, attemptNo, signal));
+        lastCode = r.error?.code ?? (r.failure === undefined ? '' : `HTTP_${r.failure.status}`);
+        return r;
+      };
+      const breaker = policy.breaker;
+      const attempt = compose<PeerAddress, InvokeResult>(
+        withTimeout(policy.timeoutMs),
+        withBreaker((peer) => (breaker === undefined ? undefined : this.breakers.get(appBreakerKey(task.appId, peer.nodeId), breaker))),
+        withOutlier(guards.outlier),
+      )(send);
+      let failed: Set<string> | null = null;
+      const result = await runWithRetries(attempt, {
+        policy: policy.retry,
+        budget: guards.budget,
+        pick: (_n, previous) => {
+          if (previous !== undefined) (failed ??= new Set()).add(previous.nodeId);
+          return this.pick(appKey, usable, failed);
+        },
+        deadline: task.deadline,
+        signal: NEVER,
+        now: Date.now,
+        random: this.random,
+        sleep,
+        onRetry: () => this.count('weft_invoke_retries_total', `app_id=${task.appId},reason=${lastCode}`),
+      });
+      if (result.stop === 'budget') this.count('weft_retry_budget_exhausted_total', `app_id=${task.appId}`);
+      if (result.value !== undefined) return result.value;
+      const error = result.error ?? new WeftError('WEFT_PEER_FAILED', 'the call failed');
+      throw failure(error.code, error.message);
     } catch (err) {
       const wire = err instanceof CallFailure ? err.wire : { code: 'WEFT_INTERNAL', message: (err as Error).message };
+      const nodeId = (lastPeer as PeerAddress | null)?.nodeId ?? null;
       if (task.port !== null) {
         // the main thread reads outcomes of streamed calls from the port
         const writer = new PortWriter(task.port);
         writer.error(wire);
         writer.close();
-        return { type: 'stream', port: null, attempts, nodeId: lastPeer?.nodeId ?? null };
+        return { type: 'stream', port: null, attempts, nodeId };
       }
-      return { type: 'error', error: wire, attempts, nodeId: lastPeer?.nodeId ?? null };
+      return { type: 'error', error: wire, attempts, nodeId };
     }
   }
 
-  private backoff(attempt: number): number {
-    const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
-    return Math.round(cap * (0.5 + this.random() * 0.5));
+  /** One unary attempt, classified for the resiliency steps (results, not exceptions). */
+  private async sendUnary(head: CallHead, task: InvokeTask, peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> {
+    try {
+      const { result, status } = await this.unary(this.client(peer), head, task, peer, attemptNo, signal);
+      const ok = status >= 200 && status < 400;
+      return { value: result, failure: ok ? undefined : { kind: 'http', status, neverReachedApp: false, bodyReplayable: true } };
+    } catch (err) {
+      const reason: unknown = signal.aborted ? signal.reason : undefined;
+      const f = reason instanceof WeftError ? failure(reason.code, reason.message) : err instanceof CallFailure ? err : failure('WEFT_PEER_FAILED', (err as Error).message);
+      return { value: undefined, failure: transportFailure(f, true), error: new WeftError(f.wire.code as 'WEFT_INTERNAL', f.wire.message) };
+    }
   }
 
-  private unary(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number): Promise<InvokeResult> {
+  /** A streamed call: one attempt only, its outcome (even a failure) goes over the task's port. */
+  private async sendStream(head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<Attempted> {
+    await this.stream(this.client(peer), head, task, peer);
+    return { value: { type: 'stream', port: null, attempts: 1, nodeId: peer.nodeId }, failure: undefined };
+  }
+
+  private unary(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number, signal: AbortSignal): Promise<{ result: InvokeResult; status: number }> {
     const body = task.body === null ? EMPTY : new Uint8Array(task.body);
     return new Promise((resolve, reject) => {
-      client.makeUnaryRequest(
+      const call = client.makeUnaryRequest(
         PeerMethods.invoke, encodeInvokeRequest, decodeInvokeResponse, { head, body },
         new grpc.Metadata(), { deadline: task.deadline },
         (err: grpc.ServiceError | null, res?: InvokeResponse) => {
+          signal.removeEventListener('abort', cancel);
           if (err !== null || res === undefined) {
             reject(err === null ? failure('WEFT_PEER_FAILED', 'empty answer') : fromServiceError(err, peer));
             return;
           }
           const responseHead = { status: res.status, headers: res.headers };
           if (res.bodyTicket === '') {
-            resolve({ type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId });
+            resolve({ status: res.status, result: { type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId } });
             return;
           }
           // A large answer: its head and first bytes now, the rest streamed over a port.
           const { port1, port2 } = new MessageChannel();
           void this.fetchRest(client, res, responseHead, port1, task.deadline, peer);
-          resolve({ type: 'stream', port: port2, attempts, nodeId: peer.nodeId });
+          resolve({ status: res.status, result: { type: 'stream', port: port2, attempts, nodeId: peer.nodeId } });
         },
       );
+      const cancel = (): void => call.cancel();
+      if (signal !== NEVER) signal.addEventListener('abort', cancel, { once: true });
     });
   }
 
@@ -304,6 +388,10 @@ export class Outbound {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
   }
+}
+
+function transportFailure(f: CallFailure, replayable: boolean): Failure {
+  return { kind: 'transport', status: 14, neverReachedApp: f.retryable, bodyReplayable: replayable };
 }
 
 function describe(err: unknown, peer: PeerAddress): WireErrorShape {
