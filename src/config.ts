@@ -55,6 +55,16 @@ export interface NodeConfig {
     readonly options: Readonly<Record<string, unknown>>;
   };
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Dapr Resiliency documents (file paths), applied to calls from this node's apps. */
+  readonly resiliency: readonly string[];
+  /** Retries allowed per target app and outbound thread: ratio × calls + minPerSecond. */
+  readonly retryBudget: { readonly ratio: number; readonly minPerSecond: number };
+  readonly outlierDetection: {
+    readonly consecutiveFailures: number;
+    readonly baseEjectionMs: number;
+    readonly maxEjectionMs: number;
+    readonly maxEjectionPercent: number;
+  };
 }
 
 export const DEFAULTS = {
@@ -183,7 +193,7 @@ function listen(f: Fields, key: string, port: number, host: string): Fields & { 
 export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.env): NodeConfig {
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
-    'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel',
+    'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
@@ -223,6 +233,19 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const resolverOptions = resolver.obj[resolverType];
   if (resolverOptions !== undefined && !isObj(resolverOptions)) throw configError(`resolver.${resolverType}`, 'must be a mapping');
 
+  const resiliencyRaw = top.obj['resiliency'] ?? [];
+  const resiliency = (Array.isArray(resiliencyRaw) ? resiliencyRaw : [resiliencyRaw]).map((v, i) => {
+    if (typeof v !== 'string' || v === '') throw configError(Array.isArray(resiliencyRaw) ? `resiliency[${i}]` : 'resiliency', 'must be the path of a Resiliency YAML file');
+    return v;
+  });
+  const budget = top.sub('retryBudget', ['ratio', 'minPerSecond']);
+  const ratio = budget.obj['ratio'] ?? 0.2;
+  if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 10)) throw configError('retryBudget.ratio', 'must be a number from 0 to 10 (0.2 = retries up to 20% of calls)');
+  const outlier = top.sub('outlierDetection', ['consecutiveFailures', 'baseEjectionTime', 'maxEjectionTime', 'maxEjectionPercent']);
+  const baseEjectionMs = outlier.duration('baseEjectionTime', 5000);
+  const maxEjectionMs = outlier.duration('maxEjectionTime', 60_000);
+  if (baseEjectionMs <= 0) throw configError('outlierDetection.baseEjectionTime', 'must be more than 0');
+  if (maxEjectionMs < baseEjectionMs) throw configError('outlierDetection.maxEjectionTime', 'must be at least baseEjectionTime');
   const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
   const config: NodeConfig = {
     nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
@@ -242,6 +265,14 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     apps,
     resolver: { type: resolverType, options: (resolverOptions as Obj | undefined) ?? {} },
     logLevel: top.oneOf('logLevel', DEFAULTS.logLevel, LOG_LEVELS),
+    resiliency,
+    retryBudget: { ratio, minPerSecond: budget.int('minPerSecond', 10, 0, 1_000_000) },
+    outlierDetection: {
+      consecutiveFailures: outlier.int('consecutiveFailures', 5, 1, 1000),
+      baseEjectionMs,
+      maxEjectionMs,
+      maxEjectionPercent: outlier.int('maxEjectionPercent', 50, 0, 100),
+    },
   };
   return deepFreeze(config);
 }

@@ -6,7 +6,7 @@ import { BroadcastChannel } from 'node:worker_threads';
 import type { Transferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { randomUUID } from 'node:crypto';
-import type { InvokeResult, InvokeTask, MetricsBatch, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
+import type { InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
 import { METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
 
 export interface Dispatcher {
@@ -37,7 +37,7 @@ class PoolDispatcher implements Dispatcher {
   /** Resolves when every worker has loaded (so the first calls do not pay for thread start-up). */
   readonly ready: Promise<void>;
 
-  constructor(threads: number, onMetrics: (batch: MetricsBatch) => void) {
+  constructor(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings) {
     this.ready = new Promise((resolve) => (this.onLoaded = resolve));
     const channel = randomUUID();
     this.routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
@@ -61,7 +61,7 @@ class PoolDispatcher implements Dispatcher {
       concurrentTasksPerWorker: 256,
       atomics: 'disabled',
       maxQueue: 'auto',
-      workerData: { channel } satisfies WorkerData,
+      workerData: { channel, settings } satisfies WorkerData,
     });
   }
 
@@ -114,9 +114,9 @@ class InlineDispatcher implements Dispatcher {
   }
 }
 
-export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void): Promise<Dispatcher> {
+export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings): Promise<Dispatcher> {
   if (threads > 0) {
-    const pool = new PoolDispatcher(threads, onMetrics);
+    const pool = new PoolDispatcher(threads, onMetrics, settings);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, WORKER_START_WAIT_MS)));
     await Promise.race([pool.ready, late]);
@@ -124,7 +124,7 @@ export async function createDispatcher(threads: number, onMetrics: (batch: Metri
     return pool;
   }
   // The same outbound code on the main thread; loaded only in this mode.
-  const [{ Outbound }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
+  const [{ Outbound, optionsFrom }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
   const counters = new CounterBatcher(0, onMetrics);
-  return new InlineDispatcher(new Outbound({ count: counters.count }));
+  return new InlineDispatcher(new Outbound(optionsFrom(settings, counters.count)));
 }

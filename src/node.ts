@@ -18,6 +18,7 @@ import { createResolver, type Registration, type Resolver } from './routing/reso
 import { loadResolvers } from './routing/setup.ts';
 import { RoutingTable } from './routing/table.ts';
 import { createDispatcher, type Dispatcher } from './dispatch.ts';
+import { loadResiliency } from './resiliency/load.ts';
 import { Invoker } from './invoker.ts';
 import { HttpAppChannel } from './appchannel/http.ts';
 import { PeerServer } from './peer/server.ts';
@@ -127,7 +128,13 @@ export class WeftNode {
       configError: (field, problem) => configError(field, problem),
     });
     await this.resolver.start();
-    this.dispatcher = await createDispatcher(config.workers, (batch) => this.metrics.absorb(batch));
+    const resiliency = loadResiliency(config.resiliency);
+    for (const warning of resiliency.policies.warnings) this.log.warn({ warning }, 'resiliency policy adjusted');
+    this.dispatcher = await createDispatcher(config.workers, (batch) => this.metrics.absorb(batch), {
+      resiliency: resiliency.texts,
+      budget: config.retryBudget,
+      outlier: config.outlierDetection,
+    });
     const dispatcher = this.dispatcher;
     this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot));
     const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);

@@ -17,11 +17,12 @@ import {
   ERROR_CODE_KEY, PeerMethods,
   decodeInvokeResponse, decodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, encodeStreamFrame,
 } from '../src/peer/codec.ts';
-import type { InvokeResult, InvokeTask, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
+import type { InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
 import { WeftError } from '../src/errors.ts';
 import { compose, runWithRetries, withBreaker, withOutlier, withTimeout, type AttemptResult } from '../src/resiliency/compose.ts';
 import { ResiliencyPolicies } from '../src/resiliency/policy.ts';
+import { fromTexts } from '../src/resiliency/load.ts';
 import { RetryBudget, type RetryBudgetOptions } from '../src/resiliency/budget.ts';
 import { BreakerRegistry, appBreakerKey } from '../src/resiliency/breaker.ts';
 import { OutlierDetector, type OutlierOptions } from '../src/resiliency/outlier.ts';
@@ -35,11 +36,16 @@ const RETRYABLE_CODES = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'W
 export interface OutboundOptions {
   /** Dapr Resiliency policies; none = weft's built-in retry (see src/resiliency/policy.ts). */
   readonly resiliency?: ResiliencyPolicies;
-  readonly budget?: RetryBudgetOptions;
+  readonly budget?: Omit<RetryBudgetOptions, 'now'>;
   readonly outlier?: Omit<OutlierOptions, 'now' | 'onEvent'>;
   /** Counts facts for the main thread's metrics registry. */
   readonly count?: (name: string, labels: string, by?: number) => void;
   readonly random?: () => number;
+}
+
+/** Outbound options from the settings the main thread hands every outbound thread. */
+export function optionsFrom(settings: OutboundSettings, count: OutboundOptions['count']): OutboundOptions {
+  return { resiliency: fromTexts(settings.resiliency), budget: settings.budget, outlier: settings.outlier, count };
 }
 
 /** What one attempt yields: the result to hand back, or the failure that ended it. */

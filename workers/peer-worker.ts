@@ -8,15 +8,15 @@
 import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { move, workerData } from 'piscina';
 import { CounterBatcher } from './counters.ts';
-import { Outbound } from './outbound.ts';
+import { Outbound, optionsFrom } from './outbound.ts';
 import { METRICS_CHANNEL, ROUTING_CHANNEL, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type WorkerData } from './protocol.ts';
 
-const { channel } = workerData as WorkerData;
+const { channel, settings } = workerData as WorkerData;
 const metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
 metrics.unref();
 const counters = new CounterBatcher(threadId, (batch) => metrics.postMessage(batch));
 
-const outbound = new Outbound({ count: counters.count });
+const outbound = new Outbound(optionsFrom(settings, counters.count));
 const routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
 routing.unref();
 routing.onmessage = (event: unknown) => {

@@ -16,10 +16,24 @@ import type { MessagePort } from 'node:worker_threads';
 export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
 
+/** The outbound side's fixed settings, from the node's config. */
+export interface OutboundSettings {
+  /** Texts of the node's Dapr Resiliency documents (validated on the main thread). */
+  readonly resiliency: readonly string[];
+  readonly budget: { readonly ratio: number; readonly minPerSecond: number };
+  readonly outlier: {
+    readonly consecutiveFailures: number;
+    readonly baseEjectionMs: number;
+    readonly maxEjectionMs: number;
+    readonly maxEjectionPercent: number;
+  };
+}
+
 /** What each worker is started with (piscina `workerData`). */
 export interface WorkerData {
   /** Suffix of this node's BroadcastChannel names. */
   readonly channel: string;
+  readonly settings: OutboundSettings;
 }
 
 export interface PeerAddress {

@@ -62,6 +62,9 @@ export class Metrics {
     for (const [name, help, labelNames] of [
       ['weft_invoke_retries_total', 'Attempts retried on another instance, by the failure that caused them', ['app_id', 'reason']],
       ['weft_peer_channels_opened_total', 'gRPC channels opened to peer nodes', []],
+      ['weft_retry_budget_exhausted_total', 'Calls that could not retry because the target app\'s retry budget was spent', ['app_id']],
+      ['weft_circuit_breaker_transitions_total', 'Circuit breaker state changes, by breaker (app and instance) and new state', ['breaker', 'to']],
+      ['weft_outlier_events_total', 'Outlier detection: instances ejected, on probation, recovered, or spared', ['app_id', 'event']],
     ] as const) {
       this.workerCounters.set(name, new Counter({ name, help, labelNames: [...labelNames], registers: reg }));
     }
