@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 import { Histogram, type HistogramSummary } from './histogram.ts';
-import { startPacer, startTimerPacer } from './pacer.ts';
+import { createPacer, createTimerPacer, type Pacer } from './pacer.ts';
 
 export interface TargetOptions {
   /** Full URL of the request: origin, path and query. */
@@ -199,7 +199,7 @@ export interface OpenLoopOptions {
 }
 
 /** Sends `rate` requests/s for `durationS` seconds on a fixed schedule; see the file comment. */
-export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<RunResult> {
+export async function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<RunResult> {
   const { rate, durationS } = options;
   if (!(rate > 0) || !(durationS > 0)) throw new RangeError('rate and duration must be positive');
   const total = Math.max(1, Math.min(options.maxRequests ?? Infinity, Math.round(rate * durationS)));
@@ -209,11 +209,17 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
   const service = new Histogram();
   const lag = new Histogram();
   const errors = new ErrorTally();
+  // The pacer's callbacks are bound once the run below exists; until start() none fire.
+  let onTick: (due: number) => void = () => {};
+  let onError: (err: Error) => void = () => {};
+  const pacer: Pacer =
+    options.pacer === 'timer'
+      ? createTimerPacer(intervalMs, total, (due) => onTick(due))
+      : await createPacer(intervalMs, total, (due) => onTick(due), (err) => onError(err), options.minGapMs ?? 0.2);
   const cpuBefore = process.cpuUsage();
 
   return new Promise((resolve, reject) => {
-    // Start a little ahead so that the pacer thread is up before the first due time.
-    const start = performance.now() + 20;
+    const start = performance.now() + 1;
     let sent = 0;
     let completed = 0;
     let ok = 0;
@@ -289,15 +295,13 @@ export function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<R
       }
     };
 
-    const fail = (err: Error): void => {
+    onTick = tick;
+    onError = (err: Error): void => {
       if (finished) return;
       finish();
       reject(err);
     };
-    const pacer =
-      options.pacer === 'timer'
-        ? startTimerPacer(start, intervalMs, total, tick)
-        : startPacer(start, intervalMs, total, tick, fail, options.minGapMs ?? 0.2);
+    pacer.start(start);
     // The run is bounded whatever happens to the pacer or the target; this timer also keeps
     // the process alive while the pool's idle sockets (unreferenced) would not.
     hardStop = setTimeout(() => {
