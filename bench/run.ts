@@ -157,8 +157,9 @@ const say = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
 };
 
-interface Measured {
-  run: RunResult;
+/** What the harness saw of the processes around one generator run's measured phase. */
+interface Measurement {
+  /** CPU seconds per pid during the phase (null: unknown). */
   cpu: Map<number, number | null>;
   rssMax: Map<number, number>;
   peak: Map<number, number | null>;
@@ -180,7 +181,7 @@ class Bench {
   }
 
   /** Runs bench/load.ts in its own process; measures `watch` around its measured phase. */
-  async load(url: string, args: string[], watch: Started[], sampleRss: boolean): Promise<{ result: unknown; measured: Omit<Measured, 'run'> }> {
+  async load(url: string, args: string[], watch: Started[], sampleRss: boolean): Promise<{ result: unknown; measured: Measurement }> {
     const s = this.settings;
     const gen = this.procs.startNode(`load-${++this.#loadRuns}`, [
       join(ROOT, 'bench/load.ts'),
@@ -197,9 +198,8 @@ class Bench {
     let machineBefore = machineCpu();
     let wallBefore = performance.now();
     let result: unknown;
-    let failure: string | undefined;
     gen.onLine((line) => {
-      let event: { event?: string; phase?: string; result?: unknown; step?: { rate: number; pass: boolean; p99Us: number } };
+      let event: { event?: string; phase?: string; result?: unknown };
       try {
         event = JSON.parse(line) as typeof event;
       } catch {
@@ -216,8 +216,7 @@ class Bench {
     });
     const code = await gen.exited;
     sampler.stop();
-    if (code !== 0 || result === undefined) failure = `load generator exited with ${code}; see ${gen.logFile}`;
-    if (failure !== undefined) throw new Error(failure);
+    if (code !== 0 || result === undefined) throw new Error(`load generator exited with ${code} without a result; see ${gen.logFile}`);
     const cpu = new Map<number, number | null>();
     for (const pid of pids) {
       const now = cpuSeconds(pid);
@@ -240,7 +239,7 @@ class Bench {
     return { result, measured: { cpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
   }
 
-  costs(watch: Started[], roles: string[], m: Omit<Measured, 'run'>, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
+  costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
     const out: ProcessCost[] = watch.map((w, i) => {
       const cpuS = m.cpu.get(w.pid) ?? null;
       return {
