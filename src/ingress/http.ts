@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../errors.ts';
+import { parseDuration } from '../duration.ts';
 import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
@@ -28,9 +29,11 @@ export interface HttpApiContext {
 }
 
 const INVOKE_PREFIX = '/v1.0/invoke/';
+/** A caller's own deadline for one call (`2s`, `500ms`, or ms); it can shorten the node's, never lengthen it. */
+export const TIMEOUT_HEADER = 'weft-timeout';
 const JSON_TYPE = 'application/json';
 /** Headers the ingress consumes and never forwards. */
-const CONSUMED = new Set(['dapr-app-id', 'dapr-api-token', 'dapr-caller-app-id', 'dapr-caller-namespace', 'dapr-callee-app-id']);
+const CONSUMED = new Set(['dapr-app-id', 'dapr-api-token', 'dapr-caller-app-id', 'dapr-caller-namespace', 'dapr-callee-app-id', TIMEOUT_HEADER]);
 
 export function createHttpApi(ctx: HttpApiContext): Server {
   const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
@@ -100,6 +103,13 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
   }
   const appId = parts[0] as string;
   const namespace = parts[1] ?? ctx.namespace;
+  let timeoutMs = ctx.invokeTimeoutMs;
+  const asked = req.headers[TIMEOUT_HEADER];
+  if (typeof asked === 'string') {
+    const ms = parseDuration(asked);
+    if (ms === undefined || ms <= 0) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', `${TIMEOUT_HEADER}: "${asked}" is not a duration (e.g. 500ms, 2s)`));
+    timeoutMs = Math.min(timeoutMs, ms);
+  }
 
   const length = req.headers['content-length'];
   const declared = length === undefined ? -1 : Number(length);
@@ -122,7 +132,7 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
   const outcome = await ctx.invoker.invoke({
     appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
     method, verb: req.method ?? 'GET', query, headers: forwardHeaders(req, form), body,
-    deadline: Date.now() + ctx.invokeTimeoutMs,
+    deadline: Date.now() + timeoutMs,
   });
   await write(res, outcome, req);
 }
