@@ -185,8 +185,9 @@ export class Outbound {
       client = new grpc.Client(key, grpc.credentials.createInsecure(), {
         'grpc.max_receive_message_length': -1,
         'grpc.max_send_message_length': -1,
-        'grpc.keepalive_time_ms': 15_000,
-        'grpc.keepalive_timeout_ms': 5_000,
+        // a dead peer connection is noticed within ~8 s even with no call on it
+        'grpc.keepalive_time_ms': 5_000,
+        'grpc.keepalive_timeout_ms': 3_000,
         'grpc.keepalive_permit_without_calls': 1,
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 5_000,
@@ -255,6 +256,12 @@ export class Outbound {
         budget: guards.budget,
         pick: (_n, previous) => {
           if (previous !== undefined) (failed ??= new Set()).add(previous.nodeId);
+          // Instances whose breaker would refuse are passed over while others are left.
+          if (breaker !== undefined) {
+            for (const p of usable) {
+              if (this.breakers.peek(appBreakerKey(task.appId, p.nodeId))?.wouldAllow() === false) (failed ??= new Set()).add(p.nodeId);
+            }
+          }
           return this.pick(appKey, usable, failed);
         },
         deadline: task.deadline,

@@ -95,6 +95,8 @@ export class PeerServer {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
+      // clients ping every 5 s to find dead connections; let them
+      'grpc.http2.min_ping_interval_without_data_ms': 4_000,
       ...options,
     });
     this.server.addService(serviceDefinition, {
