@@ -61,6 +61,8 @@ Options:
   --workers N          outbound worker threads (0 = on the main thread; default ${DEFAULTS.workers})
   --resolver TYPE      name resolution: local (default), static or consul
   --registry FILE      the local resolver's registry file (default ~/.weft/registry.sqlite)
+  --node-id ID         this node's id (default <hostname>-<peer port>)
+  --advertise-address A  the address other nodes use to reach this node (default: the peer host)
   --config FILE        a YAML config to start from (flags override it)
   --log-level LEVEL    debug, info, warn, error or silent (default info)
   --json               print events as JSON lines on stdout
@@ -161,7 +163,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     'app-id': { type: 'string' }, 'app-port': { type: 'string' }, namespace: { type: 'string' },
     'http-port': { type: 'string' }, 'grpc-port': { type: 'string' }, 'peer-port': { type: 'string' }, 'metrics-port': { type: 'string' },
     workers: { type: 'string' }, resolver: { type: 'string' }, registry: { type: 'string' }, config: { type: 'string' },
-    'log-level': { type: 'string' }, 'node-id': { type: 'string' },
+    'log-level': { type: 'string' }, 'node-id': { type: 'string' }, 'advertise-address': { type: 'string' },
   }, HELP['run'] as string, out);
   if (v === null) return 0;
   const appId = v['app-id'];
@@ -176,6 +178,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   const raw = {
     ...(v['node-id'] !== undefined ? { nodeId: v['node-id'] } : base?.nodeId !== undefined ? { nodeId: base.nodeId } : {}),
     namespace: base?.namespace ?? DEFAULTS.namespace,
+    ...(v['advertise-address'] !== undefined ? { advertiseAddress: v['advertise-address'] } : base !== null ? { advertiseAddress: base.advertiseAddress } : {}),
     http: { host, port: await port('http-port', base?.http.port ?? DEFAULTS.httpPort) },
     grpc: { host, port: await port('grpc-port', base?.grpc.port ?? DEFAULTS.grpcPort) },
     peer: { host: base?.peer.host ?? host, port: await port('peer-port', base?.peer.port ?? DEFAULTS.peerPort) },
