@@ -92,6 +92,7 @@ export class PeerServer {
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
+      'grpc.enable_channelz': 0,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
