@@ -23,11 +23,14 @@ import { Invoker } from './invoker.ts';
 import { HttpAppChannel } from './appchannel/http.ts';
 import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
+import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
 
 export const RUNTIME_VERSION = 'weft/0.1.0';
 
 export interface NodePorts {
   readonly http: number;
+  /** Dapr's gRPC API; null when `grpc.enabled` is false. */
+  readonly grpc: number | null;
   readonly peer: number;
   readonly metrics: number | null;
   /** Per-app HTTP API listeners, by app id. */
@@ -68,13 +71,14 @@ export class WeftNode {
   log: Logger;
   readonly metrics: Metrics;
   nodeId = '';
-  ports: NodePorts = { http: 0, peer: 0, metrics: null, apps: {} };
+  ports: NodePorts = { http: 0, grpc: null, peer: 0, metrics: null, apps: {} };
   private resolver: Resolver | null = null;
   private dispatcher: Dispatcher | null = null;
   private routing: RoutingTable | null = null;
   private peer: PeerServer | null = null;
   private readonly channels = new Map<string, HttpAppChannel>();
   private readonly servers: Server[] = [];
+  private grpcApi: GrpcApi | null = null;
   private metricsServer: Server | null = null;
   private registrations: Registration[] = [];
   private state: 'new' | 'starting' | 'ready' | 'stopping' | 'stopped' = 'new';
@@ -177,7 +181,18 @@ export class WeftNode {
       this.servers.push(server);
       appPorts[app.appId] = await listen(server, config.http.host, app.httpPort);
     }
-    this.ports = { http: httpPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
+    // Dapr's gRPC API, speaking for the primary app like the main HTTP listener.
+    let grpcPort: number | null = null;
+    if (config.grpc.enabled) {
+      this.grpcApi = createGrpcApi({
+        callerAppId: primary?.appId ?? '', namespace: primary?.namespace ?? config.namespace,
+        apiToken: config.apiToken, maxBodySize: config.maxBodySize, invokeTimeoutMs: config.timeouts.invoke, invoker,
+        ready: () => this.ready,
+        metadata: () => this.metadata(),
+      });
+      grpcPort = await this.grpcApi.bind(config.grpc.host, config.grpc.port);
+    }
+    this.ports = { http: httpPort, grpc: grpcPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
 
     this.registrations = config.apps.filter((a) => a.appPort !== undefined).map((app) => ({
       appId: app.appId,
@@ -236,6 +251,7 @@ export class WeftNode {
     for (const r of this.registrations) await attempt('deregister', () => this.resolver?.deregister(r));
     await Promise.all([
       ...this.servers.map((s) => attempt('http api', () => closeServer(s, grace))),
+      attempt('grpc api', () => this.grpcApi?.close(grace)),
       attempt('peer server', () => this.peer?.close(grace)),
     ]);
     // Stop routing updates before the dispatcher closes: a resolver poll landing while the
