@@ -202,7 +202,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
       env: {
         ...process.env,
         DAPR_HTTP_PORT: String(node.ports.http),
-        DAPR_GRPC_PORT: String(config.grpc.port),
+        ...(node.ports.grpc === null ? {} : { DAPR_GRPC_PORT: String(node.ports.grpc) }),
         APP_ID: appId,
         ...(app?.appPort !== undefined ? { APP_PORT: String(app.appPort) } : {}),
       },
@@ -212,9 +212,9 @@ async function runCommand(args: string[], out: Out): Promise<number> {
 }
 
 function announce(node: WeftNode, out: Out): void {
-  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.config.grpc.port, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type };
+  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.ports.grpc, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type };
   if (out.json) out.write(`${JSON.stringify(event)}\n`);
-  else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}\n`);
+  else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}${node.ports.grpc === null ? '' : `, grpc :${node.ports.grpc}`}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}\n`);
 }
 
 /** Runs until SIGTERM/SIGINT or the child exits; stops the node and the child either way. */
