@@ -19,6 +19,7 @@ import {
 } from '../src/peer/codec.ts';
 import type { InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
+import { MuxFailure, MuxStream } from './mux.ts';
 import { WeftError } from '../src/errors.ts';
 import { compose, runWithRetries, withBreaker, withOutlier, withTimeout, type AttemptResult } from '../src/resiliency/compose.ts';
 import { ResiliencyPolicies } from '../src/resiliency/policy.ts';
@@ -29,6 +30,8 @@ import { OutlierDetector, type OutlierOptions } from '../src/resiliency/outlier.
 import type { Failure } from '../src/resiliency/backoff.ts';
 
 const EMPTY = new Uint8Array(0);
+/** Calls with bodies up to this size go as messages on the peer's Mux stream. */
+const MUX_BODY_LIMIT = 64 * 1024;
 
 /** Failures weft decided itself, by stable code; `retryable` ones never reached the app. */
 const RETRYABLE_CODES = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
@@ -109,6 +112,7 @@ export class Outbound {
   private readonly snapshotWaiters: Array<() => void> = [];
   private readonly clients = new Map<string, grpc.Client>();
   private readonly cursors = new Map<string, number>();
+  private readonly muxes = new WeakMap<grpc.Client, MuxStream>();
   private readonly policies: ResiliencyPolicies;
   private readonly guards = new Map<string, AppGuards>();
   private readonly breakers: BreakerRegistry;
@@ -156,7 +160,7 @@ export class Outbound {
     for (const list of Object.values(snapshot.apps)) for (const p of list) live.add(`${p.address}:${p.port}`);
     for (const [key, client] of this.clients) {
       if (!live.has(key)) {
-        client.close();
+        this.closeClient(client);
         this.clients.delete(key);
       }
     }
@@ -294,12 +298,18 @@ export class Outbound {
   /** One unary attempt, classified for the resiliency steps (results, not exceptions). */
   private async sendUnary(head: CallHead, task: InvokeTask, peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> {
     try {
-      const { result, status } = await this.unary(this.client(peer), head, task, peer, attemptNo, signal);
+      const client = this.client(peer);
+      const { result, status } = task.body === null || task.body.byteLength <= MUX_BODY_LIMIT
+        ? await this.muxed(client, head, task, peer, attemptNo, signal)
+        : await this.unary(client, head, task, peer, attemptNo, signal);
       const ok = status >= 200 && status < 400;
       return { value: result, failure: ok ? undefined : { kind: 'http', status, neverReachedApp: false, bodyReplayable: true } };
     } catch (err) {
       const reason: unknown = signal.aborted ? signal.reason : undefined;
-      const f = reason instanceof WeftError ? failure(reason.code, reason.message) : err instanceof CallFailure ? err : failure('WEFT_PEER_FAILED', (err as Error).message);
+      const f = reason instanceof WeftError ? failure(reason.code, reason.message)
+        : err instanceof CallFailure ? err
+        : err instanceof MuxFailure ? new CallFailure(err.wire, err.retryable)
+        : failure('WEFT_PEER_FAILED', (err as Error).message);
       return { value: undefined, failure: transportFailure(f, true), error: new WeftError(f.wire.code as 'WEFT_INTERNAL', f.wire.message) };
     }
   }
@@ -308,6 +318,37 @@ export class Outbound {
   private async sendStream(head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<Attempted> {
     await this.stream(this.client(peer), head, task, peer);
     return { value: { type: 'stream', port: null, attempts: 1, nodeId: peer.nodeId }, failure: undefined };
+  }
+
+  /** The peer's answer as the result handed back: whole, or head now and the rest streamed. */
+  private settle(client: grpc.Client, res: InvokeResponse, task: InvokeTask, peer: PeerAddress, attempts: number): { result: InvokeResult; status: number } {
+    const responseHead = { status: res.status, headers: res.headers };
+    if (res.bodyTicket === '') {
+      return { status: res.status, result: { type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId } };
+    }
+    // A large answer: its head and first bytes now, the rest streamed over a port.
+    const { port1, port2 } = new MessageChannel();
+    void this.fetchRest(client, res, responseHead, port1, task.deadline, peer);
+    return { status: res.status, result: { type: 'stream', port: port2, attempts, nodeId: peer.nodeId } };
+  }
+
+  /** A small call as a message on the channel's Mux stream (see workers/mux.ts). */
+  private async muxed(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number, signal: AbortSignal): Promise<{ result: InvokeResult; status: number }> {
+    let mux = this.muxes.get(client);
+    if (mux === undefined) {
+      mux = new MuxStream(client, `node ${peer.nodeId} at ${peer.address}:${peer.port}`);
+      this.muxes.set(client, mux);
+    }
+    const body = task.body === null ? EMPTY : new Uint8Array(task.body);
+    const res = await mux.invoke(head, body, task.deadline, signal === NEVER ? null : signal);
+    return this.settle(client, res, task, peer, attempts);
+  }
+
+  /** Closes a peer channel and the Mux stream on it (which would otherwise keep it open). */
+  private closeClient(client: grpc.Client): void {
+    this.muxes.get(client)?.close();
+    this.muxes.delete(client);
+    client.close();
   }
 
   private unary(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number, signal: AbortSignal): Promise<{ result: InvokeResult; status: number }> {
@@ -329,15 +370,7 @@ export class Outbound {
             reject(err === null ? failure('WEFT_PEER_FAILED', 'empty answer') : fromServiceError(err, peer));
             return;
           }
-          const responseHead = { status: res.status, headers: res.headers };
-          if (res.bodyTicket === '') {
-            resolve({ status: res.status, result: { type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId } });
-            return;
-          }
-          // A large answer: its head and first bytes now, the rest streamed over a port.
-          const { port1, port2 } = new MessageChannel();
-          void this.fetchRest(client, res, responseHead, port1, task.deadline, peer);
-          resolve({ status: res.status, result: { type: 'stream', port: port2, attempts, nodeId: peer.nodeId } });
+          resolve(this.settle(client, res, task, peer, attempts));
         },
       );
       } finally {
@@ -410,7 +443,7 @@ export class Outbound {
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
+    for (const c of this.clients.values()) this.closeClient(c);
     this.clients.clear();
   }
 }

@@ -44,6 +44,24 @@ export interface FetchBodyRequest {
   ticket: string;
 }
 
+export interface MuxRequest {
+  id: number;
+  head: CallHead | null;
+  body: Uint8Array;
+  timeoutMs: number;
+  cancel: boolean;
+}
+
+export interface MuxResponse {
+  id: number;
+  status: number;
+  headers: string[];
+  body: Uint8Array;
+  bodyTicket: string;
+  errorCode: string;
+  errorMessage: string;
+}
+
 const EMPTY = new Uint8Array(0);
 const WIRE_VARINT = 0;
 const WIRE_LEN = 2;
@@ -178,6 +196,30 @@ export function encodeStreamFrame(msg: StreamFrame): Buffer {
   w.uint(2, msg.status);
   w.strs(3, msg.headers);
   w.bytes(4, msg.data);
+  return w.buf;
+}
+
+export function encodeMuxRequest(msg: MuxRequest): Buffer {
+  const hs = msg.head === null ? -1 : headSize(msg.head);
+  const w = new Writer(uintSize(msg.id) + (hs < 0 ? 0 : 1 + varintSize(hs) + hs) + bytesSize(msg.body) + uintSize(msg.timeoutMs) + (msg.cancel ? 2 : 0));
+  w.uint(1, msg.id);
+  if (msg.head !== null) w.head(2, msg.head, hs);
+  w.bytes(3, msg.body);
+  w.uint(4, msg.timeoutMs);
+  w.uint(5, msg.cancel ? 1 : 0);
+  return w.buf;
+}
+
+export function encodeMuxResponse(msg: MuxResponse): Buffer {
+  const w = new Writer(uintSize(msg.id) + uintSize(msg.status) + repeatedStrSize(msg.headers) + bytesSize(msg.body)
+    + strSize(msg.bodyTicket) + strSize(msg.errorCode) + strSize(msg.errorMessage));
+  w.uint(1, msg.id);
+  w.uint(2, msg.status);
+  w.strs(3, msg.headers);
+  w.bytes(4, msg.body);
+  w.str(5, msg.bodyTicket);
+  w.str(6, msg.errorCode);
+  w.str(7, msg.errorMessage);
   return w.buf;
 }
 
@@ -323,6 +365,42 @@ export function decodeStreamFrame(buf: Buffer): StreamFrame {
   return msg;
 }
 
+export function decodeMuxRequest(buf: Buffer): MuxRequest {
+  const r = new Reader(buf);
+  const msg: MuxRequest = { id: 0, head: null, body: EMPTY, timeoutMs: 0, cancel: false };
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    switch (tag) {
+      case (1 << 3) | WIRE_VARINT: msg.id = r.varint(); break;
+      case (2 << 3) | WIRE_LEN: msg.head = readHead(r); break;
+      case (3 << 3) | WIRE_LEN: msg.body = r.bytes(); break;
+      case (4 << 3) | WIRE_VARINT: msg.timeoutMs = r.varint(); break;
+      case (5 << 3) | WIRE_VARINT: msg.cancel = r.varint() !== 0; break;
+      default: r.skip(tag & 7);
+    }
+  }
+  return msg;
+}
+
+export function decodeMuxResponse(buf: Buffer): MuxResponse {
+  const r = new Reader(buf);
+  const msg: MuxResponse = { id: 0, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: '', errorMessage: '' };
+  while (r.pos < r.end) {
+    const tag = r.varint();
+    switch (tag) {
+      case (1 << 3) | WIRE_VARINT: msg.id = r.varint(); break;
+      case (2 << 3) | WIRE_VARINT: msg.status = r.varint(); break;
+      case (3 << 3) | WIRE_LEN: msg.headers.push(r.str()); break;
+      case (4 << 3) | WIRE_LEN: msg.body = r.bytes(); break;
+      case (5 << 3) | WIRE_LEN: msg.bodyTicket = r.str(); break;
+      case (6 << 3) | WIRE_LEN: msg.errorCode = r.str(); break;
+      case (7 << 3) | WIRE_LEN: msg.errorMessage = r.str(); break;
+      default: r.skip(tag & 7);
+    }
+  }
+  return msg;
+}
+
 export function decodeFetchBodyRequest(buf: Buffer): FetchBodyRequest {
   const r = new Reader(buf);
   const msg: FetchBodyRequest = { ticket: '' };
@@ -340,6 +418,7 @@ export const PeerMethods = {
   invoke: `/${PEER_SERVICE}/Invoke`,
   invokeStream: `/${PEER_SERVICE}/InvokeStream`,
   fetchBody: `/${PEER_SERVICE}/FetchBody`,
+  mux: `/${PEER_SERVICE}/Mux`,
 } as const;
 
 /** Trailer carrying weft's stable error code on a status weft decided. */

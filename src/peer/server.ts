@@ -13,7 +13,8 @@ import type { Readable } from 'node:stream';
 import { WeftError } from '../errors.ts';
 import type { AppResponse, HttpAppChannel } from '../appchannel/http.ts';
 import {
-  type CallHead, type FetchBodyRequest, type InvokeRequest, type InvokeResponse, type StreamFrame,
+  type CallHead, type FetchBodyRequest, type InvokeRequest, type InvokeResponse, type MuxRequest, type MuxResponse, type StreamFrame,
+  decodeMuxRequest, decodeMuxResponse, encodeMuxRequest, encodeMuxResponse,
   ERROR_APP_KEY, ERROR_CODE_KEY, PeerMethods,
   decodeFetchBodyRequest, decodeInvokeRequest, decodeStreamFrame,
   encodeInvokeResponse, encodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, decodeInvokeResponse,
@@ -55,6 +56,11 @@ const serviceDefinition: grpc.ServiceDefinition = {
     path: PeerMethods.invokeStream, requestStream: true, responseStream: true,
     requestSerialize: encodeStreamFrame, requestDeserialize: decodeStreamFrame,
     responseSerialize: encodeStreamFrame, responseDeserialize: decodeStreamFrame,
+  },
+  Mux: {
+    path: PeerMethods.mux, requestStream: true, responseStream: true,
+    requestSerialize: encodeMuxRequest, requestDeserialize: decodeMuxRequest,
+    responseSerialize: encodeMuxResponse, responseDeserialize: decodeMuxResponse,
   },
   FetchBody: {
     path: PeerMethods.fetchBody, requestStream: false, responseStream: true,
@@ -107,6 +113,9 @@ export class PeerServer {
       InvokeStream: (call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>) => {
         void this.invokeStream(call);
       },
+      Mux: (call: grpc.ServerDuplexStream<MuxRequest, MuxResponse>) => {
+        this.mux(call);
+      },
       FetchBody: (call: grpc.ServerWritableStream<FetchBodyRequest, StreamFrame>) => {
         void this.fetchBody(call);
       },
@@ -141,10 +150,11 @@ export class PeerServer {
   }
 
   /**
-   * Checks a call and ties an AbortController to its deadline and cancellation. `release()`
-   * unties them: a large answer handed to a ticket outlives the call that started it.
+   * Checks a call and ties an AbortController to its deadline (`msLeft`) and to the
+   * cancellation of `cancelSource` (the gRPC call; a Mux stream cancels per call instead).
+   * `release()` unties them: a large answer handed to a ticket outlives the call that started it.
    */
-  private begin(call: ServerSurfaceCall, head: CallHead): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
+  private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
@@ -153,14 +163,12 @@ export class PeerServer {
     const controller = new AbortController();
     let released = false;
     let timer: NodeJS.Timeout | undefined;
-    const deadline = call.getDeadline();
-    const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : deadline === Infinity ? Infinity : Number(deadline) - Date.now();
-    if (Number.isFinite(ms)) {
-      if (ms <= 0) throw new WeftError('WEFT_DEADLINE_EXCEEDED', `deadline passed before app ${head.appId} was called`, { appId: head.appId });
-      timer = setTimeout(() => controller.abort(new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${head.appId} did not answer before the deadline`, { appId: head.appId })), ms);
+    if (Number.isFinite(msLeft)) {
+      if (msLeft <= 0) throw new WeftError('WEFT_DEADLINE_EXCEEDED', `deadline passed before app ${head.appId} was called`, { appId: head.appId });
+      timer = setTimeout(() => controller.abort(new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${head.appId} did not answer before the deadline`, { appId: head.appId })), msLeft);
       timer.unref();
     }
-    call.on('cancelled', () => {
+    cancelSource?.on('cancelled', () => {
       if (!released) controller.abort(new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId: head.appId }));
     });
     const release = (): void => {
@@ -170,24 +178,26 @@ export class PeerServer {
     return { channel, headers: appHeaders(head, caller), controller, caller, release };
   }
 
-  private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
-    const started = process.hrtime.bigint();
-    const head = call.request.head;
+  /**
+   * The app call behind Invoke and Mux: the answer whole, or its first bytes and a ticket for
+   * the rest. Throws a WeftError.
+   */
+  private async whole(call: ServerSurfaceCall, head: CallHead, body: Uint8Array, msLeft: number, cancelSource: ServerSurfaceCall | null, onController?: (c: AbortController) => void): Promise<InvokeResponse> {
     let controller: AbortController | undefined;
     let release: (() => void) | undefined;
     try {
-      const ctx = this.begin(call, head);
+      const ctx = this.begin(call, head, msLeft, cancelSource);
       controller = ctx.controller;
       release = ctx.release;
+      onController?.(controller);
       this.inflight.add(controller);
       const res = await ctx.channel.call({
         method: head.method, verb: head.verb, query: head.query, headers: ctx.headers,
-        body: call.request.body.length === 0 ? null : call.request.body, signal: controller.signal,
+        body: body.length === 0 ? null : body, signal: controller.signal,
       });
-      const { body, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
+      const { body: first, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
       let bodyTicket = '';
       if (rest !== null) {
-        ctx.release();
         bodyTicket = randomUUID();
         const timer = setTimeout(() => {
           this.tickets.delete(bodyTicket);
@@ -196,17 +206,69 @@ export class PeerServer {
         timer.unref();
         this.tickets.set(bodyTicket, { ...rest, timer });
       }
-      if (rest === null) ctx.release();
-      cb(null, { status: res.status, headers: res.headers, body, bodyTicket });
-      this.hooks.onCall?.(head, res.status, started);
+      return { status: res.status, headers: res.headers, body: first, bodyTicket };
     } catch (err) {
-      const e = controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
-      cb(toServiceError(e));
-      this.hooks.onCall?.(head, e, started);
+      throw controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
     }
+  }
+
+  private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
+    const started = process.hrtime.bigint();
+    const head = call.request.head;
+    try {
+      const res = await this.whole(call, head, call.request.body, msUntil(call.getDeadline()), call);
+      cb(null, res);
+      this.hooks.onCall?.(head, res.status, started);
+    } catch (err) {
+      const e = WeftError.from(err, head.appId);
+      cb(toServiceError(e));
+      this.hooks.onCall?.(head, e, started);
+    }
+  }
+
+  /** Many calls on one stream: each request frame is a whole call, answered by id. */
+  private mux(call: grpc.ServerDuplexStream<MuxRequest, MuxResponse>): void {
+    const running = new Map<number, AbortController>();
+    call.write({ id: 0, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: '', errorMessage: '' });
+    call.on('data', (req: MuxRequest) => {
+      if (req.cancel) {
+        running.get(req.id)?.abort(new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId: req.head?.appId }));
+        return;
+      }
+      const head = req.head;
+      if (head === null || req.id === 0) return;
+      const started = process.hrtime.bigint();
+      this.whole(call, head, req.body, req.timeoutMs === 0 ? Infinity : req.timeoutMs, null, (c) => running.set(req.id, c)).then(
+        (res) => {
+          running.delete(req.id);
+          call.write({ id: req.id, status: res.status, headers: res.headers, body: res.body, bodyTicket: res.bodyTicket, errorCode: '', errorMessage: '' });
+          this.hooks.onCall?.(head, res.status, started);
+        },
+        (err: unknown) => {
+          running.delete(req.id);
+          const e = WeftError.from(err, head.appId);
+          call.write({ id: req.id, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: e.code, errorMessage: e.message });
+          this.hooks.onCall?.(head, e, started);
+        },
+      );
+    });
+    const stop = (): void => {
+      for (const c of running.values()) c.abort(new WeftError('WEFT_CANCELLED', 'the caller closed the stream'));
+      running.clear();
+    };
+    call.on('cancelled', stop);
+    call.on('error', stop);
+    call.on('end', () => {
+      // the caller sends no more calls; answer those running, then close
+      const finish = (): void => {
+        if (running.size === 0) call.end();
+        else setTimeout(finish, 20).unref();
+      };
+      finish();
+    });
   }
 
   private async invokeStream(call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>): Promise<void> {
@@ -219,7 +281,7 @@ export class PeerServer {
       const first = await frames.next();
       if (first.done === true || first.value.call === null) throw new WeftError('WEFT_BAD_REQUEST', 'InvokeStream must start with a frame carrying the call');
       head = first.value.call;
-      const ctx = this.begin(call, head);
+      const ctx = this.begin(call, head, msUntil(call.getDeadline()), call);
       controller = ctx.controller;
       release = ctx.release;
       this.inflight.add(controller);
@@ -271,6 +333,12 @@ export class PeerServer {
       call.emit('error', toServiceError(WeftError.from(err)));
     }
   }
+}
+
+/** ms from now to a gRPC deadline (Infinity when there is none). */
+function msUntil(deadline: grpc.Deadline): number {
+  if (deadline instanceof Date) return deadline.getTime() - Date.now();
+  return deadline === Infinity ? Infinity : Number(deadline) - Date.now();
 }
 
 function abortedOr(err: unknown, controller: AbortController, appId: string | undefined): WeftError {

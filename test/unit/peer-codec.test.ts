@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { loadSync } from '@grpc/proto-loader';
 import {
-  decodeFetchBodyRequest, decodeInvokeRequest, decodeInvokeResponse, decodeStreamFrame,
-  encodeFetchBodyRequest, encodeInvokeRequest, encodeInvokeResponse, encodeStreamFrame,
+  decodeFetchBodyRequest, decodeInvokeRequest, decodeInvokeResponse, decodeMuxRequest, decodeMuxResponse, decodeStreamFrame,
+  encodeFetchBodyRequest, encodeInvokeRequest, encodeInvokeResponse, encodeMuxRequest, encodeMuxResponse, encodeStreamFrame,
   PeerMethods, type CallHead,
 } from '../../src/peer/codec.ts';
 
@@ -17,6 +17,7 @@ const service = pkg['weft.peer.v1.Peer'] as Record<string, { path: string; reque
 const invoke = service['Invoke']!;
 const stream = service['InvokeStream']!;
 const fetch = service['FetchBody']!;
+const mux = service['Mux']!;
 
 const head: CallHead = {
   appId: 'orders', namespace: 'shop', method: 'neworder/ä/ü', verb: 'POST', query: 'a=1&b=ünïcode',
@@ -29,6 +30,7 @@ describe('peer codec', () => {
     expect(invoke.path).toBe(PeerMethods.invoke);
     expect(stream.path).toBe(PeerMethods.invokeStream);
     expect(fetch.path).toBe(PeerMethods.fetchBody);
+    expect(mux.path).toBe(PeerMethods.mux);
     expect((pkg['weft.peer.v1.CallHead'] as { type?: unknown }).type).toBeDefined();
   });
 
@@ -61,6 +63,22 @@ describe('peer codec', () => {
     expect(back.status).toBe(200);
     expect(back.headers).toEqual(['x', 'y']);
     expect(Buffer.from(back.data)).toEqual(reply.data);
+  });
+
+  it('Mux frames both ways: a call, a cancel, an answer, an error', () => {
+    const req = { id: 4_000_000_000 >>> 0, head, body: Buffer.from('abc'), timeoutMs: 59_999, cancel: false };
+    expect(mux.requestDeserialize(encodeMuxRequest(req))).toEqual(req);
+    const back = decodeMuxRequest(mux.requestSerialize(req));
+    expect({ ...back, body: Buffer.from(back.body) }).toEqual(req);
+    const cancel = { id: 7, head: null, body: new Uint8Array(0), timeoutMs: 0, cancel: true };
+    const c = decodeMuxRequest(mux.requestSerialize(cancel));
+    expect({ ...c, body: Buffer.from(c.body) }).toEqual({ ...cancel, body: Buffer.alloc(0) });
+    expect(mux.requestDeserialize(encodeMuxRequest(cancel))).toMatchObject({ id: 7, cancel: true });
+    const answer = { id: 9, status: 201, headers: ['a', 'b'], body: Buffer.from('ok'), bodyTicket: '', errorCode: '', errorMessage: '' };
+    expect(mux.responseDeserialize(encodeMuxResponse(answer))).toEqual(answer);
+    const error = { id: 10, status: 0, headers: [], body: Buffer.alloc(0), bodyTicket: '', errorCode: 'WEFT_NOT_SERVING', errorMessage: 'no' };
+    const e = decodeMuxResponse(mux.responseSerialize(error));
+    expect({ ...e, body: Buffer.from(e.body) }).toEqual(error);
   });
 
   it('FetchBodyRequest both ways', () => {
