@@ -116,7 +116,9 @@ export class GrpcApi {
           (res) => cb(null, res),
           // An app's error answer is a status object already; anything thrown is weft's.
           (err: unknown) => cb(err instanceof Error ? weftStatus(WeftError.from(err)) : (err as Partial<grpc.StatusObject>)),
-        );
+        ).catch(() => {
+          // cb itself failed (the call is gone): grpc-js has ended the call already.
+        });
       },
       GetMetadata: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         try {

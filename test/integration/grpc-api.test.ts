@@ -69,7 +69,10 @@ function echoed(a: Answer, name: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-describe('the Dapr gRPC API (raw grpc-js client)', () => {
+describe.each([
+  { mode: 'inline', workers: 0 },
+  { mode: 'workers', workers: 2 },
+])('the Dapr gRPC API (raw grpc-js client, $mode)', ({ workers }) => {
   const cluster = new Cluster();
   let a: WeftNode; // "front": caller-only, maxBodySize 16Mi (the cluster's default)
   let small: WeftNode; // "tight": maxBodySize 1Mi, invoke timeout 400ms
@@ -78,9 +81,9 @@ describe('the Dapr gRPC API (raw grpc-js client)', () => {
 
   beforeAll(async () => {
     const echo = await cluster.app(echoHandler('e1'));
-    a = await cluster.node({ apps: [{ appId: 'front' }] });
-    small = await cluster.node({ apps: [{ appId: 'tight' }], extra: { maxBodySize: '1Mi', timeouts: { invoke: '400ms', shutdown: '2s' } } });
-    await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }] });
+    a = await cluster.node({ workers, apps: [{ appId: 'front' }] });
+    small = await cluster.node({ workers, apps: [{ appId: 'tight' }], extra: { maxBodySize: '1Mi', timeouts: { invoke: '400ms', shutdown: '2s' } } });
+    await cluster.node({ workers, apps: [{ appId: 'echo', appPort: echo.port }] });
     client = connect(a.ports.grpc);
     tight = connect(small.ports.grpc);
   });
@@ -216,6 +219,13 @@ describe('the Dapr gRPC API (raw grpc-js client)', () => {
       expect(r.err?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       expect(r.err?.metadata.get('weft-code')).toEqual(['WEFT_DEADLINE_EXCEEDED']);
       expect(r.err?.details).toMatch(/^failed to invoke, id: echo, err: /);
+    });
+
+    it('a caller that cancels leaves the node serving', async () => {
+      const c = (tight['InvokeService'] as Client[string]).call(tight, { id: 'echo', message: { method: 'hang' } }, new grpc.Metadata(), {}, () => {});
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      c.cancel();
+      expect(body(await invoke(tight, 'echo', { method: 'm', data: { value: Buffer.from('after') } })).toString()).toBe('after');
     });
 
     it('a 5 MiB body and answer pass whole with maxBodySize raised', async () => {
