@@ -27,33 +27,11 @@ import { WeftError } from '../errors.ts';
 import { ActorError } from './errors.ts';
 import { NO_ACTORS, parseActorConfig, typeConfig } from './config.ts';
 import type { ActorConfig } from './config.ts';
-import { parseSchedule } from './schedule.ts';
-import type { Schedule } from './schedule.ts';
+import { ActorTimers } from './timers.ts';
 import { TurnLock } from './turns.ts';
+import type { ActorResult, AppCallRequest, AppCallResponse, AppCaller, HostError, LogFn, TimerRequest } from './types.ts';
 
-export interface AppCallRequest {
-  readonly verb: string;
-  /** Path on the app, with the leading slash; type, id and method segments URI-encoded. */
-  readonly path: string;
-  /** Flat list: name, value, name, value... (lower-case names). */
-  readonly headers: readonly string[];
-  readonly body: Uint8Array | null;
-  readonly signal?: AbortSignal | undefined;
-}
-
-export interface AppCallResponse {
-  readonly status: number;
-  readonly headers: readonly string[];
-  readonly body: Uint8Array;
-}
-
-/** How the host reaches its app. Transport failures reject (with a WeftError); any HTTP answer resolves. */
-export interface AppCaller {
-  call(req: AppCallRequest): Promise<AppCallResponse>;
-}
-
-export type HostError = ActorError | WeftError;
-export type ActorResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: HostError };
+export type { ActorResult, AppCallRequest, AppCallResponse, AppCaller, HostError, LogFn, TimerRequest } from './types.ts';
 
 export interface ActorInvokeRequest {
   readonly type: string;
@@ -67,16 +45,6 @@ export interface ActorInvokeRequest {
   readonly signal?: AbortSignal | undefined;
 }
 
-export interface TimerRequest {
-  readonly callback?: unknown;
-  readonly data?: unknown;
-  readonly dueTime?: unknown;
-  readonly period?: unknown;
-  readonly ttl?: unknown;
-}
-
-export type LogFn = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-
 export interface ActorHostOptions {
   readonly appId: string;
   readonly app: AppCaller;
@@ -84,6 +52,8 @@ export interface ActorHostOptions {
   readonly callTimeoutMs?: number;
   /** Placement: does this node own `type/id` now? Checked on every call and timer creation. */
   readonly owns?: (type: string, id: string) => boolean;
+  /** The placement table version `owns` answers from, stamped on WEFT_ACTOR_MOVED refusals. */
+  readonly placementVersion?: () => number;
   readonly now?: () => number;
   readonly log?: LogFn;
   readonly newReentrancyId?: () => string;
@@ -100,18 +70,6 @@ export interface ActorHostStats {
   readonly timerFires: number;
 }
 
-interface ActorTimer {
-  readonly name: string;
-  readonly callback: string;
-  readonly data: unknown;
-  readonly dueTime: unknown;
-  readonly period: unknown;
-  readonly schedule: Schedule;
-  fires: number;
-  handle: NodeJS.Timeout | undefined;
-  stopped: boolean;
-}
-
 interface ActiveActor {
   readonly type: string;
   readonly id: string;
@@ -119,7 +77,7 @@ interface ActiveActor {
   lastUsed: number;
   /** The app answered a call for it: it is active in the app, a DELETE is safe. */
   activated: boolean;
-  readonly timers: Map<string, ActorTimer>;
+  readonly timers: ActorTimers;
   /** The previous activation of the same actor, still being deactivated. */
   barrier: Promise<void> | undefined;
 }
@@ -134,12 +92,15 @@ export class ActorHost {
   private readonly app: AppCaller;
   private readonly callTimeoutMs: number;
   private readonly owns: (type: string, id: string) => boolean;
+  private readonly placementVersion: () => number | undefined;
   private readonly now: () => number;
   private readonly log: LogFn;
   private readonly newReentrancyId: () => string;
   private readonly retry: { readonly initialMs: number; readonly maxMs: number };
   private readonly actors = new Map<string, Map<string, ActiveActor>>();
   private readonly deactivating = new Map<string, Promise<void>>();
+  /** Activations taken out of the table whose calls are still finishing (for reentrant calls into them). */
+  private readonly retiring = new Map<string, ActiveActor>();
   private cfg: ActorConfig | undefined;
   private scan: NodeJS.Timeout | undefined;
   private closed = false;
@@ -155,6 +116,7 @@ export class ActorHost {
     this.app = options.app;
     this.callTimeoutMs = options.callTimeoutMs ?? 60_000;
     this.owns = options.owns ?? (() => true);
+    this.placementVersion = options.placementVersion ?? (() => undefined);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.newReentrancyId = options.newReentrancyId ?? randomUUID;
@@ -237,15 +199,24 @@ export class ActorHost {
     if (this.cfg === undefined) return new ActorError('WEFT_ACTOR_INSTANCE_MISSING', `app ${this.appId} has not told its actor types yet`);
     if (!this.hosts(type)) return new ActorError('WEFT_ACTOR_INSTANCE_MISSING', `app ${this.appId} does not host actor type ${type}`);
     if (id === '') return new ActorError('WEFT_ACTOR_INSTANCE_MISSING', 'the actor id is empty');
-    if (!this.owns(type, id)) return new ActorError('WEFT_ACTOR_MOVED', `actor ${type}/${id} is owned by another node`);
+    if (!this.owns(type, id)) {
+      const version = this.placementVersion();
+      return new ActorError('WEFT_ACTOR_MOVED', `actor ${type}/${id} is owned by another node`, version === undefined ? undefined : { placementVersion: version });
+    }
     return undefined;
   }
 
   /** Calls an actor method in the actor's turn. A non-2xx answer is WEFT_ACTOR_INVOKE_METHOD carrying the app's answer. */
   async invoke(req: ActorInvokeRequest): Promise<ActorResult<AppCallResponse>> {
-    const refused = this.refuse(req.type, req.id);
-    if (refused !== undefined) return { ok: false, error: refused };
-    const actor = this.activation(req.type, req.id);
+    // A nested call of a turn still running in a retiring activation (A -> B -> A while A
+    // drains) belongs to that turn: refusing or queueing it would deadlock the drain.
+    const retiring = req.reentrancyId === undefined ? undefined : this.retiring.get(key(req.type, req.id));
+    const reenters = retiring !== undefined && retiring.turns.runningReentrancyId === req.reentrancyId;
+    if (!reenters) {
+      const refused = this.refuse(req.type, req.id);
+      if (refused !== undefined) return { ok: false, error: refused };
+    }
+    const actor = reenters ? retiring : this.activation(req.type, req.id);
     const cfg = typeConfig(this.cfg as ActorConfig, req.type);
     const reentrancyId = cfg.reentrancy.enabled ? (req.reentrancyId ?? this.newReentrancyId()) : undefined;
     const headers = appHeaders(req.headers ?? [], reentrancyId);
@@ -284,17 +255,34 @@ export class ActorHost {
   private activation(type: string, id: string): ActiveActor {
     let byId = this.actors.get(type);
     if (byId === undefined) this.actors.set(type, (byId = new Map()));
-    let actor = byId.get(id);
-    if (actor === undefined) {
-      const cfg = typeConfig(this.cfg as ActorConfig, type);
-      actor = {
-        type, id, lastUsed: this.now(), activated: false, timers: new Map(),
-        turns: new TurnLock({ reentrancy: cfg.reentrancy.enabled, maxStackDepth: cfg.reentrancy.maxStackDepth, turnTimeoutMs: this.callTimeoutMs, now: this.now }),
-        barrier: this.deactivating.get(key(type, id)),
-      };
-      byId.set(id, actor);
-    }
+    const existing = byId.get(id);
+    if (existing !== undefined) return existing;
+    const cfg = typeConfig(this.cfg as ActorConfig, type);
+    const actor: ActiveActor = {
+      type, id, lastUsed: this.now(), activated: false, barrier: this.deactivating.get(key(type, id)),
+      turns: new TurnLock({ reentrancy: cfg.reentrancy.enabled, maxStackDepth: cfg.reentrancy.maxStackDepth, turnTimeoutMs: this.callTimeoutMs, now: this.now }),
+      timers: new ActorTimers({
+        now: this.now,
+        log: this.log,
+        fields: { appId: this.appId, type, id },
+        fire: (name, body) => this.fireTimer(actor, name, body),
+        counted: (event) => {
+          if (event === 'fired') this.timerFires++;
+          else this.timerCount += event === 'started' ? 1 : -1;
+        },
+      }),
+    };
+    byId.set(id, actor);
     return actor;
+  }
+
+  /** One timer fire, in the actor's turn (with a reentrancy id of its own when reentrancy is on). */
+  private fireTimer(actor: ActiveActor, name: string, body: Uint8Array): Promise<AppCallResponse> {
+    const cfg = typeConfig(this.cfg ?? NO_ACTORS, actor.type);
+    const reentrancyId = cfg.reentrancy.enabled ? this.newReentrancyId() : undefined;
+    const path = `${actorPath(actor.type, actor.id)}/method/timer/${encodeURIComponent(name)}`;
+    const req: AppCallRequest = { verb: 'PUT', path, headers: appHeaders([], reentrancyId), body };
+    return actor.turns.run(() => this.callApp(actor, req), { reentrancyId });
   }
 
   isActive(type: string, id: string): boolean {
@@ -352,11 +340,13 @@ export class ActorHost {
     if (byId?.get(actor.id) !== actor) return this.deactivating.get(k) ?? Promise.resolve();
     byId.delete(actor.id);
     if (byId.size === 0) this.actors.delete(actor.type);
-    for (const timer of actor.timers.values()) this.stopTimer(actor, timer);
+    actor.timers.clear();
     if (reason === 'rebalance') this.rebalanced++;
+    this.retiring.set(k, actor);
     const drained = (actor.barrier ?? Promise.resolve()).then(() => actor.turns.drain());
     const deleted = drained.then(() => this.sendDelete(actor, reason)).finally(() => {
       if (this.deactivating.get(k) === deleted) this.deactivating.delete(k);
+      if (this.retiring.get(k) === actor) this.retiring.delete(k);
     });
     this.deactivating.set(k, deleted);
     if (reason !== 'rebalance') return deleted;
@@ -378,87 +368,21 @@ export class ActorHost {
     }
   }
 
-  /** Creates (or replaces) a timer of an active actor. */
+  /**
+   * Creates (or replaces) a timer of an active actor: the app calls this from inside one of
+   * the actor's turns, so it takes no turn itself.
+   */
   createTimer(type: string, id: string, name: string, spec: TimerRequest): ActorResult<void> {
     const refused = this.refuse(type, id);
     if (refused !== undefined) return { ok: false, error: refused };
     const actor = this.actors.get(type)?.get(id);
-    const fail = (why: string): ActorResult<void> => ({ ok: false, error: new ActorError('WEFT_ACTOR_TIMER_CREATE', `timer ${name} of actor ${type}/${id}: ${why}`) });
-    if (actor === undefined) return fail('the actor is not active');
-    if (name === '') return fail('the timer has no name');
-    // The JS SDK crashes on a timer without a callback it knows; an empty one is surely unknown.
-    if (typeof spec.callback !== 'string' || spec.callback === '') return fail('callback must name an actor method');
-    const parsed = parseSchedule(spec, this.now());
-    if (!parsed.ok) return fail(parsed.problem);
-    const old = actor.timers.get(name);
-    if (old !== undefined) this.stopTimer(actor, old);
-    const timer: ActorTimer = {
-      name, callback: spec.callback, data: spec.data, dueTime: spec.dueTime, period: spec.period,
-      schedule: parsed.schedule, fires: 0, handle: undefined, stopped: false,
-    };
-    actor.timers.set(name, timer);
-    this.timerCount++;
-    this.arm(actor, timer, parsed.schedule.firstAt);
-    return { ok: true, value: undefined };
+    if (actor === undefined) return { ok: false, error: new ActorError('WEFT_ACTOR_TIMER_CREATE', `timer ${name}: actor ${type}/${id} is not active`) };
+    return actor.timers.create(name, spec);
   }
 
   /** Deletes a timer; false when there was none (Dapr answers success either way). */
   deleteTimer(type: string, id: string, name: string): boolean {
-    const actor = this.actors.get(type)?.get(id);
-    const timer = actor?.timers.get(name);
-    if (actor === undefined || timer === undefined) return false;
-    this.stopTimer(actor, timer);
-    return true;
-  }
-
-  private stopTimer(actor: ActiveActor, timer: ActorTimer): void {
-    if (timer.stopped) return;
-    timer.stopped = true;
-    if (timer.handle !== undefined) clearTimeout(timer.handle);
-    if (actor.timers.get(timer.name) === timer) actor.timers.delete(timer.name);
-    this.timerCount--;
-  }
-
-  private arm(actor: ActiveActor, timer: ActorTimer, at: number): void {
-    const { expiresAt } = timer.schedule;
-    if (expiresAt !== undefined && at >= expiresAt) return this.stopTimer(actor, timer);
-    timer.handle = setTimeout(() => this.fire(actor, timer, at), Math.max(0, at - this.now()));
-    timer.handle.unref();
-  }
-
-  private fire(actor: ActiveActor, timer: ActorTimer, scheduledAt: number): void {
-    timer.handle = undefined;
-    if (timer.stopped) return;
-    const cfg = typeConfig(this.cfg ?? NO_ACTORS, actor.type);
-    const reentrancyId = cfg.reentrancy.enabled ? this.newReentrancyId() : undefined;
-    const body = new TextEncoder().encode(JSON.stringify({ callback: timer.callback, data: timer.data, dueTime: timer.dueTime, period: timer.period }));
-    const path = `${actorPath(actor.type, actor.id)}/method/timer/${encodeURIComponent(timer.name)}`;
-    const req: AppCallRequest = { verb: 'PUT', path, headers: appHeaders([], reentrancyId), body };
-    this.timerFires++;
-    actor.turns.run(() => this.callApp(actor, req), { reentrancyId }).then(
-      (res) => {
-        if (res.status < 200 || res.status >= 300) {
-          this.log('warn', 'the app refused an actor timer; timer stopped', { type: actor.type, id: actor.id, timer: timer.name, status: res.status });
-          return this.stopTimer(actor, timer);
-        }
-        this.next(actor, timer, scheduledAt);
-      },
-      (err: unknown) => {
-        const e = asHostError(err);
-        if (e.code === 'WEFT_ACTOR_MOVED') return this.stopTimer(actor, timer);
-        this.log('warn', 'an actor timer failed', { type: actor.type, id: actor.id, timer: timer.name, code: e.code, err: e.message });
-        this.next(actor, timer, scheduledAt);
-      },
-    );
-  }
-
-  /** Schedules the next fire: one period after the last scheduled one, never overlapping the last fire. */
-  private next(actor: ActiveActor, timer: ActorTimer, scheduledAt: number): void {
-    if (timer.stopped) return;
-    timer.fires++;
-    const { periodMs, repetitions } = timer.schedule;
-    if (periodMs === undefined || (repetitions !== undefined && timer.fires >= repetitions)) return this.stopTimer(actor, timer);
-    this.arm(actor, timer, Math.max(this.now(), scheduledAt + periodMs));
+    return this.actors.get(type)?.get(id)?.timers.delete(name) === true;
   }
 
   stats(): ActorHostStats {

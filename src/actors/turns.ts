@@ -93,6 +93,11 @@ export class TurnLock {
     return this.queued;
   }
 
+  /** The reentrancy id of the running turn, if any. */
+  get runningReentrancyId(): string | undefined {
+    return this.running?.reentrancyId;
+  }
+
   get isDraining(): boolean {
     return this.draining;
   }

@@ -286,6 +286,51 @@ describe('ActorHost: deactivation', () => {
   });
 });
 
+describe('ActorHost: reentrancy and rebalancing', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('lets a nested call of a draining actor\'s running turn in (A -> B -> A), refuses others as moved with the version', async () => {
+    let own = true;
+    const { host, app } = await started({ owns: () => own, placementVersion: () => 7 }, { entities: ['counter'], reentrancy: { enabled: true } });
+    const g = gate();
+    app.handle = async (req) => {
+      if (req.path.endsWith('/outer')) await g.promise;
+      return answer();
+    };
+    const outer = host.invoke({ type: 'counter', id: 'a', method: 'outer', reentrancyId: 'chain' });
+    await vi.advanceTimersByTimeAsync(0);
+    own = false; // the table changed: a moved away
+    const drained = host.drainAndDeactivate(() => true);
+    const nested = await host.invoke({ type: 'counter', id: 'a', method: 'nested', reentrancyId: 'chain' });
+    expect(nested.ok).toBe(true);
+    const stranger = await host.invoke({ type: 'counter', id: 'a', method: 'other', reentrancyId: 'other' });
+    expect(!stranger.ok && stranger.error.code).toBe('WEFT_ACTOR_MOVED');
+    expect(!stranger.ok && (stranger.error as ActorError).placementVersion).toBe(7);
+    g.open();
+    await outer;
+    await drained;
+    await vi.advanceTimersByTimeAsync(0);
+    expect(app.paths()).toEqual(['PUT /actors/counter/a/method/outer', 'PUT /actors/counter/a/method/nested', 'DELETE /actors/counter/a']);
+  });
+
+  it('fails a call stuck past the call timeout, and the calls that waited as long, and frees the actor', async () => {
+    const { host, app } = await started({ callTimeoutMs: 1000 });
+    app.handle = async (req) => (req.path.endsWith('/stuck') ? new Promise<AppCallResponse>(() => {}) : answer());
+    const stuck = host.invoke({ type: 'counter', id: 'a', method: 'stuck' });
+    const early = host.invoke({ type: 'counter', id: 'a', method: 'early' });
+    await vi.advanceTimersByTimeAsync(500);
+    const later = host.invoke({ type: 'counter', id: 'a', method: 'later' });
+    await vi.advanceTimersByTimeAsync(500);
+    const s = await stuck;
+    expect(!s.ok && s.error.code).toBe('WEFT_ACTOR_TIMEOUT');
+    const e = await early;
+    expect(!e.ok && e.error.message).toMatch(/waited longer than 1000 ms/);
+    expect((await later).ok).toBe(true);
+    expect(app.paths()).toEqual(['PUT /actors/counter/a/method/stuck', 'PUT /actors/counter/a/method/later']);
+  });
+});
+
 describe('ActorHost: timers', () => {
   beforeEach(() => vi.useFakeTimers());
   afterEach(() => vi.useRealTimers());
