@@ -152,7 +152,7 @@ describe('weft start', () => {
 
   it('serves the apps of a valid config until SIGTERM', async () => {
     const file = join(dir, 'good.yaml');
-    writeFileSync(file, `http: { port: 0 }\npeer: { port: 0 }\nmetrics: { port: 0 }\nlogLevel: warn\napps:\n  - appId: cfgapp\nresolver:\n  type: local\n  local: { path: ${JSON.stringify(registry)} }\n`);
+    writeFileSync(file, `http: { port: 0 }\ngrpc: { port: 0 }\npeer: { port: 0 }\nmetrics: { port: 0 }\nlogLevel: warn\napps:\n  - appId: cfgapp\nresolver:\n  type: local\n  local: { path: ${JSON.stringify(registry)} }\n`);
     const node = weft(['start', '--config', file, '--json']);
     const r = await ready(node);
     const meta = await request(`http://127.0.0.1:${r.http}/v1.0/metadata`);
