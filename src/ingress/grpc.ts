@@ -145,7 +145,7 @@ export class GrpcApi {
     return new Promise((resolve, reject) => {
       const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
       this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => {
-        if (err !== null) reject(new WeftError('WEFT_CONFIG', `grpc: cannot listen on ${address}: ${err.message}`, { cause: err }));
+        if (err !== null) reject(new WeftError('WEFT_INTERNAL', `grpc: cannot listen on ${address}: ${err.message}`, { cause: err }));
         else resolve(bound);
       });
     });
