@@ -164,6 +164,9 @@ export class Outbound {
         this.clients.delete(key);
       }
     }
+    // Instances that left an app's list are forgotten by its outlier detector: a dead node
+    // ejected before it left must not keep holding a slot of maxEjectionPercent.
+    for (const [appKey, g] of this.guards) g.outlier.retain((snapshot.apps[appKey] ?? []).map((p) => p.nodeId));
     const waiters = this.snapshotWaiters.splice(0);
     for (const w of waiters) w();
   }
