@@ -81,6 +81,7 @@ describe('a target node killed under load', () => {
     for (const f of failed) expect(['WEFT_PEER_UNAVAILABLE', 'WEFT_PEER_FAILED']).toContain(f.code);
     // after the kill, the calls went to the live instance
     expect(two.seen.length).toBeGreaterThan(total / 2);
+    await sleep(1100); // workers send their counts once a second
     expect(await metric(a, /^weft_invoke_retries_total\{.*app_id="target"/)).toBeGreaterThan(0);
   });
 });
