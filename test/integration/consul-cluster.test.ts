@@ -19,9 +19,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import type { WeftNode } from '../../src/node.ts';
+import { validateConfig } from '../../src/config.ts';
+import { WeftNode } from '../../src/node.ts';
+import { createLogger } from '../../src/observability/log.ts';
 import type { RoutingTable } from '../../src/routing/table.ts';
 import '../../src/routing/resolver-consul.ts';
+import { initCa } from '../../src/security/ca.ts';
 import { Cluster, echoHandler, url, type TestApp } from '../support/cluster.ts';
 import { FakeConsul } from '../support/consul-server.ts';
 import { exited, ProcessGroup, type NodeProcess } from '../support/processes.ts';
@@ -172,11 +175,28 @@ describe('a weft cluster resolving through consul', () => {
   /** When the SIGKILL test killed b1 (performance.now()). */
   let killedAt = 0;
 
+  // One CA for the cluster, as nodes on several hosts use (WEFT_CA_DIR): a node that does
+  // not take one from the environment ignores it.
+  const caDir = join(dir, 'ca');
+  const nodeEnv = (): Record<string, string> => ({ CONSUL_HTTP_ADDR: address, WEFT_CA_DIR: caDir });
+
   const startTarget = (app: TestApp, appId = target): Promise<NodeProcess> => procs.node([
     'run', '--app-id', appId, '--app-port', String(app.port),
     '--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0',
     '--resolver', 'consul', '--config', configFile, '--log-level', 'info',
-  ], { CONSUL_HTTP_ADDR: address });
+  ], nodeEnv());
+
+  /** An in-process node on the same config as the processes (stopped by cluster.close()). */
+  const startInProcess = async (apps: Array<{ appId: string; appPort?: number }>, workers: number): Promise<WeftNode> => {
+    const config = validateConfig({
+      http: { port: 0 }, grpc: { port: 0 }, peer: { port: 0 }, metrics: { port: 0 },
+      workers, logLevel: 'warn', apps, timeouts: { shutdown: '1s' },
+      resolver: { type: 'consul', consul: { address, checkTtl: `${TTL_MS}ms`, deregisterCriticalServiceAfter: `${DEREGISTER_AFTER_MS}ms`, wait: '10s', backoff: { initial: '50ms', max: '300ms' } } },
+    }, { ...process.env, ...nodeEnv() });
+    const node = await WeftNode.start(config, { logger: createLogger('warn') });
+    cluster.nodes.push(node);
+    return node;
+  };
 
   const passing = async (appId: string): Promise<string[]> => {
     const list = await agentCall<HealthEntry[]>(address, 'GET', `/v1/health/service/${appId}?passing=true`);
@@ -186,6 +206,7 @@ describe('a weft cluster resolving through consul', () => {
   beforeAll(async () => {
     await fake?.start();
     address = REAL_ADDR ?? (fake as FakeConsul).address;
+    initCa(caDir, { trustDomain: 'public' });
     // What every node of the cluster shares; the agent's address comes from CONSUL_HTTP_ADDR.
     writeFileSync(configFile, [
       'timeouts: { shutdown: 1s }',
@@ -201,11 +222,7 @@ describe('a weft cluster resolving through consul', () => {
     one = await cluster.app(echoHandler('one'));
     two = await cluster.app(echoHandler('two'));
     [b1, b2] = await Promise.all([startTarget(one), startTarget(two)]);
-    front = await cluster.node({
-      workers: 1,
-      apps: [{ appId: 'front' }],
-      resolver: { type: 'consul', consul: { address, checkTtl: `${TTL_MS}ms`, deregisterCriticalServiceAfter: `${DEREGISTER_AFTER_MS}ms`, wait: '10s', backoff: { initial: '50ms', max: '300ms' } } },
-    });
+    front = await startInProcess([{ appId: 'front' }], 1);
     // A node watches an app from the first call that names it.
     expect((await call(front, target, 0)).status).toBe(200);
   });
@@ -296,7 +313,7 @@ describe('a weft cluster resolving through consul', () => {
   // detection while it was still listed, has left the routing but not its ejection time.
   it('a stale registration at another app\'s node never delivers a call to that app: WEFT_NOT_SERVING, retried elsewhere, then ejected', async () => {
     const yApp = await cluster.app(echoHandler('y'));
-    const y = await cluster.node({ apps: [{ appId: other, appPort: yApp.port }] });
+    const y = await startInProcess([{ appId: other, appPort: yApp.port }], 0);
     const live = routed(front, target);
     expect(live.length).toBeGreaterThan(0);
     // What a node that died and whose port was reused by another node would leave behind.
