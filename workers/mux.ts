@@ -8,9 +8,9 @@
  * third of its time. On the stream a call is one length-prefixed message each way.
  *
  * Contract:
- * - `call()` resolves with the peer's answer or rejects with a CallFailure-like `{wire,
- *   retryable}` error. A call is `retryable` only if it surely never reached the peer: the
- *   stream failed before the peer's first frame (id 0) arrived.
+ * - `invoke()` resolves with the peer's answer or rejects with a CallFailure. A call is
+ *   `retryable` only if it surely never reached the peer: the stream failed before the
+ *   peer's first frame (id 0) arrived, or the peer said it does not serve the app.
  * - Each call has its own deadline (sent as time left) and may be cancelled through its
  *   AbortSignal; a cancel frame tells the peer to abandon the app call.
  * - When the stream ends or fails, every call in flight fails, and the next call opens a new
@@ -20,25 +20,15 @@ import * as grpc from '@grpc/grpc-js';
 import type { CallHead, MuxRequest, MuxResponse } from '../src/peer/codec.ts';
 import { PeerMethods, decodeMuxResponse, encodeMuxRequest } from '../src/peer/codec.ts';
 import type { WireErrorShape } from './protocol.ts';
+import { CallFailure, failure } from './failure.ts';
 
 const EMPTY = new Uint8Array(0);
 /** Ids wrap well before uint32 runs out; 0 is the peer's "stream open" frame. */
 const MAX_ID = 0x7fffffff;
 
-export class MuxFailure extends Error {
-  readonly wire: WireErrorShape;
-  readonly retryable: boolean;
-
-  constructor(wire: WireErrorShape, retryable: boolean) {
-    super(wire.message);
-    this.wire = wire;
-    this.retryable = retryable;
-  }
-}
-
 interface Pending {
   resolve(res: MuxResponse): void;
-  reject(err: MuxFailure): void;
+  reject(err: CallFailure): void;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -63,7 +53,7 @@ export class MuxStream {
 
   invoke(head: CallHead, body: Uint8Array, deadline: number, signal: AbortSignal | null): Promise<MuxResponse> {
     const msLeft = Math.floor(deadline - Date.now());
-    if (msLeft <= 0) return Promise.reject(new MuxFailure({ code: 'WEFT_DEADLINE_EXCEEDED', message: `deadline passed before ${this.where} was called` }, false));
+    if (msLeft <= 0) return Promise.reject(new CallFailure({ code: 'WEFT_DEADLINE_EXCEEDED', message: `deadline passed before ${this.where} was called` }, false));
     const stream = this.stream();
     const id = this.nextId;
     this.nextId = id >= MAX_ID ? 1 : id + 1;
@@ -89,7 +79,7 @@ export class MuxStream {
     stream.pending.delete(id);
     clearTimeout(p.timer);
     if (stream.call.writable) stream.call.write({ id, head: null, body: EMPTY, timeoutMs: 0, cancel: true });
-    p.reject(new MuxFailure(wire, false));
+    p.reject(new CallFailure(wire, false));
   }
 
   private stream(): Stream {
@@ -106,7 +96,7 @@ export class MuxStream {
       if (p === undefined) return;
       stream.pending.delete(res.id);
       clearTimeout(p.timer);
-      if (res.errorCode !== '') p.reject(new MuxFailure({ code: res.errorCode, message: res.errorMessage }, res.errorCode === 'WEFT_NOT_SERVING' || res.errorCode === 'WEFT_SHUTTING_DOWN'));
+      if (res.errorCode !== '') p.reject(failure(res.errorCode, res.errorMessage));
       else p.resolve(res);
     });
     const fail = (err: grpc.ServiceError | null): void => {
@@ -119,7 +109,7 @@ export class MuxStream {
       stream.pending.clear();
       for (const p of pending) {
         clearTimeout(p.timer);
-        p.reject(new MuxFailure(wire, !stream.open));
+        p.reject(new CallFailure(wire, !stream.open));
       }
     };
     call.on('error', (err: grpc.ServiceError) => fail(err));

@@ -19,7 +19,8 @@ import {
 } from '../src/peer/codec.ts';
 import type { InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
-import { MuxFailure, MuxStream } from './mux.ts';
+import { MuxStream } from './mux.ts';
+import { CallFailure, failure } from './failure.ts';
 import { WeftError } from '../src/errors.ts';
 import { compose, runWithRetries, withBreaker, withOutlier, withTimeout, type AttemptResult } from '../src/resiliency/compose.ts';
 import { ResiliencyPolicies } from '../src/resiliency/policy.ts';
@@ -33,8 +34,6 @@ const EMPTY = new Uint8Array(0);
 /** Calls with bodies up to this size go as messages on the peer's Mux stream. */
 const MUX_BODY_LIMIT = 64 * 1024;
 
-/** Failures weft decided itself, by stable code; `retryable` ones never reached the app. */
-const RETRYABLE_CODES = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
 
 export interface OutboundOptions {
   /** Dapr Resiliency policies; none = weft's built-in retry (see src/resiliency/policy.ts). */
@@ -73,21 +72,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
-}
-
-class CallFailure extends Error {
-  readonly wire: WireErrorShape;
-  readonly retryable: boolean;
-
-  constructor(wire: WireErrorShape, retryable: boolean) {
-    super(wire.message);
-    this.wire = wire;
-    this.retryable = retryable;
-  }
-}
-
-function failure(code: string, message: string): CallFailure {
-  return new CallFailure({ code, message }, RETRYABLE_CODES.has(code));
 }
 
 /** A gRPC error from a peer as weft's `{code, message}`. */
@@ -311,7 +295,6 @@ export class Outbound {
       const reason: unknown = signal.aborted ? signal.reason : undefined;
       const f = reason instanceof WeftError ? failure(reason.code, reason.message)
         : err instanceof CallFailure ? err
-        : err instanceof MuxFailure ? new CallFailure(err.wire, err.retryable)
         : failure('WEFT_PEER_FAILED', (err as Error).message);
       return { value: undefined, failure: transportFailure(f, true), error: new WeftError(f.wire.code as 'WEFT_INTERNAL', f.wire.message) };
     }
