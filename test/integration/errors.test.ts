@@ -2,26 +2,18 @@
  * Bad input and failures: each gets a clear error with the right status and stable code,
  * and the node keeps serving afterwards.
  */
-import { createServer } from 'node:net';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, echoHandler, rawRequest, url } from '../support/cluster.ts';
+import { freePort as deadPort } from '../support/ports.ts';
 
 async function errorOf(res: Awaited<ReturnType<typeof request>>): Promise<{ status: number; errorCode: string; weftCode: string; message: string }> {
   const body = (await res.body.json()) as { errorCode: string; weftCode: string; message: string };
   return { status: res.statusCode, ...body };
 }
 
-/** A port nothing listens on. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 describe.each([
   { mode: 'workers', workers: 1 },

@@ -4,21 +4,14 @@
  * document, the retry budget in a full outage, and a slow peer beside a fast one.
  */
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, echoHandler, url } from '../support/cluster.ts';
+import { freePort as deadPort } from '../support/ports.ts';
 import { ProcessGroup } from '../support/processes.ts';
 
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function metric(node: WeftNode, pattern: RegExp): Promise<number> {
   const text = await (await request(`http://127.0.0.1:${node.ports.metrics}/metrics`)).body.text();
