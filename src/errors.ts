@@ -65,6 +65,21 @@ export const Errors = {
   WEFT_CIRCUIT_OPEN: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the circuit breaker for the target is open', invoke: true },
   WEFT_HEALTH_NOT_READY: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_HEALTH_NOT_READY', summary: 'the node is not ready' },
   WEFT_HEALTH_APPID_MISMATCH: { http: 500, grpc: GrpcStatus.NOT_FOUND, dapr: 'ERR_HEALTH_APPID_NOT_MATCH', summary: 'the app id asked for is not served by this node' },
+  /** The actor method failed: the app answered non-2xx (its answer passes through unchanged, as Dapr does). */
+  WEFT_ACTOR_INVOKE_METHOD: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_INVOKE_METHOD', summary: 'the actor method failed' },
+  /** No app in the cluster hosts this actor type (or the actor id is empty). */
+  WEFT_ACTOR_INSTANCE_MISSING: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_ACTOR_INSTANCE_MISSING', summary: 'no app hosts this actor type' },
+  WEFT_ACTOR_REMINDER_NOT_FOUND: { http: 404, grpc: GrpcStatus.NOT_FOUND, dapr: 'ERR_ACTOR_REMINDER_NOT_FOUND', summary: 'no such reminder' },
+  /** A reentrant call chain went deeper than `reentrancy.maxStackDepth`. */
+  WEFT_ACTOR_STACK_DEPTH: { http: 500, grpc: GrpcStatus.FAILED_PRECONDITION, dapr: 'ERR_ACTOR_STACK_DEPTH', summary: 'the reentrant call stack is deeper than maxStackDepth' },
+  /** The node reached does not own the actor (its table disagrees, a handoff is pending, or it drains it): never reached the app. */
+  WEFT_ACTOR_MOVED: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_ACTOR_INSTANCE_MISSING', summary: 'the actor is owned by another node', retryable: true },
+  /** A call waited for its turn, or ran in it, longer than the actor call timeout. */
+  WEFT_ACTOR_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_ACTOR_INVOKE_METHOD', summary: 'the actor call did not finish within the actor call timeout' },
+  /** A timer could not be created: bad schedule, no callback, actor not active. */
+  WEFT_ACTOR_TIMER_CREATE: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_ACTOR_TIMER_CREATE', summary: 'the actor timer could not be created' },
+  /** Actor state and reminders need a state store; weft does not serve them yet. */
+  WEFT_ACTOR_NOT_SUPPORTED: { http: 501, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_ACTOR_NOT_SUPPORTED', summary: 'this actor API is not supported yet' },
   WEFT_CONFIG: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_CONFIG', summary: 'the configuration is not valid' },
   WEFT_INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_INTERNAL', summary: 'an internal error' },
 } as const satisfies Record<string, ErrorSpec>;
