@@ -19,6 +19,9 @@ export interface CallHead {
   headers: string[];
   callerAppId: string;
   callerNamespace: string;
+  /** Set on an actor call (both or neither); decoded as '' when absent. */
+  actorType?: string;
+  actorId?: string;
 }
 
 export interface InvokeRequest {
@@ -97,7 +100,8 @@ function repeatedStrSize(list: readonly string[]): number {
 
 function headSize(h: CallHead): number {
   return strSize(h.appId) + strSize(h.namespace) + strSize(h.method) + strSize(h.verb) + strSize(h.query)
-    + repeatedStrSize(h.headers) + strSize(h.callerAppId) + strSize(h.callerNamespace);
+    + repeatedStrSize(h.headers) + strSize(h.callerAppId) + strSize(h.callerNamespace)
+    + strSize(h.actorType ?? '') + strSize(h.actorId ?? '');
 }
 
 function uintSize(n: number): number {
@@ -169,6 +173,8 @@ class Writer {
     this.strs(6, h.headers);
     this.str(7, h.callerAppId);
     this.str(8, h.callerNamespace);
+    this.str(9, h.actorType ?? '');
+    this.str(10, h.actorId ?? '');
   }
 }
 
@@ -301,7 +307,7 @@ function readHead(r: Reader): CallHead {
   const n = r.len();
   const sub = new Reader(r.buf, r.pos, r.pos + n);
   r.pos += n;
-  const h: CallHead = { appId: '', namespace: '', method: '', verb: '', query: '', headers: [], callerAppId: '', callerNamespace: '' };
+  const h: CallHead = { appId: '', namespace: '', method: '', verb: '', query: '', headers: [], callerAppId: '', callerNamespace: '', actorType: '', actorId: '' };
   while (sub.pos < sub.end) {
     const tag = sub.varint();
     switch (tag) {
@@ -313,6 +319,8 @@ function readHead(r: Reader): CallHead {
       case (6 << 3) | WIRE_LEN: h.headers.push(sub.str()); break;
       case (7 << 3) | WIRE_LEN: h.callerAppId = sub.str(); break;
       case (8 << 3) | WIRE_LEN: h.callerNamespace = sub.str(); break;
+      case (9 << 3) | WIRE_LEN: h.actorType = sub.str(); break;
+      case (10 << 3) | WIRE_LEN: h.actorId = sub.str(); break;
       default: sub.skip(tag & 7);
     }
   }

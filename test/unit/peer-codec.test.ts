@@ -22,8 +22,9 @@ const mux = service['Mux']!;
 const head: CallHead = {
   appId: 'orders', namespace: 'shop', method: 'neworder/ä/ü', verb: 'POST', query: 'a=1&b=ünïcode',
   headers: ['content-type', 'application/json', 'x-empty', '', 'x-emoji', '🦀'],
-  callerAppId: 'front', callerNamespace: 'default',
+  callerAppId: 'front', callerNamespace: 'default', actorType: '', actorId: '',
 };
+const actorHead: CallHead = { ...head, method: 'deposit', verb: 'PUT', query: '', actorType: 'Bänk', actorId: 'acct-42' };
 
 describe('peer codec', () => {
   it('uses the paths of the .proto service', () => {
@@ -32,6 +33,15 @@ describe('peer codec', () => {
     expect(fetch.path).toBe(PeerMethods.fetchBody);
     expect(mux.path).toBe(PeerMethods.mux);
     expect((pkg['weft.peer.v1.CallHead'] as { type?: unknown }).type).toBeDefined();
+  });
+
+  it('an actor call head (actor_type, actor_id) both ways, in Invoke and Mux', () => {
+    const body = Buffer.from('{"amount":5}');
+    expect(invoke.requestDeserialize(encodeInvokeRequest({ head: actorHead, body }))).toEqual({ head: actorHead, body });
+    expect(decodeInvokeRequest(invoke.requestSerialize({ head: actorHead, body })).head).toEqual(actorHead);
+    const req = { id: 3, head: actorHead, body, timeoutMs: 1000, cancel: false };
+    expect(mux.requestDeserialize(encodeMuxRequest(req))).toMatchObject({ id: 3, head: actorHead });
+    expect(decodeMuxRequest(mux.requestSerialize(req)).head).toEqual(actorHead);
   });
 
   it.each([0, 1, 127, 128, 300, 70_000])('InvokeRequest with a %i-byte body, both ways', (size) => {
