@@ -59,6 +59,7 @@ export const Errors = {
   WEFT_PEER_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call to the target node failed after it was sent', invoke: true },
   WEFT_DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call did not finish before its deadline', invoke: true },
   WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },
+  WEFT_PEER_UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node could not establish who is calling (no verified workload certificate, or one from an untrusted trust domain)', invoke: true },
   WEFT_ACCESS_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target\'s access policy denies this call', invoke: true },
   WEFT_OVERLOADED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node has too many calls queued', retryable: true, invoke: true },
   WEFT_SHUTTING_DOWN: { http: 503, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node is shutting down', retryable: true, invoke: true },

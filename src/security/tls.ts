@@ -207,8 +207,9 @@ export interface CallWithAuthContext {
 
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
+/** The caller could not be identified: 401, not 403 (no policy was asked). */
 function unauthenticated(problem: string): WeftError {
-  return new WeftError('WEFT_ACCESS_DENIED', `caller identity: ${problem}`);
+  return new WeftError('WEFT_PEER_UNAUTHENTICATED', `caller identity: ${problem}`);
 }
 
 /**
@@ -237,7 +238,7 @@ export function peerSpiffeIdFromCall(call: CallWithAuthContext): AnySpiffeId {
 
 /**
  * The calling app's identity `{trustDomain, namespace, appId}` from a grpc-js server call. Throws
- * WEFT_ACCESS_DENIED when there is no verified certificate, its id is not a workload id, or (when
+ * WEFT_PEER_UNAUTHENTICATED when there is no verified certificate, its id is not a workload id, or (when
  * `trustDomains` is given) its trust domain is not one of them. Access policies then decide on it.
  */
 export function peerIdentityFromCall(call: CallWithAuthContext, options: { trustDomains?: readonly string[] } = {}): WorkloadId {

@@ -43,7 +43,7 @@ describe('peerIdentityFromCall', () => {
     try {
       peerIdentityFromCall(callWith(undefined));
     } catch (err) {
-      expect((err as { code: string }).code).toBe('WEFT_ACCESS_DENIED');
+      expect((err as { code: string }).code).toBe('WEFT_PEER_UNAUTHENTICATED');
     }
   });
 });
@@ -61,6 +61,7 @@ describe('authorizePeerCall', () => {
   it('throws WEFT_ACCESS_DENIED naming the target app', () => {
     const w = issueWorkloadCert(ca, { appId: 'frontend' });
     expect(() => authorizePeerCall(callWith(w.certPem), acl(), { method: '/orders/1', verb: 'DELETE' }, 'orders')).toThrow(expect.objectContaining({ code: 'WEFT_ACCESS_DENIED', appId: 'orders' }));
-    expect(() => authorizePeerCall(callWith(undefined), acl(), { method: '/orders/1', verb: 'GET' }, 'orders')).toThrow(expect.objectContaining({ code: 'WEFT_ACCESS_DENIED', appId: 'orders' }));
+    // No verified certificate: nobody to ask the policy about (401, not 403).
+    expect(() => authorizePeerCall(callWith(undefined), acl(), { method: '/orders/1', verb: 'GET' }, 'orders')).toThrow(expect.objectContaining({ code: 'WEFT_PEER_UNAUTHENTICATED', appId: 'orders' }));
   });
 });
