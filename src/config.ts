@@ -4,9 +4,13 @@
  * the result is deeply frozen and every field is filled.
  */
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { WeftError } from './errors.ts';
 import { parseDuration, parseSize } from './duration.ts';
+import { parseAccessControl } from './security/acl.ts';
+import { TRUST_DOMAIN } from './security/spiffe.ts';
 
 export interface AppConfig {
   readonly appId: string;
@@ -22,6 +26,38 @@ export interface AppConfig {
    * The node's main listener (`http.port`) speaks for the first app listed.
    */
   readonly httpPort: number | undefined;
+  /** This app's own access policy (replaces `security.accessControl` for calls to it). */
+  readonly accessControl: AccessControlSource | undefined;
+}
+
+/**
+ * Dapr `Configuration` access control: the path of a YAML file (a whole Configuration document,
+ * or its `accessControl` mapping), or the mapping inline. Checked at validation, parsed again
+ * when the node starts (src/security/acl.ts).
+ */
+export type AccessControlSource =
+  | { readonly file: string }
+  | { readonly inline: Readonly<Record<string, unknown>>; readonly field: string };
+
+export interface SecurityConfig {
+  /**
+   * The CA directory (issuer.crt, issuer.key, trust-bundle.pem), from `security.caDir` or
+   * `WEFT_CA_DIR`; with the local resolver and neither set, `<registry dir>/ca`, created on
+   * first use. Undefined only in plaintext mode.
+   */
+  readonly caDir: string | undefined;
+  /** True when caDir is the local resolver's default (created if missing). */
+  readonly caDirDefaulted: boolean;
+  /** SPIFFE trust domain; undefined means the CA's own (`weft ca init --trust-domain`, default `public`). */
+  readonly trustDomain: string | undefined;
+  /** Lifetime of app (workload) certificates, ms; renewed at half life. */
+  readonly workloadTtl: number;
+  /** Lifetime of the node's own certificate, ms. */
+  readonly nodeTtl: number;
+  /** No TLS between nodes (explicit only): the caller's node vouches for the caller. */
+  readonly plaintext: boolean;
+  /** Access policy for calls to every app this node serves (an app's own replaces it). */
+  readonly accessControl: AccessControlSource | undefined;
 }
 
 export interface ListenConfig {
@@ -65,6 +101,7 @@ export interface NodeConfig {
     readonly maxEjectionMs: number;
     readonly maxEjectionPercent: number;
   };
+  readonly security: SecurityConfig;
 }
 
 export const DEFAULTS = {
@@ -81,6 +118,7 @@ export const DEFAULTS = {
   appMaxConnections: 128,
   resolver: 'local',
   logLevel: 'info',
+  certTtl: 24 * 3_600_000,
 } as const;
 
 const APP_ID = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
@@ -194,6 +232,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
     'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
+    'security',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
@@ -208,7 +247,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (!Array.isArray(appsRaw)) throw configError('apps', 'must be a list of apps');
   const seen = new Set<string>();
   const apps = appsRaw.map((entry, i): AppConfig => {
-    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort']);
+    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort', 'accessControl']);
     if (a.obj['appId'] === undefined) throw configError(`apps[${i}].appId`, 'is required');
     const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _; no dots)');
     const ns = a.string('namespace', namespace, NAMESPACE, 'a valid namespace');
@@ -224,6 +263,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       appProtocol: a.oneOf('appProtocol', 'http', ['http'] as const),
       appMaxConnections: a.int('appMaxConnections', DEFAULTS.appMaxConnections, 1, 10_000),
       httpPort: a.obj['httpPort'] === undefined || a.obj['httpPort'] === null ? undefined : a.port('httpPort', 0),
+      accessControl: accessControlSource(a, 'accessControl'),
     };
   });
 
@@ -247,6 +287,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (baseEjectionMs <= 0) throw configError('outlierDetection.baseEjectionTime', 'must be more than 0');
   if (maxEjectionMs < baseEjectionMs) throw configError('outlierDetection.maxEjectionTime', 'must be at least baseEjectionTime');
   const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
+  const security = securityConfig(top, resolverType, resolverOptions as Obj | undefined, env);
   const config: NodeConfig = {
     nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
     namespace,
@@ -273,8 +314,73 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       maxEjectionMs,
       maxEjectionPercent: outlier.int('maxEjectionPercent', 50, 0, 100),
     },
+    security,
   };
   return deepFreeze(config);
+}
+
+/** `security.accessControl` (or an app's): a file path or an inline mapping, checked now. */
+function accessControlSource(f: Fields, key: string): AccessControlSource | undefined {
+  const v = f.obj[key];
+  const field = f.name(key);
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string' && v !== '') {
+    readAccessControlFile(v, field);
+    return { file: v };
+  }
+  if (!isObj(v)) throw configError(field, 'must be the path of a Dapr Configuration YAML file, or an accessControl mapping');
+  parseAccessControl(v, field);
+  return { inline: v, field };
+}
+
+/** Reads and checks an access control file; errors name the file and the field inside it. */
+export function readAccessControlFile(path: string, field = 'security.accessControl'): unknown {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw configError(field, `cannot read ${path}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw configError(field, `${path} is not valid YAML: ${(err as Error).message}`);
+  }
+  parseAccessControl(doc, path);
+  return doc;
+}
+
+function securityConfig(top: Fields, resolverType: string, resolverOptions: Obj | undefined, env: NodeJS.ProcessEnv): SecurityConfig {
+  const sec = top.sub('security', ['caDir', 'trustDomain', 'workloadTtl', 'nodeTtl', 'plaintext', 'accessControl']);
+  const plaintext = sec.bool('plaintext', false);
+  const configured = sec.optString('caDir');
+  if (plaintext && configured !== undefined) throw configError('security.plaintext', 'cannot be true while security.caDir is set (choose mTLS with a CA, or plaintext)');
+  const trustDomain = sec.obj['trustDomain'] === undefined || sec.obj['trustDomain'] === null
+    ? undefined
+    : sec.string('trustDomain', '', TRUST_DOMAIN, 'a valid trust domain (lowercase letters, digits, . - _)');
+  const ttl = (key: string): number => {
+    const ms = sec.duration(key, DEFAULTS.certTtl);
+    if (ms < 2000) throw configError(sec.name(key), `must be at least 2s (got ${ms} ms): certificates renew at half life`);
+    return ms;
+  };
+  const workloadTtl = ttl('workloadTtl');
+  const nodeTtl = ttl('nodeTtl');
+  const accessControl = accessControlSource(sec, 'accessControl');
+  let caDir = plaintext ? undefined : configured ?? (env['WEFT_CA_DIR'] || undefined);
+  let caDirDefaulted = false;
+  if (!plaintext && caDir === undefined) {
+    if (resolverType !== 'local') {
+      throw configError('security.caDir', `is required with the ${resolverType} resolver: nodes on several hosts talk mTLS with certificates from one CA (\`weft ca init --dir DIR\`, then caDir: DIR, --ca-dir DIR or WEFT_CA_DIR); set security.plaintext: true to run without TLS`);
+    }
+    // One host: a CA of its own beside the registry file, shared by every node on the host.
+    const raw = resolverOptions?.['path'];
+    const registry = typeof raw === 'string' && raw !== '' ? raw : env['WEFT_REGISTRY'] || join(homedir(), '.weft', 'registry.sqlite');
+    caDir = join(dirname(registry.startsWith('~/') ? join(homedir(), registry.slice(2)) : registry), 'ca');
+    caDirDefaulted = true;
+  }
+  if (caDir?.startsWith('~/')) caDir = join(homedir(), caDir.slice(2));
+  return { caDir, caDirDefaulted, trustDomain, workloadTtl, nodeTtl, plaintext, accessControl };
 }
 
 export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {

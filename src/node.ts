@@ -1,8 +1,9 @@
 /**
  * A weft node: wires the parts together, starts them in order and stops them in reverse.
  *
- * Start: metrics → resolver → outbound (workers or inline) → app channels → peer server →
- * registrations → HTTP API listeners. Stop (SIGTERM/SIGINT through the CLI): stop taking new
+ * Start: security (CA, access policies) → app channels → peer server (mTLS) → identities →
+ * resolver → outbound (workers or inline, fed the identities) → routing → HTTP/gRPC API
+ * listeners → registrations. Stop (SIGTERM/SIGINT through the CLI): stop taking new
  * calls, deregister, let calls in flight finish for up to `timeouts.shutdown`, then close
  * peers, workers and the resolver.
  */
@@ -24,6 +25,7 @@ import { HttpAppChannel } from './appchannel/http.ts';
 import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
+import type { NodeSecurity } from './security/node-security.ts';
 
 export const RUNTIME_VERSION = 'weft/0.1.0';
 
@@ -76,6 +78,7 @@ export class WeftNode {
   private dispatcher: Dispatcher | null = null;
   private routing: RoutingTable | null = null;
   private peer: PeerServer | null = null;
+  private security: NodeSecurity | null = null;
   private readonly channels = new Map<string, HttpAppChannel>();
   private readonly servers: Server[] = [];
   private grpcApi: GrpcApi | null = null;
@@ -111,18 +114,39 @@ export class WeftNode {
       if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, new HttpAppChannel(app));
     }
 
+    // mTLS unless plaintext was asked for explicitly (config.ts refuses a missing CA elsewhere).
+    let security: NodeSecurity | null = null;
+    if (config.security.plaintext) {
+      this.log.warn({ peer: `${config.peer.host}:${config.peer.port}` },
+        'PLAINTEXT BETWEEN NODES (security.plaintext: true): node-to-node calls are neither encrypted nor authenticated, the calling node\'s word decides which app is calling, and access policies are not enforced. Use it only on one trusted host.');
+    } else {
+      // Loaded only with TLS: it brings node-forge.
+      const { NodeSecurity } = await import('./security/node-security.ts');
+      security = NodeSecurity.load(config, this.log, this.metrics);
+      this.security = security;
+    }
+    const knownNodeId = config.nodeId ?? (config.peer.port === 0 ? undefined : `${hostname()}-${config.peer.port}`);
+    const tls = security === null ? null : await security.serverSide(knownNodeId);
     this.peer = new PeerServer({
       lookup: (appId, namespace) => this.channels.get(`${namespace}/${appId}`),
-      // Without TLS the caller's node vouches for the caller (plaintext is for one trusted host).
-      authorize: (_call, head) => ({ appId: head.callerAppId, namespace: head.callerNamespace }),
-      onCall: (head, status, started) => {
+      // With mTLS: the caller from its verified certificate, then the target's access policy.
+      // Without: the caller's node vouches for the caller (plaintext is for one trusted host).
+      authorize: security !== null
+        ? (call, head) => security.authorize(call, head)
+        : (_call, head) => ({ appId: head.callerAppId, namespace: head.callerNamespace }),
+      onCall: (head, status, started, caller) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
-        this.metrics.served(head.appId, head.callerAppId, typeof status === 'number' ? String(status) : status.code, ms);
+        const src = caller?.appId ?? (security === null ? head.callerAppId : 'unknown');
+        this.metrics.served(head.appId, src, typeof status === 'number' ? String(status) : status.code, ms);
       },
-    });
-    const peerPort = await this.peer.bind(config.peer.host, config.peer.port);
+    }, tls?.options);
+    const peerPort = await this.peer.bind(config.peer.host, config.peer.port, tls?.credentials);
     this.nodeId = config.nodeId ?? `${hostname()}-${peerPort}`;
     this.log = this.log.child({ nodeId: this.nodeId });
+    if (security !== null) {
+      this.peer.onTlsClientError((remote, err) => security.tlsFailure('incoming', remote, err.message));
+      await security.start(this.nodeId);
+    }
 
     await loadResolvers(config.resolver.type);
     this.resolver = createResolver(config.resolver.type, {
@@ -135,11 +159,16 @@ export class WeftNode {
     const resiliency = loadResiliency(config.resiliency);
     for (const warning of resiliency.policies.warnings) this.log.warn({ warning }, 'resiliency policy adjusted');
     this.dispatcher = await createDispatcher(config.workers, (batch) => this.metrics.absorb(batch), {
+      tls: security !== null,
       resiliency: resiliency.texts,
       budget: config.retryBudget,
       outlier: config.outlierDetection,
+    }, {
+      onTlsFailure: (peer, message) => security?.tlsFailure('outgoing', peer, message),
     });
     const dispatcher = this.dispatcher;
+    // Before any routing snapshot: a thread that can route a call holds the certificate for it.
+    security?.onIdentities((set) => dispatcher.setIdentities(set));
     this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot));
     const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
 
@@ -205,7 +234,7 @@ export class WeftNode {
     }));
     for (const r of this.registrations) await this.resolver.register(r);
     this.state = 'ready';
-    this.log.info({ ports: this.ports, workers: config.workers, resolver: config.resolver.type, apps: config.apps.map((a) => a.appId) }, 'weft node ready');
+    this.log.info({ ports: this.ports, workers: config.workers, resolver: config.resolver.type, apps: config.apps.map((a) => a.appId), peerTls: security === null ? 'plaintext' : 'mtls' }, 'weft node ready');
   }
 
   metadata(): Record<string, unknown> {
@@ -222,6 +251,8 @@ export class WeftNode {
         nodeId: this.nodeId,
         namespace: this.config.namespace,
         outbound: this.dispatcher?.mode ?? 'none',
+        peerTls: this.config.security.plaintext ? 'plaintext' : 'mtls',
+        trustDomain: this.security?.trustDomain ?? null,
         resolver: this.resolver?.status() ?? null,
         apps: this.config.apps.map((a) => a.appId),
       },
@@ -258,6 +289,7 @@ export class WeftNode {
     // worker pool shuts down would publish into a closed BroadcastChannel and throw.
     this.routing?.close();
     await attempt('outbound', () => this.dispatcher?.close());
+    this.security?.close();
     await attempt('resolver', () => this.resolver?.close());
     for (const c of this.channels.values()) await attempt('app channel', () => c.close());
     if (this.metricsServer !== null) await attempt('metrics', () => closeServer(this.metricsServer as Server, 100));

@@ -38,6 +38,9 @@ export class Metrics {
   private readonly reqRecv: Cached<{ inc(): void }>;
   private readonly resSent: Cached<{ inc(): void }>;
   private readonly resSentLatency: Cached<{ observe(v: number): void }>;
+  private readonly accessControl: Cached<{ inc(): void }>;
+  private readonly renewals: Cached<{ inc(): void }>;
+  private readonly certExpiry: Gauge;
   /** Counters the workers report, by name. */
   private readonly workerCounters = new Map<string, Counter>();
   readonly inflight: Gauge;
@@ -53,6 +56,11 @@ export class Metrics {
     const resSent = new Counter({ name: 'weft_service_invocation_res_sent_total', help: 'Answers sent to other nodes, by status', labelNames: ['app_id', 'src_app_id', 'status'], registers: reg });
     const resSentLat = new Histogram({ name: 'weft_service_invocation_res_sent_latency_ms', help: 'Time a local app took to answer a call from another node, in ms', labelNames: ['app_id', 'src_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
     this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet answered', registers: reg });
+    const acl = new Counter({ name: 'weft_access_control_total', help: 'Calls from other nodes checked against the target app\'s access policy, by verified caller (app and namespace from its certificate; "unknown" when it had none) and action', labelNames: ['app_id', 'src_app_id', 'src_namespace', 'action'], registers: reg });
+    const renewals = new Counter({ name: 'weft_identity_certificates_total', help: 'Certificates this node issued for itself and its apps, by kind (node, workload) and result (issued, renewed, failed)', labelNames: ['kind', 'result'], registers: reg });
+    this.certExpiry = new Gauge({ name: 'weft_identity_certificate_expiry_seconds', help: 'When the certificate currently held for an identity expires (Unix time, s)', labelNames: ['spiffe_id'], registers: reg });
+    this.accessControl = new Cached((l) => acl.labels(...l));
+    this.renewals = new Cached((l) => renewals.labels(...l));
     this.reqSent = new Cached((l) => sent.labels(...l));
     this.resRecv = new Cached((l) => recv.labels(...l));
     this.resRecvLatency = new Cached((l) => recvLat.labels(...l));
@@ -83,6 +91,17 @@ export class Metrics {
     this.reqRecv.get(appId, srcAppId).inc();
     this.resSent.get(appId, srcAppId, status).inc();
     this.resSentLatency.get(appId, srcAppId, status).observe(ms);
+  }
+
+  /** One access-control decision on this node (allow or deny). */
+  accessChecked(appId: string, srcAppId: string, srcNamespace: string, allowed: boolean): void {
+    this.accessControl.get(appId, srcAppId, srcNamespace, allowed ? 'allow' : 'deny').inc();
+  }
+
+  /** A certificate issued, renewed, or a renewal that failed. */
+  certificate(kind: 'node' | 'workload', result: 'issued' | 'renewed' | 'failed', spiffeId?: string, notAfter?: number): void {
+    this.renewals.get(kind, result).inc();
+    if (spiffeId !== undefined && notAfter !== undefined) this.certExpiry.labels(spiffeId).set(Math.floor(notAfter / 1000));
   }
 
   /** Adds a worker's batch: keys are `name|label=value,label=value`. */

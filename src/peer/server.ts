@@ -2,7 +2,9 @@
  * The peer server: other nodes call it to reach the apps this node serves (weft.peer.v1.Peer).
  *
  * For each call it checks that this node serves the app (else WEFT_NOT_SERVING, which the
- * caller treats as "try another instance": the app never saw the call), sets the caller and
+ * caller treats as "try another instance": the app never saw the call), asks the `authorize`
+ * hook who is calling (with mTLS: from the verified client certificate, never the request head)
+ * and whether they may (the target app's access policy), sets the caller and
  * callee headers itself (never trusting the caller's copies), calls the app through its app
  * channel under the call's gRPC deadline, and sends the answer back whole or streamed.
  */
@@ -35,8 +37,16 @@ export interface PeerServerHooks {
    * they may; throws a WeftError to refuse. Without TLS the head's caller fields are used.
    */
   authorize(call: ServerSurfaceCall, head: CallHead): CallerIdentity;
-  /** Called once per finished call, for metrics. */
-  onCall?(head: CallHead, status: number | WeftError, started: bigint): void;
+  /**
+   * Called once per finished call, for metrics. `caller` is who `authorize` said called;
+   * undefined when the call failed before that.
+   */
+  onCall?(head: CallHead, status: number | WeftError, started: bigint, caller: CallerIdentity | undefined): void;
+}
+
+/** Who called, once known (filled in by `begin`). */
+interface Who {
+  caller: CallerIdentity | undefined;
 }
 
 const TICKET_TTL_MS = 30_000;
@@ -128,6 +138,22 @@ export class PeerServer {
     });
   }
 
+  /**
+   * Reports TLS handshakes that fail on the bound port (a peer whose certificate this node does
+   * not trust, or that refused this node's): grpc-js does not surface them, so the listener is
+   * attached to its http2 servers directly (grpc-js 1.14 keeps them in `http2Servers`; if a
+   * later version does not, nothing is reported and nothing breaks).
+   */
+  onTlsClientError(listener: (remote: string, err: Error) => void): void {
+    const servers = (this.server as unknown as { http2Servers?: unknown }).http2Servers;
+    if (!(servers instanceof Map)) return;
+    for (const http2Server of servers.keys() as Iterable<NodeJS.EventEmitter>) {
+      http2Server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string; remotePort?: number }) => {
+        listener(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, err);
+      });
+    }
+  }
+
   /** Stops taking calls, lets those in flight finish for up to `graceMs`, then cancels the rest. */
   async close(graceMs: number): Promise<void> {
     await new Promise<void>((resolve) => {
@@ -154,12 +180,13 @@ export class PeerServer {
    * cancellation of `cancelSource` (the gRPC call; a Mux stream cancels per call instead).
    * `release()` unties them: a large answer handed to a ticket outlives the call that started it.
    */
-  private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
+  private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
     }
     const caller = this.hooks.authorize(call, head);
+    who.caller = caller;
     const controller = new AbortController();
     let released = false;
     let timer: NodeJS.Timeout | undefined;
@@ -182,11 +209,11 @@ export class PeerServer {
    * The app call behind Invoke and Mux: the answer whole, or its first bytes and a ticket for
    * the rest. Throws a WeftError.
    */
-  private async whole(call: ServerSurfaceCall, head: CallHead, body: Uint8Array, msLeft: number, cancelSource: ServerSurfaceCall | null, onController?: (c: AbortController) => void): Promise<InvokeResponse> {
+  private async whole(call: ServerSurfaceCall, head: CallHead, body: Uint8Array, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who, onController?: (c: AbortController) => void): Promise<InvokeResponse> {
     let controller: AbortController | undefined;
     let release: (() => void) | undefined;
     try {
-      const ctx = this.begin(call, head, msLeft, cancelSource);
+      const ctx = this.begin(call, head, msLeft, cancelSource, who);
       controller = ctx.controller;
       release = ctx.release;
       onController?.(controller);
@@ -218,14 +245,15 @@ export class PeerServer {
   private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
     const started = process.hrtime.bigint();
     const head = call.request.head;
+    const who: Who = { caller: undefined };
     try {
-      const res = await this.whole(call, head, call.request.body, msUntil(call.getDeadline()), call);
+      const res = await this.whole(call, head, call.request.body, msUntil(call.getDeadline()), call, who);
       cb(null, res);
-      this.hooks.onCall?.(head, res.status, started);
+      this.hooks.onCall?.(head, res.status, started, who.caller);
     } catch (err) {
       const e = WeftError.from(err, head.appId);
       cb(toServiceError(e));
-      this.hooks.onCall?.(head, e, started);
+      this.hooks.onCall?.(head, e, started, who.caller);
     }
   }
 
@@ -241,17 +269,18 @@ export class PeerServer {
       const head = req.head;
       if (head === null || req.id === 0) return;
       const started = process.hrtime.bigint();
-      this.whole(call, head, req.body, req.timeoutMs === 0 ? Infinity : req.timeoutMs, null, (c) => running.set(req.id, c)).then(
+      const who: Who = { caller: undefined };
+      this.whole(call, head, req.body, req.timeoutMs === 0 ? Infinity : req.timeoutMs, null, who, (c) => running.set(req.id, c)).then(
         (res) => {
           running.delete(req.id);
           call.write({ id: req.id, status: res.status, headers: res.headers, body: res.body, bodyTicket: res.bodyTicket, errorCode: '', errorMessage: '' });
-          this.hooks.onCall?.(head, res.status, started);
+          this.hooks.onCall?.(head, res.status, started, who.caller);
         },
         (err: unknown) => {
           running.delete(req.id);
           const e = WeftError.from(err, head.appId);
           call.write({ id: req.id, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: e.code, errorMessage: e.message });
-          this.hooks.onCall?.(head, e, started);
+          this.hooks.onCall?.(head, e, started, who.caller);
         },
       );
     });
@@ -277,11 +306,12 @@ export class PeerServer {
     let head: CallHead | null = null;
     let controller: AbortController | undefined;
     let release: (() => void) | undefined;
+    const who: Who = { caller: undefined };
     try {
       const first = await frames.next();
       if (first.done === true || first.value.call === null) throw new WeftError('WEFT_BAD_REQUEST', 'InvokeStream must start with a frame carrying the call');
       head = first.value.call;
-      const ctx = this.begin(call, head, msUntil(call.getDeadline()), call);
+      const ctx = this.begin(call, head, msUntil(call.getDeadline()), call, who);
       controller = ctx.controller;
       release = ctx.release;
       this.inflight.add(controller);
@@ -297,11 +327,11 @@ export class PeerServer {
       const res = await ctx.channel.call({ method: head.method, verb: head.verb, query: head.query, headers: ctx.headers, body, signal: controller.signal });
       await writeFrames(call, res.status, res.headers, res.body, controller.signal);
       call.end();
-      this.hooks.onCall?.(head, res.status, started);
+      this.hooks.onCall?.(head, res.status, started, who.caller);
     } catch (err) {
       const e = controller === undefined ? WeftError.from(err, head?.appId) : abortedOr(err, controller, head?.appId);
       call.emit('error', toServiceError(e));
-      if (head !== null) this.hooks.onCall?.(head, e, started);
+      if (head !== null) this.hooks.onCall?.(head, e, started, who.caller);
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);

@@ -18,9 +18,9 @@
  *   trust-bundle.pem         the roots peers must trust (one now; old + new during CA rotation)
  */
 import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPair, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
 import { WeftError } from '../errors.ts';
@@ -259,6 +259,32 @@ export function initCa(dir: string, options: InitCaOptions): InitCaResult {
     trustBundlePem: rootCertPem,
     files: Object.values(CA_FILES).map((f) => join(dir, f)),
   };
+}
+
+/**
+ * The CA in `dir`, created there first if `dir` holds none: the host-local default of the
+ * embedded single-host mode. Several nodes may start at once on one host, so the CA is made in
+ * a private temporary directory beside `dir` and renamed into place (atomic); a node that loses
+ * the race throws its own away and loads the winner's.
+ */
+export function initOrLoadCa(dir: string, options: { trustDomain: string }): CertificateAuthority & { readonly created: boolean } {
+  if (existsSync(join(dir, CA_FILES.issuerCert))) return { ...loadCa(dir), created: false };
+  mkdirSync(dirname(dir), { recursive: true });
+  const tmp = join(dirname(dir), `.${basename(dir)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    initCa(tmp, { trustDomain: options.trustDomain });
+    try {
+      renameSync(tmp, dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Someone else's CA is in place (rename onto a non-empty directory fails): use theirs.
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw err;
+      return { ...loadCa(dir), created: false };
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return { ...loadCa(dir), created: true };
 }
 
 function readText(path: string): string {
