@@ -6,14 +6,22 @@ import { BroadcastChannel } from 'node:worker_threads';
 import type { Transferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { randomUUID } from 'node:crypto';
-import type { InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
+import type { IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
 import { METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
 
 export interface Dispatcher {
   readonly mode: 'workers' | 'inline';
   run(task: InvokeTask, transfer: Transferable[]): Promise<InvokeResult>;
   publish(snapshot: RoutingSnapshot): void;
+  /** The TLS identities the outbound side presents; publish them before any snapshot needing them. */
+  setIdentities(identities: IdentitySet): void;
   close(): Promise<void>;
+}
+
+/** Things the outbound side tells the main thread about, outside any one call. */
+export interface DispatchEvents {
+  /** A peer's certificate was refused (wrong node, wrong trust domain). */
+  onTlsFailure?(peer: string, message: string): void;
 }
 
 /** The longest a node waits for its workers at start before it serves anyway. */
@@ -31,23 +39,30 @@ class PoolDispatcher implements Dispatcher {
   private readonly routing: BroadcastChannel;
   private readonly metrics: BroadcastChannel;
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
+  private identities: IdentitySet | null = null;
   private closed = false;
   private loaded = 0;
   private onLoaded: () => void = () => {};
   /** Resolves when every worker has loaded (so the first calls do not pay for thread start-up). */
   readonly ready: Promise<void>;
 
-  constructor(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings) {
+  constructor(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings, events: DispatchEvents) {
     this.ready = new Promise((resolve) => (this.onLoaded = resolve));
     const channel = randomUUID();
     this.routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
     this.routing.unref();
     this.routing.onmessage = (event: unknown) => {
       const msg = (event as { data: RoutingMessage }).data;
+      if (msg.type === 'tls-failure') {
+        events.onTlsFailure?.(msg.peer, msg.message);
+        return;
+      }
       if (msg.type !== 'snapshot-request') return;
       // Each worker asks once its module has loaded: that is also how we know it is up.
       this.loaded++;
       if (this.loaded >= threads) this.onLoaded();
+      // Identities first: a worker holding a snapshot must hold the certificates it routes with.
+      if (this.identities !== null) this.postIdentities();
       if (this.snapshot.version > 0) this.post();
     };
     this.metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
@@ -79,6 +94,16 @@ class PoolDispatcher implements Dispatcher {
     this.routing.postMessage({ type: 'snapshot', snapshot: this.snapshot } satisfies RoutingMessage);
   }
 
+  setIdentities(identities: IdentitySet): void {
+    this.identities = identities;
+    this.postIdentities();
+  }
+
+  private postIdentities(): void {
+    if (this.closed || this.identities === null) return;
+    this.routing.postMessage({ type: 'identities', identities: this.identities } satisfies RoutingMessage);
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.routing.close();
@@ -90,6 +115,7 @@ class PoolDispatcher implements Dispatcher {
 interface OutboundLike {
   invoke(task: InvokeTask): Promise<InvokeResult>;
   setSnapshot(snapshot: RoutingSnapshot): void;
+  setIdentities(identities: IdentitySet): void;
   close(): void;
 }
 
@@ -109,14 +135,18 @@ class InlineDispatcher implements Dispatcher {
     this.outbound.setSnapshot(snapshot);
   }
 
+  setIdentities(identities: IdentitySet): void {
+    this.outbound.setIdentities(identities);
+  }
+
   async close(): Promise<void> {
     this.outbound.close();
   }
 }
 
-export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings): Promise<Dispatcher> {
+export async function createDispatcher(threads: number, onMetrics: (batch: MetricsBatch) => void, settings: OutboundSettings, events: DispatchEvents = {}): Promise<Dispatcher> {
   if (threads > 0) {
-    const pool = new PoolDispatcher(threads, onMetrics, settings);
+    const pool = new PoolDispatcher(threads, onMetrics, settings, events);
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, WORKER_START_WAIT_MS)));
     await Promise.race([pool.ready, late]);
@@ -126,5 +156,6 @@ export async function createDispatcher(threads: number, onMetrics: (batch: Metri
   // The same outbound code on the main thread; loaded only in this mode.
   const [{ Outbound, optionsFrom }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
   const counters = new CounterBatcher(0, onMetrics);
-  return new InlineDispatcher(new Outbound(optionsFrom(settings, counters.count)));
+  const options = optionsFrom(settings, counters.count);
+  return new InlineDispatcher(new Outbound({ ...options, onTlsFailure: (peer, message) => events.onTlsFailure?.(peer, message) }));
 }

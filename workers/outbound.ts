@@ -17,7 +17,7 @@ import {
   ERROR_CODE_KEY, PeerMethods,
   decodeInvokeResponse, decodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, encodeStreamFrame,
 } from '../src/peer/codec.ts';
-import type { InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape } from './protocol.ts';
+import type { IdentitySet, InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape, WorkloadIdentity } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
 import { MuxStream } from './mux.ts';
 import { CallFailure, failure } from './failure.ts';
@@ -29,10 +29,27 @@ import { RetryBudget, type RetryBudgetOptions } from '../src/resiliency/budget.t
 import { BreakerRegistry, appBreakerKey } from '../src/resiliency/breaker.ts';
 import { OutlierDetector, type OutlierOptions } from '../src/resiliency/outlier.ts';
 import type { Failure } from '../src/resiliency/backoff.ts';
+// TLS helpers for the worker side. src/security/tls.ts imports only grpc-js, node:tls,
+// node:crypto and spiffe.ts (no node-forge: certificates are minted on the main thread by
+// identity.ts/ca.ts and reach this thread as PEM text), so importing it here is cheap.
+import { checkNodeIdentity, peerChannelOptions } from '../src/security/tls.ts';
 
 const EMPTY = new Uint8Array(0);
 /** Calls with bodies up to this size go as messages on the peer's Mux stream. */
 const MUX_BODY_LIMIT = 64 * 1024;
+/**
+ * A channel replaced by a renewed identity is closed this long after its last new call: its
+ * Mux stream is half-closed at once (calls on it are answered), and grpc-js lets calls in
+ * flight finish on close; the wait covers a large answer still fetched over FetchBody.
+ */
+const CHANNEL_DRAIN_MS = 10_000;
+/**
+ * With TLS the peer server caps connection age (GOAWAY, then 30 s grace: peerServerOptions), but
+ * a Mux stream would live on its connection past that grace and die with calls on it. Each
+ * channel's Mux stream is therefore replaced this often; the next call opens one on the current
+ * connection.
+ */
+const MUX_MAX_AGE_MS = 20_000;
 
 
 export interface OutboundOptions {
@@ -43,11 +60,26 @@ export interface OutboundOptions {
   /** Counts facts for the main thread's metrics registry. */
   readonly count?: (name: string, labels: string, by?: number) => void;
   readonly random?: () => number;
+  /** mTLS to peers with the identities given to setIdentities (see OutboundSettings.tls). */
+  readonly tls?: boolean;
+  /** A peer's certificate was refused: for the main thread's log. */
+  readonly onTlsFailure?: (peer: string, message: string) => void;
 }
 
 /** Outbound options from the settings the main thread hands every outbound thread. */
 export function optionsFrom(settings: OutboundSettings, count: OutboundOptions['count']): OutboundOptions {
-  return { resiliency: fromTexts(settings.resiliency), budget: settings.budget, outlier: settings.outlier, count };
+  return { resiliency: fromTexts(settings.resiliency), budget: settings.budget, outlier: settings.outlier, count, tls: settings.tls };
+}
+
+/** A pooled peer channel, and what it was opened with. */
+interface PeerChannel {
+  readonly client: grpc.Client;
+  /** `address:port`. */
+  readonly peer: string;
+  /** The calling app's identity it presents (TLS), or null (plaintext). */
+  readonly identity: { readonly key: string; readonly version: number } | null;
+  /** Replaces the Mux stream periodically (TLS: see MUX_MAX_AGE_MS). */
+  readonly muxTimer: NodeJS.Timeout | undefined;
 }
 
 /** What one attempt yields: the result to hand back, or the failure that ended it. */
@@ -94,7 +126,14 @@ export function fromServiceError(err: grpc.ServiceError, peer: PeerAddress): Cal
 export class Outbound {
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
   private readonly snapshotWaiters: Array<() => void> = [];
-  private readonly clients = new Map<string, grpc.Client>();
+  /**
+   * Peer channels. Plaintext: one per peer (`address:port`). TLS: one per calling app, peer and
+   * version of that app's identity (`ns/app|address:port|version`), so a renewed certificate is
+   * presented by new channels while the old ones drain.
+   */
+  private readonly clients = new Map<string, PeerChannel>();
+  private identities: IdentitySet | null = null;
+  private readonly draining = new Set<NodeJS.Timeout>();
   private readonly cursors = new Map<string, number>();
   private readonly muxes = new WeakMap<grpc.Client, MuxStream>();
   private readonly policies: ResiliencyPolicies;
@@ -142,9 +181,9 @@ export class Outbound {
     // Channels to peers that no longer serve anything are closed; the rest stay warm.
     const live = new Set<string>();
     for (const list of Object.values(snapshot.apps)) for (const p of list) live.add(`${p.address}:${p.port}`);
-    for (const [key, client] of this.clients) {
-      if (!live.has(key)) {
-        this.closeClient(client);
+    for (const [key, channel] of this.clients) {
+      if (!live.has(channel.peer)) {
+        this.closeChannel(channel);
         this.clients.delete(key);
       }
     }
@@ -169,26 +208,96 @@ export class Outbound {
     return this.snapshot;
   }
 
-  private client(peer: PeerAddress): grpc.Client {
-    const key = `${peer.address}:${peer.port}`;
-    let client = this.clients.get(key);
-    if (client === undefined) {
-      client = new grpc.Client(key, grpc.credentials.createInsecure(), {
-        'grpc.max_receive_message_length': -1,
-        'grpc.max_send_message_length': -1,
-        // a dead peer connection is noticed within ~8 s even with no call on it
-        'grpc.keepalive_time_ms': 5_000,
-        'grpc.keepalive_timeout_ms': 3_000,
-        'grpc.keepalive_permit_without_calls': 1,
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 5_000,
-        'grpc.enable_retries': 0,
-        // channelz keeps per-call statistics nobody reads here; off, it costs nothing per call
-        'grpc.enable_channelz': 0,
-      });
-      this.clients.set(key, client);
-      this.count('weft_peer_channels_opened_total', '');
+  /**
+   * The TLS identities of this node's apps (renewed ones replace the old). Channels opened with an
+   * identity that changed get no new calls; they are closed once their calls have drained.
+   */
+  setIdentities(set: IdentitySet): void {
+    if (this.identities !== null && set.version <= this.identities.version) return;
+    this.identities = set;
+    for (const [key, channel] of this.clients) {
+      if (channel.identity === null) continue;
+      if (set.identities[channel.identity.key]?.version === channel.identity.version) continue;
+      this.clients.delete(key);
+      this.retire(channel);
     }
+  }
+
+  /** Stops new calls on a channel and closes it after CHANNEL_DRAIN_MS. */
+  private retire(channel: PeerChannel): void {
+    clearInterval(channel.muxTimer);
+    this.muxes.get(channel.client)?.close();
+    this.muxes.delete(channel.client);
+    const timer = setTimeout(() => {
+      this.draining.delete(timer);
+      this.closeChannel(channel);
+    }, CHANNEL_DRAIN_MS);
+    timer.unref();
+    this.draining.add(timer);
+  }
+
+  /**
+   * The channel for a call from `caller` to `peer`. With TLS it presents the calling app's
+   * certificate (so the peer knows the caller from the certificate alone) and accepts only a
+   * server whose certificate names `peer.nodeId`, the node the resolver returned.
+   */
+  private client(peer: PeerAddress, caller: Pick<InvokeTask, 'callerAppId' | 'callerNamespace'>): grpc.Client {
+    const address = `${peer.address}:${peer.port}`;
+    let identity: { key: string; version: number; material: WorkloadIdentity } | null = null;
+    let key = address;
+    if (this.options.tls === true) {
+      const idKey = `${caller.callerNamespace}/${caller.callerAppId}`;
+      const material = this.identities?.identities[idKey];
+      if (material === undefined) {
+        throw failure('WEFT_PEER_UNAUTHENTICATED', `this node holds no certificate for app ${caller.callerAppId || '(none)'} in namespace ${caller.callerNamespace}: only apps the node serves can call over mTLS`);
+      }
+      identity = { key: idKey, version: material.version, material };
+      key = `${idKey}|${address}|${material.version}`;
+    }
+    const existing = this.clients.get(key);
+    if (existing !== undefined) return existing.client;
+    let credentials = grpc.credentials.createInsecure();
+    let tlsOptions: grpc.ChannelOptions = {};
+    if (identity !== null && this.identities !== null) {
+      const expect = { expectedNodeId: peer.nodeId, trustDomain: this.identities.trustDomain };
+      const check = checkNodeIdentity(expect);
+      const onTlsFailure = this.options.onTlsFailure;
+      credentials = grpc.credentials.createSsl(
+        Buffer.from(this.identities.rootsPem), Buffer.from(identity.material.keyPem), Buffer.from(identity.material.certPem),
+        {
+          checkServerIdentity: (hostname, cert) => {
+            const err = check(hostname, cert);
+            if (err !== undefined) onTlsFailure?.(`node ${peer.nodeId} at ${address}`, err.message);
+            return err;
+          },
+        },
+      );
+      tlsOptions = peerChannelOptions(expect);
+    }
+    const client = new grpc.Client(address, credentials, {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+      // a dead peer connection is noticed within ~8 s even with no call on it
+      'grpc.keepalive_time_ms': 5_000,
+      'grpc.keepalive_timeout_ms': 3_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5_000,
+      'grpc.enable_retries': 0,
+      // channelz keeps per-call statistics nobody reads here; off, it costs nothing per call
+      'grpc.enable_channelz': 0,
+      ...tlsOptions,
+    });
+    let muxTimer: NodeJS.Timeout | undefined;
+    if (identity !== null) {
+      muxTimer = setInterval(() => {
+        this.muxes.get(client)?.close();
+        this.muxes.delete(client);
+      }, MUX_MAX_AGE_MS);
+      muxTimer.unref();
+    }
+    this.clients.set(key, { client, peer: address, identity: identity === null ? null : { key: identity.key, version: identity.version }, muxTimer });
+    this.count('weft_peer_channels_opened_total', '');
     return client;
   }
 
@@ -285,7 +394,7 @@ export class Outbound {
   /** One unary attempt, classified for the resiliency steps (results, not exceptions). */
   private async sendUnary(head: CallHead, task: InvokeTask, peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> {
     try {
-      const client = this.client(peer);
+      const client = this.client(peer, task);
       const { result, status } = task.body === null || task.body.byteLength <= MUX_BODY_LIMIT
         ? await this.muxed(client, head, task, peer, attemptNo, signal)
         : await this.unary(client, head, task, peer, attemptNo, signal);
@@ -302,7 +411,7 @@ export class Outbound {
 
   /** A streamed call: one attempt only, its outcome (even a failure) goes over the task's port. */
   private async sendStream(head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<Attempted> {
-    await this.stream(this.client(peer), head, task, peer);
+    await this.stream(this.client(peer, task), head, task, peer);
     return { value: { type: 'stream', port: null, attempts: 1, nodeId: peer.nodeId }, failure: undefined };
   }
 
@@ -428,9 +537,17 @@ export class Outbound {
     }
   }
 
+  /** Closes a peer channel for good (its Mux stream, its identity's timer, the channel). */
+  private closeChannel(channel: PeerChannel): void {
+    clearInterval(channel.muxTimer);
+    this.closeClient(channel.client);
+  }
+
   close(): void {
-    for (const c of this.clients.values()) this.closeClient(c);
+    for (const c of this.clients.values()) this.closeChannel(c);
     this.clients.clear();
+    for (const t of this.draining) clearTimeout(t);
+    this.draining.clear();
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * The piscina worker entry: one Outbound per worker thread, fed routing snapshots over a
- * BroadcastChannel, reporting its counters to the main thread once a second.
+ * The piscina worker entry: one Outbound per worker thread, fed routing snapshots and the TLS
+ * identities of the node's apps over a BroadcastChannel, reporting its counters to the main thread once a second.
  *
  * Channel names carry the node's own suffix (piscina `workerData.channel`), so several nodes
  * in one process never hear each other's snapshots.
@@ -16,12 +16,18 @@ const metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
 metrics.unref();
 const counters = new CounterBatcher(threadId, (batch) => metrics.postMessage(batch));
 
-const outbound = new Outbound(optionsFrom(settings, counters.count));
 const routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
 routing.unref();
+const outbound = new Outbound({
+  ...optionsFrom(settings, counters.count),
+  // The main thread logs it (workers have no logger of their own).
+  onTlsFailure: (peer, message) => routing.postMessage({ type: 'tls-failure', peer, message } satisfies RoutingMessage),
+});
 routing.onmessage = (event: unknown) => {
   const msg = (event as { data: RoutingMessage }).data;
-  if (msg.type === 'snapshot') outbound.setSnapshot(msg.snapshot);
+  // Identities come before the snapshots that need them (same channel, same sender: in order).
+  if (msg.type === 'identities') outbound.setIdentities(msg.identities);
+  else if (msg.type === 'snapshot') outbound.setSnapshot(msg.snapshot);
 };
 routing.postMessage({ type: 'snapshot-request' } satisfies RoutingMessage);
 

@@ -7,7 +7,7 @@
  *   shared 64 KiB pool, which would clone the whole pool).
  * - A body too large to hold whole (request or response) streams over a MessagePort of its
  *   own (`StreamMessage`) with credit-based flow control.
- * - Routing snapshots and metric batches travel on BroadcastChannels named below.
+ * - Routing snapshots, TLS identities and metric batches travel on BroadcastChannels named below.
  * - Errors cross as `{code, message}` and are rebuilt with `WeftError.from`.
  */
 
@@ -18,6 +18,11 @@ export const METRICS_CHANNEL = 'weft:metrics';
 
 /** The outbound side's fixed settings, from the node's config. */
 export interface OutboundSettings {
+  /**
+   * mTLS to peer nodes: each channel presents the calling app's certificate (`IdentitySet`)
+   * and accepts only the node the routing snapshot names. False: plaintext (explicit only).
+   */
+  readonly tls: boolean;
   /** Texts of the node's Dapr Resiliency documents (validated on the main thread). */
   readonly resiliency: readonly string[];
   readonly budget: { readonly ratio: number; readonly minPerSecond: number };
@@ -49,10 +54,36 @@ export interface RoutingSnapshot {
   readonly apps: Readonly<Record<string, readonly PeerAddress[]>>;
 }
 
+/** One local app's TLS identity, as an outbound thread needs it (plain PEM text). */
+export interface WorkloadIdentity {
+  readonly keyPem: string;
+  /** The leaf, then its issuer. */
+  readonly certPem: string;
+  /** Bumped whenever this identity (or the roots) change; part of the channel key. */
+  readonly version: number;
+}
+
+/**
+ * The certificates the outbound side presents, one per local app, and the roots it trusts.
+ * Sent whole on every change (there are few apps per node), on the routing channel and before
+ * any snapshot that could route a call needing it, so a thread that has a snapshot also has them.
+ */
+export interface IdentitySet {
+  /** Increases with every change; older sets are ignored. */
+  readonly version: number;
+  readonly trustDomain: string;
+  readonly rootsPem: string;
+  /** By `namespace/appId`. */
+  readonly identities: Readonly<Record<string, WorkloadIdentity>>;
+}
+
 export type RoutingMessage =
   | { readonly type: 'snapshot'; readonly snapshot: RoutingSnapshot }
-  /** A worker that has no snapshot yet asks for the current one. */
-  | { readonly type: 'snapshot-request' };
+  | { readonly type: 'identities'; readonly identities: IdentitySet }
+  /** A worker that has no snapshot yet asks for the current one (and the identities). */
+  | { readonly type: 'snapshot-request' }
+  /** A worker refused a peer's certificate (or could not check it): the main thread logs it. */
+  | { readonly type: 'tls-failure'; readonly peer: string; readonly message: string };
 
 export interface InvokeTask {
   readonly type: 'invoke';

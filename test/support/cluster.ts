@@ -2,6 +2,10 @@
  * Test helpers: real nodes (in this process, with real piscina workers and real sockets on
  * 127.0.0.1), real HTTP apps, and an isolated registry file per test. Everything started
  * here is stopped by `Cluster.close()`.
+ *
+ * Nodes talk mTLS by default, as a node does with nothing configured: with the local resolver
+ * they use the host-local CA beside the cluster's registry file (created by the first node);
+ * with another resolver they are given that same CA directory. `plaintext: true` opts out.
  */
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { validateConfig } from '../../src/config.ts';
+import { initOrLoadCa } from '../../src/security/ca.ts';
 import { WeftNode } from '../../src/node.ts';
 import { createLogger } from '../../src/observability/log.ts';
 
@@ -91,11 +96,17 @@ export interface NodeOptions {
   readonly workers?: number;
   readonly extra?: Record<string, unknown>;
   readonly resolver?: Record<string, unknown>;
+  /** No TLS between nodes (security.plaintext: true). */
+  readonly plaintext?: boolean;
+  /** Fields of the node's `security` section (caDir, trustDomain, workloadTtl, accessControl...). */
+  readonly security?: Record<string, unknown>;
 }
 
 export class Cluster {
   readonly dir = mkdtempSync(join(tmpdir(), 'weft-test-'));
   readonly registry = join(this.dir, 'registry.sqlite');
+  /** The CA every node of this cluster trusts (the local resolver's default location). */
+  readonly caDir = join(this.dir, 'ca');
   readonly nodes: WeftNode[] = [];
   readonly apps: TestApp[] = [];
 
@@ -106,6 +117,13 @@ export class Cluster {
   }
 
   async node(options: NodeOptions = {}): Promise<WeftNode> {
+    const local = options.resolver === undefined || options.resolver['type'] === 'local';
+    let security: Record<string, unknown> = {};
+    if (options.plaintext === true) security = { plaintext: true };
+    else if (!local && options.security?.['caDir'] === undefined) {
+      initOrLoadCa(this.caDir, { trustDomain: 'public' });
+      security = { caDir: this.caDir };
+    }
     const config = validateConfig({
       http: { port: 0 },
       grpc: { port: 0 },
@@ -117,6 +135,7 @@ export class Cluster {
       timeouts: { shutdown: '2s' },
       maxBodySize: '16Mi',
       resolver: options.resolver ?? { type: 'local', local: { path: this.registry, ttl: '2s', refresh: '100ms' } },
+      security: { ...security, ...options.security },
       ...options.extra,
     }, {});
     const node = await WeftNode.start(config, { logger: createLogger('warn') });
