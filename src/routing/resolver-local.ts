@@ -28,6 +28,12 @@ interface Row {
   meta: string;
 }
 
+interface ActorWatch {
+  readonly namespace: string;
+  readonly listeners: Set<(list: readonly Instance[]) => void>;
+  last: string | null;
+}
+
 interface Watch {
   readonly app: AppKey;
   readonly listeners: Set<(list: readonly Instance[]) => void>;
@@ -49,6 +55,8 @@ export class LocalResolver implements Resolver {
   private select: StatementSync | null = null;
   private readonly registrations = new Map<string, Registration>();
   private readonly watches = new Map<string, Watch>();
+  private readonly actorWatches = new Map<string, ActorWatch>();
+  private selectActors: StatementSync | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private poller: NodeJS.Timeout | null = null;
   private healthy = true;
@@ -88,6 +96,9 @@ export class LocalResolver implements Resolver {
         meta = excluded.meta, expires_at = excluded.expires_at`);
     this.select = db.prepare(`SELECT node_id, app_id, namespace, address, port, meta FROM instances
       WHERE namespace = ? AND app_id = ? AND expires_at > ? ORDER BY node_id`);
+    // Actor membership: every live row of the namespace whose meta names actor types.
+    this.selectActors = db.prepare(`SELECT node_id, app_id, namespace, address, port, meta FROM instances
+      WHERE namespace = ? AND expires_at > ? AND json_type(meta, '$.actor_types') IS NOT NULL ORDER BY node_id, app_id`);
     this.heartbeat = setInterval(() => this.refreshRegistrations(), Math.max(200, Math.floor(this.ttlMs / 3)));
     this.heartbeat.unref();
     this.poller = setInterval(() => this.poll(), this.refreshMs);
@@ -128,6 +139,25 @@ export class LocalResolver implements Resolver {
     };
   }
 
+  watchActors(namespace: string, onChange: (instances: readonly Instance[]) => void): () => void {
+    let w = this.actorWatches.get(namespace);
+    if (w === undefined) this.actorWatches.set(namespace, (w = { namespace, listeners: new Set(), last: null }));
+    const watch = w;
+    watch.listeners.add(onChange);
+    setImmediate(() => {
+      if (!watch.listeners.has(onChange)) return;
+      const list = this.queryActors(namespace);
+      if (list !== null) {
+        watch.last = JSON.stringify(list);
+        onChange(list);
+      }
+    });
+    return () => {
+      watch.listeners.delete(onChange);
+      if (watch.listeners.size === 0) this.actorWatches.delete(namespace);
+    };
+  }
+
   status(): ResolverStatus {
     const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number } = { scheme: this.scheme, healthy: this.healthy };
     if (this.lastError !== undefined) s.lastError = this.lastError;
@@ -141,6 +171,7 @@ export class LocalResolver implements Resolver {
     this.heartbeat = this.poller = null;
     for (const r of this.registrations.values()) await this.deregister(r);
     this.watches.clear();
+    this.actorWatches.clear();
     this.db?.close();
     this.db = null;
   }
@@ -167,9 +198,27 @@ export class LocalResolver implements Resolver {
     });
   }
 
+  private queryActors(namespace: string): Instance[] | null {
+    return this.guard(() => {
+      const rows = (this.selectActors?.all(namespace, Date.now()) ?? []) as unknown as Row[];
+      return rows.map((row) => ({
+        appId: row.app_id, namespace: row.namespace, nodeId: row.node_id, address: row.address, port: row.port,
+        meta: JSON.parse(row.meta) as Record<string, string>,
+      }));
+    });
+  }
+
   private poll(): void {
     for (const w of this.watches.values()) {
       const list = this.query(w.app);
+      if (list === null) continue;
+      const text = JSON.stringify(list);
+      if (text === w.last) continue;
+      w.last = text;
+      for (const l of w.listeners) l(list);
+    }
+    for (const w of this.actorWatches.values()) {
+      const list = this.queryActors(w.namespace);
       if (list === null) continue;
       const text = JSON.stringify(list);
       if (text === w.last) continue;

@@ -54,6 +54,13 @@ export interface Resolver {
   register(registration: Registration): Promise<void>;
   deregister(registration: Registration): Promise<void>;
   watch(app: AppKey, onChange: (instances: readonly Instance[]) => void): () => void;
+  /**
+   * Actor placement's membership: delivers, like `watch`, the full list of instances in
+   * `namespace` whose registration meta carries `actor_types` (a comma-separated list, possibly
+   * empty while an app is leaving), whenever that list or any of their meta changes.
+   * Optional: a resolver without it hosts no actors across nodes.
+   */
+  watchActors?(namespace: string, onChange: (instances: readonly Instance[]) => void): () => void;
   status(): ResolverStatus;
   close(): Promise<void>;
 }
@@ -86,6 +93,11 @@ export function createResolver(scheme: string, ctx: ResolverContext): Resolver {
   }
   return factory(ctx);
 }
+
+/** Registration meta key: the actor types an app hosts, comma-separated (empty: hosts none now). */
+export const ACTOR_TYPES_META = 'actor_types';
+/** Registration meta key: the placement fingerprint this node has applied and drained for (its handoff acknowledgement). */
+export const PLACEMENT_ACK_META = 'weft_placement';
 
 export function appKey(appId: string, namespace: string): string {
   return `${namespace}/${appId}`;
