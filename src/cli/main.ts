@@ -63,6 +63,12 @@ Options:
   --registry FILE      the local resolver's registry file (default ~/.weft/registry.sqlite)
   --node-id ID         this node's id (default <hostname>-<peer port>)
   --advertise-address A  the address other nodes use to reach this node (default: the peer host)
+  --ca-dir DIR         CA for mTLS between nodes (made by \`weft ca init\`; or WEFT_CA_DIR).
+                       Default with the local resolver: <registry dir>/ca, created on first use.
+                       Required with the static and consul resolvers.
+  --trust-domain TD    SPIFFE trust domain of this node's certificates (default: the CA's)
+  --insecure-plaintext no TLS between nodes: calls are neither encrypted nor authenticated, and
+                       access policies are not enforced (one trusted host only; logged at start)
   --config FILE        a YAML config to start from (flags override it)
   --log-level LEVEL    debug, info, warn, error or silent (default info)
   --json               print events as JSON lines on stdout
@@ -164,6 +170,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     'http-port': { type: 'string' }, 'grpc-port': { type: 'string' }, 'peer-port': { type: 'string' }, 'metrics-port': { type: 'string' },
     workers: { type: 'string' }, resolver: { type: 'string' }, registry: { type: 'string' }, config: { type: 'string' },
     'log-level': { type: 'string' }, 'node-id': { type: 'string' }, 'advertise-address': { type: 'string' },
+    'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' }, 'insecure-plaintext': { type: 'boolean' },
   }, HELP['run'] as string, out);
   if (v === null) return 0;
   const appId = v['app-id'];
@@ -190,6 +197,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     logLevel: v['log-level'] ?? base?.logLevel ?? DEFAULTS.logLevel,
     apps: [{ appId, ...(v['namespace'] !== undefined ? { namespace: v['namespace'] } : {}), ...(v['app-port'] !== undefined ? { appPort: v['app-port'] } : {}) }],
     resolver: { type: resolverType, [resolverType]: resolverOptions },
+    security: runSecurity(v, base),
   };
   const config = validateConfig(JSON.parse(JSON.stringify(raw)));
   const node = await WeftNode.start(config, { logger: createLogger(config.logLevel) });
@@ -211,10 +219,25 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   return untilSignal(node, child);
 }
 
+/** The `security` section of `weft run`: the config's, with the flags on top. */
+function runSecurity(v: Record<string, unknown>, base: NodeConfig | null): Record<string, unknown> {
+  const b = base?.security;
+  const plaintext = v['insecure-plaintext'] === true || (v['ca-dir'] === undefined && b?.plaintext === true);
+  const caDir = v['ca-dir'] ?? (b !== undefined && !b.caDirDefaulted ? b.caDir : undefined);
+  if (plaintext && v['ca-dir'] !== undefined) throw new WeftError('WEFT_CONFIG', '--insecure-plaintext: cannot be used with --ca-dir');
+  const acl = b?.accessControl;
+  return {
+    ...(plaintext ? { plaintext: true } : caDir !== undefined ? { caDir } : {}),
+    ...(v['trust-domain'] !== undefined ? { trustDomain: v['trust-domain'] } : b?.trustDomain !== undefined ? { trustDomain: b.trustDomain } : {}),
+    ...(b !== undefined ? { workloadTtl: b.workloadTtl, nodeTtl: b.nodeTtl } : {}),
+    ...(acl === undefined ? {} : { accessControl: 'file' in acl ? acl.file : acl.inline }),
+  };
+}
+
 function announce(node: WeftNode, out: Out): void {
-  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.ports.grpc, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type };
+  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.ports.grpc, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type, peerTls: node.config.security.plaintext ? 'plaintext' : 'mtls' };
   if (out.json) out.write(`${JSON.stringify(event)}\n`);
-  else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}${node.ports.grpc === null ? '' : `, grpc :${node.ports.grpc}`}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}\n`);
+  else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}${node.ports.grpc === null ? '' : `, grpc :${node.ports.grpc}`}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}; ${event.peerTls === 'mtls' ? 'mTLS between nodes' : 'PLAINTEXT between nodes'}\n`);
 }
 
 /** Runs until SIGTERM/SIGINT or the child exits; stops the node and the child either way. */

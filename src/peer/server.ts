@@ -149,7 +149,8 @@ export class PeerServer {
     if (!(servers instanceof Map)) return;
     for (const http2Server of servers.keys() as Iterable<NodeJS.EventEmitter>) {
       http2Server.on('tlsClientError', (err: Error, socket: { remoteAddress?: string; remotePort?: number }) => {
-        listener(`${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`, err);
+        // A socket the peer already closed no longer knows its address.
+        listener(socket.remoteAddress === undefined ? 'a peer that hung up' : `${socket.remoteAddress}:${socket.remotePort ?? '?'}`, err);
       });
     }
   }

@@ -286,7 +286,7 @@ export function evaluate(acl: AccessControl, caller: WorkloadId | undefined, req
   if (best >= 0) {
     const op = policy.operations[best] as AclOperation;
     const where = `policies[${index}].operations[${best}]`;
-    return { allowed: op.action === 'allow', policy: 'operation', where, reason: `${where} (${op.name} [${op.httpVerbs.join(',')}]) ${op.action}s ${shown} for ${id}` };
+    return { allowed: op.action === 'allow', policy: 'operation', where, reason: `${where} (${op.name} [${op.httpVerbs.join(',')}]) ${op.action === 'allow' ? 'allows' : 'denies'} ${shown} for ${id}` };
   }
   if (policy.defaultAction !== undefined) {
     const where = `policies[${index}].defaultAction`;

@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net';
 import { validateConfig } from '../../src/config.ts';
 import { initOrLoadCa } from '../../src/security/ca.ts';
 import { WeftNode } from '../../src/node.ts';
-import { createLogger } from '../../src/observability/log.ts';
+import { createLogger, type Logger } from '../../src/observability/log.ts';
 
 export interface TestApp {
   readonly port: number;
@@ -100,6 +100,8 @@ export interface NodeOptions {
   readonly plaintext?: boolean;
   /** Fields of the node's `security` section (caDir, trustDomain, workloadTtl, accessControl...). */
   readonly security?: Record<string, unknown>;
+  /** The node's logger (default: warn level on stderr). */
+  readonly logger?: Logger;
 }
 
 export class Cluster {
@@ -138,7 +140,7 @@ export class Cluster {
       security: { ...security, ...options.security },
       ...options.extra,
     }, {});
-    const node = await WeftNode.start(config, { logger: createLogger('warn') });
+    const node = await WeftNode.start(config, { logger: options.logger ?? createLogger('warn') });
     this.nodes.push(node);
     return node;
   }
