@@ -34,7 +34,7 @@ describe('node config', () => {
     const c = validateConfig({
       apps: [{ appId: 'orders', appPort: 3000 }, { appId: 'front', namespace: 'shop' }],
       maxBodySize: '16Mi', timeouts: { invoke: '1m30s', shutdown: 'PT5S' }, resolver: 'static',
-    }, { DAPR_API_TOKEN: 'tok' });
+    }, { DAPR_API_TOKEN: 'tok', WEFT_CA_DIR: '/etc/weft/ca' }); // static needs a CA (or plaintext: true)
     expect(c.apps[0]).toMatchObject({ appId: 'orders', namespace: 'default', appPort: 3000, appHost: '127.0.0.1' });
     expect(c.apps[1]).toMatchObject({ appId: 'front', namespace: 'shop', appPort: undefined });
     expect(c.maxBodySize).toBe(16 * 1024 * 1024);
