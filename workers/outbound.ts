@@ -327,17 +327,20 @@ export class Outbound {
     let attempts = 0;
     try {
       const snapshot = await this.routing(task.routingVersion, task.deadline);
-      const instances = snapshot.apps[appKey] ?? [];
+      const instances = task.target !== undefined ? [task.target] : snapshot.apps[appKey] ?? [];
       if (instances.length === 0) {
         throw failure('WEFT_APP_NOT_FOUND', `no instance of app ${task.appId} in namespace ${task.namespace} is known`);
       }
       const head: CallHead = {
         appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
         headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
+        actorType: task.actorType ?? '', actorId: task.actorId ?? '',
       };
       const policy = this.policies.forApp(task.appId, task.callerAppId);
-      const guards = this.guardsOf(appKey, task.appId);
-      const usable = guards.outlier.filter(instances);
+      // Actor calls have guards of their own: a node answering "moved" during a rebalance must
+      // not be ejected from the app's ordinary invocations (and the owner is never skipped).
+      const guards = this.guardsOf(task.target === undefined ? appKey : `${appKey}#actors`, task.appId);
+      const usable = task.target === undefined ? guards.outlier.filter(instances) : instances;
       let lastCode = '';
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;

@@ -105,6 +105,14 @@ export interface InvokeTask {
   readonly port: MessagePort | null;
   /** Absolute deadline, ms since the epoch. */
   readonly deadline: number;
+  /**
+   * An actor call: placement on the main thread chose this one node, so no other instance is
+   * tried, and the routing snapshot is not consulted (`routingVersion` may be 0).
+   */
+  readonly target?: PeerAddress;
+  /** An actor call's type and id, sent in the call head (`method` is the actor method). */
+  readonly actorType?: string;
+  readonly actorId?: string;
 }
 
 export type InvokeTaskMessage = InvokeTask | { readonly type: 'ping' };

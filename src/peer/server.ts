@@ -42,6 +42,12 @@ export interface PeerServerHooks {
    * undefined when the call failed before that.
    */
   onCall?(head: CallHead, status: number | WeftError, started: bigint, caller: CallerIdentity | undefined): void;
+  /**
+   * An actor call (the head names `actorType`/`actorId`): the node's actor runtime checks
+   * ownership, takes the actor's turn and calls the app. Resolves with the app's answer
+   * (whatever its status); throws a WeftError (WEFT_ACTOR_MOVED when this node is not the owner).
+   */
+  actor?(head: CallHead, headers: string[], body: Uint8Array, signal: AbortSignal, msLeft: number): Promise<{ status: number; headers: readonly string[]; body: Uint8Array }>;
 }
 
 /** Who called, once known (filled in by `begin`). */
@@ -219,6 +225,11 @@ export class PeerServer {
       release = ctx.release;
       onController?.(controller);
       this.inflight.add(controller);
+      if (head.actorType !== undefined && head.actorType !== '') {
+        if (this.hooks.actor === undefined) throw new WeftError('WEFT_ACTOR_MOVED', 'this node hosts no actors');
+        const answer = await this.hooks.actor(head, ctx.headers, body, controller.signal, msLeft);
+        return { status: answer.status, headers: answer.headers as string[], body: answer.body, bodyTicket: '' };
+      }
       const res = await ctx.channel.call({
         method: head.method, verb: head.verb, query: head.query, headers: ctx.headers,
         body: body.length === 0 ? null : body, signal: controller.signal,
