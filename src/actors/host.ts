@@ -316,6 +316,14 @@ export class ActorHost {
     return chosen.length;
   }
 
+  /**
+   * Resolves when every deactivation under way has ended (its DELETE answered or failed):
+   * what the node waits for before it acknowledges a placement table.
+   */
+  async settled(): Promise<void> {
+    while (this.deactivating.size > 0) await Promise.all([...this.deactivating.values()]);
+  }
+
   /** Deactivates actors idle past their type's `actorIdleTimeout`. Called by the scan timer; public for tests. */
   scanIdle(): void {
     if (this.cfg === undefined) return;
