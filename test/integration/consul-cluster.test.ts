@@ -11,7 +11,9 @@
  * 1. instances appear and disappear: a node joins, another leaves gracefully, no call fails;
  * 2. a node SIGKILLed under load drops out within the TTL; calls fail over meanwhile;
  * 3. Consul stopped and restarted empty under load: no call to a live instance fails;
- * 4. a stale registration pointing at another app's node never delivers a call to that app.
+ * 4. a stale registration pointing at another app's node never delivers a call to that app:
+ *    with mTLS the caller refuses that node's certificate, in plaintext the node answers
+ *    WEFT_NOT_SERVING; either way the call is retried elsewhere and the entry ejected.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
@@ -149,6 +151,15 @@ function routed(node: WeftNode, appId: string): string[] {
   return (table?.instances(appId, NS) ?? []).map((p) => p.nodeId);
 }
 
+/** The sum of a counter's series whose labels include all of `labels` (`name="value"`). */
+async function counter(node: WeftNode, name: string, labels: readonly string[]): Promise<number> {
+  let sum = 0;
+  for (const line of (await node.metrics.text()).split('\n')) {
+    if (line.startsWith(`${name}{`) && labels.every((l) => line.includes(l))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
 interface Resolver { scheme: string; healthy: boolean; lastError?: string }
 
 async function resolverStatus(httpPort: number): Promise<Resolver> {
@@ -174,9 +185,11 @@ describe('a weft cluster resolving through consul', () => {
   let b2: NodeProcess;
   /** When the SIGKILL test killed b1 (performance.now()). */
   let killedAt = 0;
+  /** Test server only: ms from the kill until the killed node's entry left the catalog (watched from the kill on). */
+  let reaped: Promise<number> | undefined;
 
-  // One CA for the cluster, as nodes on several hosts use (WEFT_CA_DIR): a node that does
-  // not take one from the environment ignores it.
+  // One CA for the cluster (WEFT_CA_DIR), as nodes on several hosts use: with a resolver
+  // other than local a node needs one (or security.plaintext: true).
   const caDir = join(dir, 'ca');
   const nodeEnv = (): Record<string, string> => ({ CONSUL_HTTP_ADDR: address, WEFT_CA_DIR: caDir });
 
@@ -187,10 +200,11 @@ describe('a weft cluster resolving through consul', () => {
   ], nodeEnv());
 
   /** An in-process node on the same config as the processes (stopped by cluster.close()). */
-  const startInProcess = async (apps: Array<{ appId: string; appPort?: number }>, workers: number): Promise<WeftNode> => {
+  const startInProcess = async (apps: Array<{ appId: string; appPort?: number }>, workers: number, extra: Record<string, unknown> = {}): Promise<WeftNode> => {
     const config = validateConfig({
       http: { port: 0 }, grpc: { port: 0 }, peer: { port: 0 }, metrics: { port: 0 },
       workers, logLevel: 'warn', apps, timeouts: { shutdown: '1s' },
+      ...extra,
       resolver: { type: 'consul', consul: { address, checkTtl: `${TTL_MS}ms`, deregisterCriticalServiceAfter: `${DEREGISTER_AFTER_MS}ms`, wait: '10s', backoff: { initial: '50ms', max: '300ms' } } },
     }, { ...process.env, ...nodeEnv() });
     const node = await WeftNode.start(config, { logger: createLogger('warn') });
@@ -222,7 +236,9 @@ describe('a weft cluster resolving through consul', () => {
     one = await cluster.app(echoHandler('one'));
     two = await cluster.app(echoHandler('two'));
     [b1, b2] = await Promise.all([startTarget(one), startTarget(two)]);
-    front = await startInProcess([{ appId: 'front' }], 1);
+    // An ejection that outlasts the file (30s), so that the node SIGKILLed below is still
+    // ejected when it has left the routing (see the stale entry test).
+    front = await startInProcess([{ appId: 'front' }], 1, { outlierDetection: { baseEjectionTime: '30s' } });
     // A node watches an app from the first call that names it.
     expect((await call(front, target, 0)).status).toBe(200);
   });
@@ -235,7 +251,7 @@ describe('a weft cluster resolving through consul', () => {
       // registrations a real agent would only reap after a minute: remove them now.
       const all = await agentCall<Record<string, AgentService>>(address, 'GET', '/v1/agent/services').catch(() => ({}));
       for (const s of Object.values(all)) {
-        if (s.Service === target || s.Service === other) await agentCall(address, 'PUT', `/v1/agent/service/deregister/${encodeURIComponent(s.ID)}`).catch(() => {});
+        if (s.Service.includes(suffix)) await agentCall(address, 'PUT', `/v1/agent/service/deregister/${encodeURIComponent(s.ID)}`).catch(() => {});
       }
     }
     await fake?.stop();
@@ -289,15 +305,26 @@ describe('a weft cluster resolving through consul', () => {
       },
     });
     await eventually(() => (killedAt > 0 ? true : undefined), 10_000, 'the kill');
+    if (fake !== undefined) {
+      const killedId = `weft:${b1.ready.nodeId}:${NS}:${target}`;
+      reaped = eventually(() => (fake.catalog().some((s) => s.ID === killedId) ? undefined : performance.now() - killedAt), TTL_MS + DEREGISTER_AFTER_MS + 3000, 'reaped', 10);
+      reaped.catch(() => {}); // awaited (and reported) by the reap test
+    }
     const checkCritical = eventually(async () => ((await passing(target)).includes(b1.ready.nodeId) ? undefined : performance.now() - killedAt), TTL_MS + 3000, 'consul marks the killed node critical', 25);
     const dropMs = await eventually(() => (routed(front, target).includes(b1.ready.nodeId) ? undefined : performance.now() - killedAt), TTL_MS + 3000, 'the caller drops the killed node', 5);
     const criticalMs = await checkCritical;
     const sentAtDrop = load.sent();
     await load.done;
+    // Workers hand their counters to the main thread about once a second.
+    const ejected = await eventually(async () => {
+      const n = await counter(front, 'weft_outlier_events_total', [`app_id="${target}"`, 'event="ejected"']);
+      return n > 0 ? n : undefined;
+    }, 3000, 'the caller ejects the killed node', 100);
+    const retries = await counter(front, 'weft_invoke_retries_total', [`app_id="${target}"`]);
 
     const { failed, byCode, byName } = tally(load.outcomes);
     const afterKill = load.outcomes.filter((o) => o.i >= 150);
-    console.log(`consul cluster fault run (SIGKILL): sent ${total}, succeeded ${total - failed.length}, failed ${failed.length} ${JSON.stringify(byCode)}; by instance ${JSON.stringify(byName)}; killed node out of the caller's routing ${dropMs.toFixed(0)} ms after the kill (consul listed it critical after ~${criticalMs.toFixed(0)} ms; TTL ${TTL_MS} ms), ${sentAtDrop - 150} calls sent in between`);
+    console.log(`consul cluster fault run (SIGKILL): sent ${total}, succeeded ${total - failed.length}, failed ${failed.length} ${JSON.stringify(byCode)}; by instance ${JSON.stringify(byName)}; ${retries} retries, ${ejected} ejection; killed node out of the caller's routing ${dropMs.toFixed(0)} ms after the kill (consul listed it critical after ~${criticalMs.toFixed(0)} ms; TTL ${TTL_MS} ms), ${sentAtDrop - 150} calls sent in between`);
     expect(load.outcomes).toHaveLength(total);
     // Only calls in flight to the killed node when it died may fail (at most one per caller).
     expect(failed.length).toBeLessThanOrEqual(concurrency);
@@ -309,53 +336,89 @@ describe('a weft cluster resolving through consul', () => {
     expect(two.seen.length).toBeGreaterThan(total / 2);
   });
 
-  // Right after the SIGKILL test on purpose: the killed node, ejected by the caller's outlier
-  // detection while it was still listed, has left the routing but not its ejection time.
-  it('a stale registration at another app\'s node never delivers a call to that app: WEFT_NOT_SERVING, retried elsewhere, then ejected', async () => {
-    const yApp = await cluster.app(echoHandler('y'));
-    const y = await startInProcess([{ appId: other, appPort: yApp.port }], 0);
-    const live = routed(front, target);
-    expect(live.length).toBeGreaterThan(0);
-    // What a node that died and whose port was reused by another node would leave behind.
-    const staleId = `weft:stale-${suffix}:${NS}:${target}`;
+  /**
+   * Registers, straight in Consul, an entry of app `appId` at the peer port of node `y` (which
+   * serves only another app, `y`'s app recording what reaches it): what a node that died and
+   * whose port was reused by another node would leave behind. Then makes 30 sequential calls
+   * through `caller` and says how often the stale entry was tried (each try is retried once on
+   * the live instance) and how often `y` refused with WEFT_NOT_SERVING.
+   */
+  const staleEntryRun = async (caller: WeftNode, appId: string, y: WeftNode, tag: string): Promise<{ outcomes: Outcome[]; tried: number; refused: number }> => {
+    const staleNode = `stale-${tag}-${suffix}`;
+    const staleId = `weft:${staleNode}:${NS}:${appId}`;
     await agentCall(address, 'PUT', '/v1/agent/service/register', {
-      ID: staleId, Name: target, Address: '127.0.0.1', Port: y.ports.peer,
-      Meta: { weft_namespace: NS, weft_node_id: `stale-${suffix}`, weft_version: 'test' },
+      ID: staleId, Name: appId, Address: '127.0.0.1', Port: y.ports.peer,
+      Meta: { weft_namespace: NS, weft_node_id: staleNode, weft_version: 'test' },
       Check: { CheckID: `service:${staleId}`, TTL: '60s', Status: 'passing' },
     });
     try {
-      await eventually(() => (routed(front, target).includes(`stale-${suffix}`) ? true : undefined), 5000, 'front routes to the stale entry');
+      await eventually(() => (routed(caller, appId).includes(staleNode) ? true : undefined), 5000, 'the caller routes to the stale entry');
+      // Retries are counted by the worker and handed over about once a second.
+      await sleep(1100);
+      const retriesBefore = await counter(caller, 'weft_invoke_retries_total', [`app_id="${appId}"`]);
       const outcomes: Outcome[] = [];
-      for (let i = 0; i < 30; i++) outcomes.push(await call(front, target, i));
+      for (let i = 0; i < 30; i++) outcomes.push(await call(caller, appId, i));
+      await sleep(1100);
+      const tried = (await counter(caller, 'weft_invoke_retries_total', [`app_id="${appId}"`])) - retriesBefore;
+      const refused = await counter(y, 'weft_service_invocation_res_sent_total', [`app_id="${appId}"`, 'status="WEFT_NOT_SERVING"']);
       const { failed, byName } = tally(outcomes);
-      const metrics = await y.metrics.text();
-      const refused = metrics.split('\n').filter((l) => l.startsWith('weft_service_invocation_res_sent_total{') && l.includes(`app_id="${target}"`) && l.includes('WEFT_NOT_SERVING'))
-        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-      console.log(`consul cluster: stale entry at ${other}'s node: ${outcomes.length} calls, failed ${failed.length}, answered by ${JSON.stringify(byName)}; that node refused ${refused} with WEFT_NOT_SERVING`);
-      expect(failed).toEqual([]);
-      expect(outcomes.every((o) => o.name === 'one' || o.name === 'two')).toBe(true);
-      expect(yApp.seen).toEqual([]);
-      expect(refused).toBeGreaterThan(0);
-      // Sequential calls: after consecutiveFailures (5, the default) refusals in a row the caller
-      // ejects the entry. A node that left the routing must not hold an ejection slot
-      // (maxEjectionPercent) and keep this one in the rotation.
-      expect(refused).toBeLessThanOrEqual(5);
+      console.log(`consul cluster: stale entry of ${appId} at another app's node (${tag}): ${outcomes.length} calls, failed ${failed.length}, answered by ${JSON.stringify(byName)}; the stale entry was tried ${tried} times, that node refused ${refused} with WEFT_NOT_SERVING`);
+      return { outcomes, tried, refused };
     } finally {
       await agentCall(address, 'PUT', `/v1/agent/service/deregister/${encodeURIComponent(staleId)}`);
     }
+  };
+
+  // After the SIGKILL test on purpose: the killed node, ejected by the caller's outlier
+  // detection while it was still listed (for 30s), has left the routing but not its ejection.
+  it('mTLS: a stale entry at another app\'s node never delivers a call to that app: the caller refuses the node\'s certificate, retries elsewhere, then ejects it', async () => {
+    const yApp = await cluster.app(echoHandler('y'));
+    const y = await startInProcess([{ appId: other, appPort: yApp.port }], 0);
+    expect(routed(front, target).length).toBeGreaterThan(0);
+    const { outcomes, tried, refused } = await staleEntryRun(front, target, y, 'mtls');
+    expect(tally(outcomes).failed).toEqual([]);
+    expect(outcomes.every((o) => o.name === 'one' || o.name === 'two')).toBe(true);
+    expect(yApp.seen).toEqual([]);
+    // The certificate names Y's node, not the node the entry names: nothing is sent to it.
+    expect(tried).toBeGreaterThan(0);
+    expect(refused).toBe(0);
+    // Sequential calls: after consecutiveFailures (5, the default) failures in a row the caller
+    // ejects the entry. A node that left the routing must not hold an ejection slot
+    // (maxEjectionPercent) and keep this one in the rotation.
+    expect(tried).toBeLessThanOrEqual(5);
+  });
+
+  it('plaintext: a stale entry at another app\'s node never delivers a call to that app: that node answers WEFT_NOT_SERVING, the caller retries elsewhere, then ejects it', async () => {
+    // Three in-process nodes of their own, without TLS (security.plaintext), on the same Consul.
+    const plain = { security: { plaintext: true } };
+    const appId = `plain-${suffix}`;
+    const xApp = await cluster.app(echoHandler('x'));
+    const yApp = await cluster.app(echoHandler('y'));
+    await startInProcess([{ appId, appPort: xApp.port }], 0, plain);
+    const y = await startInProcess([{ appId: `${other}-plain`, appPort: yApp.port }], 0, plain);
+    const caller = await startInProcess([{ appId: 'front-plain' }], 1, plain);
+    expect((await call(caller, appId, 0)).name).toBe('x');
+    const { outcomes, tried, refused } = await staleEntryRun(caller, appId, y, 'plaintext');
+    expect(tally(outcomes).failed).toEqual([]);
+    expect(outcomes.every((o) => o.name === 'x')).toBe(true);
+    expect(yApp.seen).toEqual([]);
+    expect(tried).toBeGreaterThan(0);
+    expect(refused).toBe(tried);
+    expect(tried).toBeLessThanOrEqual(5);
   });
 
   // A real agent reaps no sooner than a minute after the check turned critical (and checks
   // every 30 s): too slow for this file. afterAll removes the killed node's entry there.
   fakeOnly('consul reaps the killed node\'s registration after deregisterCriticalServiceAfter', async () => {
     const killedId = `weft:${b1.ready.nodeId}:${NS}:${target}`;
-    expect(killedAt).toBeGreaterThan(0);
-    const reapedMs = await eventually(() => {
-      const entry = (fake as FakeConsul).catalog().find((s) => s.ID === killedId);
-      return entry === undefined ? performance.now() - killedAt : undefined;
-    }, Math.max(0, killedAt + TTL_MS + DEREGISTER_AFTER_MS + 3000 - performance.now()), 'reaped');
+    expect(reaped).toBeDefined();
+    const reapedMs = await (reaped as Promise<number>);
     console.log(`consul cluster: killed node's entry reaped ${reapedMs.toFixed(0)} ms after the kill (TTL ${TTL_MS} ms + deregisterCriticalServiceAfter ${DEREGISTER_AFTER_MS} ms)`);
-    expect((fake as FakeConsul).catalog().map((s) => s.ID)).toContain(`weft:${b2.ready.nodeId}:${NS}:${target}`);
+    // Not before its check had been critical for deregisterCriticalServiceAfter; the live node stays.
+    expect(reapedMs).toBeGreaterThan(DEREGISTER_AFTER_MS);
+    const ids = (fake as FakeConsul).catalog().map((s) => s.ID);
+    expect(ids).not.toContain(killedId);
+    expect(ids).toContain(`weft:${b2.ready.nodeId}:${NS}:${target}`);
   });
 
   // Stopping and restarting the agent is only possible with the test server.
