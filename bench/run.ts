@@ -3,7 +3,7 @@
  * (the method is in perf.md; docs/benchmark.md explains how to read the output).
  *
  *   node bench/run.ts [--duration 60] [--rate 1000] [--connections 16] [--body 1024]
- *                     [--warmup 10] [--modes baseline,workers,inline] [--quick] [--json]
+ *                     [--warmup 10] [--modes baseline,workers,inline] [--mtls] [--quick] [--json]
  *
  * For each path it starts what the path needs, runs the load generator (bench/load.ts, in a
  * process of its own) against it, and reads each process's CPU and memory from /proc around
@@ -12,6 +12,8 @@
  * - a weft mode: generator → node A (caller-only app `loadgen`) → node B (app `testapp`)
  *   → the same echo app, both nodes on the embedded `local` resolver with a registry file
  *   of their own. Modes: `workers` (--workers 2), `inline` (--workers 0), `workers=N`.
+ *   The nodes talk plaintext (`--insecure-plaintext`, as runs before mTLS existed) unless
+ *   `--mtls`: then they talk mTLS with certificates from a CA made by `weft ca init`.
  * Then, per path, the closed-loop maximum rate and a short search for the highest rate
  * with p99 under 10 ms. Progress goes to stderr; the report to bench/results/<time>.json
  * and .md, and to stdout (markdown, or JSON only with --json).
@@ -97,7 +99,6 @@ function parseSettings(argv: string[]): Settings {
     if (m !== 'baseline' && workersOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N)`);
   }
   if (values.pacer !== 'thread' && values.pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${values.pacer})`);
-  if (values.mtls) throw new Error('--mtls: not available yet (mTLS between nodes comes with a later issue)');
   return {
     durationS: num('duration', values.duration, quick ? 5 : 60, 0.5),
     rate: num('rate', values.rate, 1000, 1),
@@ -140,6 +141,7 @@ const USAGE = `usage: node bench/run.ts [options]
   --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
+  --mtls                nodes talk mTLS (--ca-dir of a CA made by \`weft ca init\`); default plaintext
   --out DIR             where reports go (default bench/results)
   --json                print only the JSON report on stdout (alias --json-only)
   --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
@@ -178,6 +180,17 @@ class Bench {
     this.settings = settings;
     this.tmp = tmp;
     this.procs = new Processes(tmp);
+  }
+
+  /** With --mtls, the CA both nodes get (`weft ca init`, once per run); made on first use. */
+  #caDir: string | null = null;
+  private peerTlsArgs(): string[] {
+    if (!this.settings.mtls) return ['--insecure-plaintext'];
+    if (this.#caDir === null) {
+      this.#caDir = join(this.tmp, 'ca');
+      execFileSync(process.execPath, [join(ROOT, 'bin/weft.js'), 'ca', 'init', '--dir', this.#caDir], { cwd: ROOT, stdio: 'ignore' });
+    }
+    return ['--ca-dir', this.#caDir];
   }
 
   /** Runs bench/load.ts in its own process; measures `watch` around its measured phase. */
@@ -376,6 +389,7 @@ class Bench {
       '--workers', String(workers),
       '--resolver', 'local',
       '--registry', registry,
+      ...this.peerTlsArgs(),
       '--log-level', this.settings.logLevel,
       '--json',
     ];
