@@ -188,8 +188,12 @@ export class Outbound {
       }
     }
     // Instances that left an app's list are forgotten by its outlier detector: a dead node
-    // ejected before it left must not keep holding a slot of maxEjectionPercent.
-    for (const [appKey, g] of this.guards) g.outlier.retain((snapshot.apps[appKey] ?? []).map((p) => p.nodeId));
+    // ejected before it left must not keep holding a slot of maxEjectionPercent. (Guards with
+    // no list of their own, the actor calls' `<app>#actors`, never filter by ejection.)
+    for (const [key, g] of this.guards) {
+      const list = snapshot.apps[key];
+      if (list !== undefined) g.outlier.retain(list.map((p) => p.nodeId));
+    }
     const waiters = this.snapshotWaiters.splice(0);
     for (const w of waiters) w();
   }
