@@ -193,9 +193,9 @@ describe('a weft cluster resolving through consul', () => {
   const caDir = join(dir, 'ca');
   const nodeEnv = (): Record<string, string> => ({ CONSUL_HTTP_ADDR: address, WEFT_CA_DIR: caDir });
 
-  const startTarget = (app: TestApp, appId = target): Promise<NodeProcess> => procs.node([
-    'run', '--app-id', appId, '--app-port', String(app.port),
-    '--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0',
+  const startTarget = (app: TestApp, peerPort = 0): Promise<NodeProcess> => procs.node([
+    'run', '--app-id', target, '--app-port', String(app.port),
+    '--http-port', '0', '--grpc-port', '0', '--peer-port', String(peerPort), '--metrics-port', '0',
     '--resolver', 'consul', '--config', configFile, '--log-level', 'info',
   ], nodeEnv());
 
@@ -424,8 +424,11 @@ describe('a weft cluster resolving through consul', () => {
   // Stopping and restarting the agent is only possible with the test server.
   fakeOnly('Consul stopped and restarted empty under load: no call to a live instance fails, registrations come back', async () => {
     const f = fake as FakeConsul;
-    // Two live instances again: a new node for app "one" beside b2.
-    const b4 = await startTarget(one);
+    // Two live instances again: the SIGKILLed node restarted on its peer port, so with its node
+    // id (<host>-<peer port>) and its Consul service ID. The caller ejected it (for 30s) before
+    // it left the routing; back in the routing, it must be called again at once.
+    const b4 = await startTarget(one, b1.ready.peer);
+    expect(b4.ready.nodeId).toBe(b1.ready.nodeId);
     await eventually(() => (routed(front, target).length === 2 && routed(front, target).includes(b4.ready.nodeId) ? true : undefined), 5000, 'front routes to b2 and b4');
     const live = [b2.ready.nodeId, b4.ready.nodeId].sort();
     const load = startLoad(front, target, { concurrency: 8, max: 3000, gapMs: 20 });
