@@ -102,6 +102,17 @@ export interface NodeConfig {
     readonly maxEjectionPercent: number;
   };
   readonly security: SecurityConfig;
+  /** Actor placement and turns (docs/actors.md). */
+  readonly actors: {
+    /** A turn running longer is released and its caller fails. */
+    readonly callTimeoutMs: number;
+    /** Serve no actor when the resolver has not answered for this long. */
+    readonly fenceMs: number;
+    /** A member gone from the registry counts as gone only after this (default fence + call timeout + 1 s). */
+    readonly lockDelayMs: number;
+    /** How long a leaving node stays registered after its acknowledgement, so others see it. */
+    readonly leaveLingerMs: number;
+  };
 }
 
 export const DEFAULTS = {
@@ -232,7 +243,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
     'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
-    'security',
+    'security', 'actors',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
@@ -288,6 +299,11 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (maxEjectionMs < baseEjectionMs) throw configError('outlierDetection.maxEjectionTime', 'must be at least baseEjectionTime');
   const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
   const security = securityConfig(top, resolverType, resolverOptions as Obj | undefined, env);
+  const actorsField = top.sub('actors', ['callTimeout', 'fenceTimeout', 'lockDelay', 'leaveLinger']);
+  const actorCallTimeoutMs = actorsField.duration('callTimeout', 60_000);
+  const fenceMs = actorsField.duration('fenceTimeout', 5000);
+  const lockDelayMs = actorsField.duration('lockDelay', fenceMs + actorCallTimeoutMs + 1000);
+  if (lockDelayMs < fenceMs + actorCallTimeoutMs) throw configError('actors.lockDelay', 'must be at least fenceTimeout + callTimeout (a cut-off owner must have stopped before its actors move)');
   const config: NodeConfig = {
     nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
     namespace,
@@ -315,6 +331,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       maxEjectionPercent: outlier.int('maxEjectionPercent', 50, 0, 100),
     },
     security,
+    actors: { callTimeoutMs: actorCallTimeoutMs, fenceMs, lockDelayMs, leaveLingerMs: actorsField.duration('leaveLinger', 1000) },
   };
   return deepFreeze(config);
 }

@@ -26,6 +26,7 @@ import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
 import type { NodeSecurity } from './security/node-security.ts';
+import { NodeActors } from './actors/node-actors.ts';
 
 export const RUNTIME_VERSION = 'weft/0.1.0';
 
@@ -84,6 +85,7 @@ export class WeftNode {
   private grpcApi: GrpcApi | null = null;
   private metricsServer: Server | null = null;
   private registrations: Registration[] = [];
+  private actors: NodeActors | null = null;
   private state: 'new' | 'starting' | 'ready' | 'stopping' | 'stopped' = 'new';
 
   private constructor(config: NodeConfig, log: Logger) {
@@ -139,6 +141,11 @@ export class WeftNode {
         const src = caller?.appId ?? (security === null ? head.callerAppId : 'unknown');
         this.metrics.served(head.appId, src, typeof status === 'number' ? String(status) : status.code, ms);
       },
+      // Actor calls other nodes routed here (ownership check, turn, app callback).
+      actor: (head, headers, body, signal, msLeft) => {
+        if (this.actors === null) throw new WeftError('WEFT_ACTOR_MOVED', 'this node\'s actors are not started');
+        return this.actors.serveRemote(head, headers, body, signal, msLeft);
+      },
     }, tls?.options);
     const peerPort = await this.peer.bind(config.peer.host, config.peer.port, tls?.credentials);
     this.nodeId = config.nodeId ?? `${hostname()}-${peerPort}`;
@@ -171,6 +178,13 @@ export class WeftNode {
     security?.onIdentities((set) => dispatcher.setIdentities(set));
     this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot));
     const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
+    const actors = new NodeActors({
+      nodeId: this.nodeId, namespace: config.namespace, apps: config.apps, channels: this.channels,
+      resolver: this.resolver, dispatcher, registry: this.metrics.registry, settings: config.actors,
+      reannounce: () => this.reannounce(),
+      log: (level, msg, fields) => this.log[level](fields ?? {}, msg),
+    });
+    this.actors = actors;
 
     let metricsPort: number | null = null;
     if (config.metrics.enabled) {
@@ -199,6 +213,7 @@ export class WeftNode {
       outboundReady: () => this.state === 'ready',
       servesApp: (appId) => config.apps.some((a) => a.appId === appId),
       metadata: () => this.metadata(),
+      actors,
     });
     const httpServer = api(primary?.appId ?? '', primary?.namespace ?? config.namespace);
     this.servers.push(httpServer);
@@ -218,6 +233,7 @@ export class WeftNode {
         apiToken: config.apiToken, maxBodySize: config.maxBodySize, invokeTimeoutMs: config.timeouts.invoke, invoker,
         ready: () => this.ready,
         metadata: () => this.metadata(),
+        actors,
       });
       grpcPort = await this.grpcApi.bind(config.grpc.host, config.grpc.port);
     }
@@ -233,8 +249,21 @@ export class WeftNode {
       healthUrl: `http://${config.http.host}:${httpPort}/v1.0/healthz?appid=${app.appId}`,
     }));
     for (const r of this.registrations) await this.resolver.register(r);
+    // Reads each app's /dapr/config once it is up, then announces its actor types (reannounce).
+    actors.start();
     this.state = 'ready';
     this.log.info({ ports: this.ports, workers: config.workers, resolver: config.resolver.type, apps: config.apps.map((a) => a.appId), peerTls: security === null ? 'plaintext' : 'mtls' }, 'weft node ready');
+  }
+
+  /** Re-registers the apps with their current actor meta (types hosted, placement acknowledgement). */
+  private reannounce(): void {
+    const resolver = this.resolver;
+    const actors = this.actors;
+    if (resolver === null || actors === null || this.state === 'stopped') return;
+    this.registrations = this.registrations.map((r) => ({ ...r, meta: { ...r.meta, ...actors.meta(r.appId) } }));
+    for (const r of this.registrations) {
+      resolver.register(r).catch((err: unknown) => this.log.warn({ err: (err as Error).message, appId: r.appId }, 'could not update the registration\'s actor meta'));
+    }
   }
 
   metadata(): Record<string, unknown> {
@@ -243,7 +272,7 @@ export class WeftNode {
       id: primary?.appId ?? '',
       runtimeVersion: RUNTIME_VERSION,
       enabledFeatures: [],
-      actors: [],
+      actors: this.actors?.metadataList() ?? [],
       components: [],
       httpEndpoints: [],
       subscriptions: [],
@@ -279,6 +308,8 @@ export class WeftNode {
         this.log.warn({ err: (err as Error).message }, `stopping: ${what} failed`);
       }
     };
+    // Actors first: hand them over (drain, DELETEs, acknowledgement) while still registered.
+    await attempt('actors', () => this.actors?.leave());
     for (const r of this.registrations) await attempt('deregister', () => this.resolver?.deregister(r));
     await Promise.all([
       ...this.servers.map((s) => attempt('http api', () => closeServer(s, grace))),
@@ -287,6 +318,7 @@ export class WeftNode {
     ]);
     // Stop routing updates before the dispatcher closes: a resolver poll landing while the
     // worker pool shuts down would publish into a closed BroadcastChannel and throw.
+    await attempt('actors', () => this.actors?.close());
     this.routing?.close();
     await attempt('outbound', () => this.dispatcher?.close());
     this.security?.close();

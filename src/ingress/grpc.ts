@@ -9,7 +9,9 @@
  *   `http.code` and the start of the body); a failure of weft's own is its registry status with
  *   Dapr's `failed to invoke, id: X, err: ...` message and the `weft-code` trailer.
  * - `GetMetadata`: the facts of `GET /v1.0/metadata`; the SDKs poll it until the node is up.
- * - `InvokeActor`: UNIMPLEMENTED (actors are not served over gRPC).
+ * - `InvokeActor`: the actor API's method call, routed to the actor's owner like
+ *   `/v1.0/actors/{type}/{id}/method/{m}`; `metadata` entries reach the actor as headers. An
+ *   app's non-2xx answer is Dapr's ErrorInfo status, as for InvokeService.
  *
  * Every RPC needs the `dapr-api-token` metadata when an API token is configured.
  * Dapr's proxy mode (any other service, routed by `dapr-app-id` metadata) is not served:
@@ -24,6 +26,8 @@ import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
 import { TIMEOUT_HEADER } from './http.ts';
 import { ERROR_APP_KEY, ERROR_CODE_KEY } from '../peer/codec.ts';
+import type { ActorApi } from './actors-http.ts';
+import { ActorError } from '../actors/errors.ts';
 
 export interface GrpcApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -36,6 +40,16 @@ export interface GrpcApiContext {
   ready(): boolean;
   /** The node's metadata, as `GET /v1.0/metadata` answers it. */
   metadata(): Record<string, unknown>;
+  /** The node's actor runtime; undefined: InvokeActor answers UNIMPLEMENTED. */
+  readonly actors?: ActorApi | undefined;
+}
+
+interface InvokeActorRequest {
+  actor_type?: string;
+  actor_id?: string;
+  method?: string;
+  data?: Buffer;
+  metadata?: Record<string, string>;
 }
 
 const PROTO_ROOT = new URL('../../proto/', import.meta.url).pathname;
@@ -129,10 +143,33 @@ export class GrpcApi {
           cb(weftStatus(WeftError.from(err)));
         }
       },
-      InvokeActor: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      InvokeActor: (call: grpc.ServerUnaryCall<InvokeActorRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         try {
           this.authenticate(call.metadata);
-          cb({ code: grpc.status.UNIMPLEMENTED, details: 'the actors API is not served by weft yet: InvokeActor is unimplemented' });
+          const actors = this.ctx.actors;
+          if (actors === undefined) throw new ActorError('WEFT_ACTOR_NOT_SUPPORTED', 'this node serves no actors');
+          const r = call.request;
+          const headers: string[] = [];
+          for (const [k, v] of Object.entries(r.metadata ?? {})) headers.push(k.toLowerCase(), v);
+          let deadline = Date.now() + this.ctx.invokeTimeoutMs;
+          const asked = call.getDeadline();
+          const askedMs = asked instanceof Date ? asked.getTime() : asked;
+          if (Number.isFinite(askedMs)) deadline = Math.min(deadline, askedMs);
+          actors.invoke({
+            type: r.actor_type ?? '', id: r.actor_id ?? '', method: r.method ?? '', headers,
+            body: r.data === undefined || r.data.length === 0 ? null : r.data, deadline,
+            callerAppId: this.ctx.callerAppId, callerNamespace: this.ctx.namespace,
+          }).then((outcome) => {
+            if (!outcome.ok) return cb(weftStatus(outcome.error));
+            if (outcome.status < 200 || outcome.status >= 300) return cb(appErrorStatus(outcome.status, Buffer.from(outcome.body)));
+            cb(null, { data: Buffer.from(outcome.body) });
+          }).catch((err: unknown) => {
+            try {
+              cb(weftStatus(WeftError.from(err)));
+            } catch {
+              // the call is gone
+            }
+          });
         } catch (err) {
           cb(weftStatus(WeftError.from(err)));
         }

@@ -13,6 +13,7 @@ import { parseDuration } from '../duration.ts';
 import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
+import { ACTORS_PREFIX, handleActors, type ActorApi } from './actors-http.ts';
 
 export interface HttpApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -26,6 +27,8 @@ export interface HttpApiContext {
   outboundReady(): boolean;
   servesApp(appId: string): boolean;
   metadata(): unknown;
+  /** The node's actor runtime (`/v1.0/actors/...`); undefined answers 501. */
+  readonly actors?: ActorApi | undefined;
 }
 
 const INVOKE_PREFIX = '/v1.0/invoke/';
@@ -81,6 +84,7 @@ async function handle(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
     }
     return invoke(ctx, req, res, appId, after.slice('/method/'.length), query, 'path');
   }
+  if (path.startsWith(ACTORS_PREFIX)) return handleActors(ctx, req, res, path);
   if (path === '/v1.0/invoke' || path === '/v1.0/invoke/') return reject(req, res, new WeftError('WEFT_NO_APP_ID', 'no app id in the request'));
   if (path === '/v1.0/metadata') {
     if (req.method !== 'GET') return reject(req, res, new WeftError('WEFT_METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1.0/metadata`));

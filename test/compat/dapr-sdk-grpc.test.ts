@@ -268,13 +268,13 @@ describe.each([
       expect(received).toHaveLength(40);
     });
 
-    it('InvokeActor is UNIMPLEMENTED with a clear message', async () => {
+    it('InvokeActor for a type no app hosts is INVALID_ARGUMENT with a clear message', async () => {
       // The SDK's gRPC client has no actor invoke of its own (its actor proxies are built per
       // class): the RPC is called through its transport.
       const raw = await rawTransport(client);
       const err = await connectError(() => raw.invokeActor({ actorType: 'Counter', actorId: 'c1', method: 'increment' }));
-      expect(err.code).toBe(Code.Unimplemented);
-      expect(err.rawMessage).toMatch(/actors API is not served/);
+      expect(err.code).toBe(Code.InvalidArgument);
+      expect(err.rawMessage).toMatch(/hosts actor type Counter/);
     });
   });
 

@@ -261,10 +261,10 @@ describe.each([
     });
   });
 
-  it('InvokeActor is UNIMPLEMENTED, with a clear message', async () => {
+  it('InvokeActor routes like the HTTP actor API: a type no app hosts is INVALID_ARGUMENT (ERR_ACTOR_INSTANCE_MISSING), with a clear message', async () => {
     const { err } = await call(client, 'InvokeActor', { actor_type: 'T', actor_id: '1', method: 'm' });
-    expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err?.details).toMatch(/actors API is not served/);
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toMatch(/hosts actor type T/);
   });
 
   it('any other service (Dapr\'s proxy mode, by dapr-app-id) is UNIMPLEMENTED', async () => {

@@ -1,0 +1,200 @@
+/**
+ * Actors end to end, three nodes in this process (real sockets, mTLS, the local registry):
+ * placement across nodes, one activation per id cluster-wide, turns, reentrancy, timers,
+ * pass-through of the app's errors, 501 for state and reminders, metadata, and a node joining
+ * and another leaving gracefully under load.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from '../support/cluster.ts';
+import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
+import type { WeftNode } from '../../src/node.ts';
+
+const ACTORS = { callTimeout: '5s', fenceTimeout: '2s', lockDelay: '8s', leaveLinger: '300ms' };
+
+const cluster = new Cluster();
+const tracker = new Tracker();
+const apps: ActorApp[] = [];
+const nodes: WeftNode[] = [];
+
+async function addNode(name: string, workers = 0): Promise<WeftNode> {
+  const app = await startActorApp(name, tracker);
+  apps.push(app);
+  const node = await cluster.node({ apps: [{ appId: 'bank', appPort: app.port }], workers, extra: { actors: ACTORS } });
+  app.nodePort = node.ports.http;
+  nodes.push(node);
+  return node;
+}
+
+function call(node: WeftNode, id: string, method: string, body = '{}', headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${node.ports.http}/v1.0/actors/Counter/${encodeURIComponent(id)}/method/${method}`, { method: 'PUT', body, headers });
+}
+
+/** Waits until every node's table includes all `n` nodes and is settled. */
+async function settled(n: number, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await Promise.all(nodes.filter((x) => x.ready).map(async (node) => {
+      const text = await (await fetch(`http://127.0.0.1:${node.ports.metrics}/metrics`)).text();
+      return /weft_actor_placement_settled\{[^}]*\} 1/.test(text);
+    }));
+    const md = await Promise.all(nodes.filter((x) => x.ready).map((x) => x.metadata()));
+    if (ok.every(Boolean) && md.length === n) return;
+    if (Date.now() > end) throw new Error('placement did not settle');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  await addNode('a');
+  await addNode('b', 1);
+  await addNode('c');
+  await settled(3);
+  // every node sees all three members
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const r = await call(nodes[0] as WeftNode, 'probe', 'echo');
+    await r.text();
+    const ids = Array.from({ length: 30 }, (_, i) => `warm-${i}`);
+    await Promise.all(ids.map(async (id) => (await call(nodes[0] as WeftNode, id, 'echo')).text()));
+    const used = new Set<string>();
+    for (const id of ids) for (const a of tracker.servedBy.get(id) ?? []) used.add(a);
+    if (used.size === 3) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await cluster.close();
+  await Promise.all(apps.map((a) => a.close()));
+});
+
+describe('actors across three nodes', () => {
+  it('routes each id to one owner whichever node is called, and never activates an id twice', async () => {
+    const ids = Array.from({ length: 60 }, (_, i) => `acct-${i}`);
+    for (const node of nodes) {
+      const answers = await Promise.all(ids.map(async (id) => {
+        const r = await call(node, id, 'echo', `"${id}"`);
+        expect(r.status).toBe(200);
+        return (await r.json()) as { app: string; id: string; body: string };
+      }));
+      for (const [i, a] of answers.entries()) {
+        expect(a.id).toBe(ids[i]);
+        expect(a.body).toBe(`"${ids[i]}"`);
+      }
+    }
+    const owners = new Set<string>();
+    for (const id of ids) {
+      expect(tracker.servedBy.get(id)?.size, id).toBe(1);
+      for (const a of tracker.servedBy.get(id) ?? []) owners.add(a);
+    }
+    expect(owners.size).toBe(3);
+    expect(tracker.worst()).toBe(1);
+  });
+
+  it('runs one call at a time per actor, in turn', async () => {
+    const before = tracker.maxRunning;
+    const started = Date.now();
+    const rs = await Promise.all(nodes.flatMap((n) => [0, 1].map(() => call(n, 'turns-1', 'slow', '{"ms":60}'))));
+    for (const r of rs) expect(r.status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(6 * 60 - 20);
+    expect(Math.max(before, tracker.maxRunning)).toBe(1);
+  });
+
+  it('lets a call carrying the running turn\'s Dapr-Reentrancy-Id reenter it', async () => {
+    const r = await call(nodes[1] as WeftNode, 'reentrant-1', 'reenter');
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { innerStatus: number; inner: { body: string; reentrancy: string | null } };
+    expect(body.innerStatus).toBe(200);
+    expect(body.inner.body).toBe('"inner"');
+    expect(body.inner.reentrancy).toBeTruthy();
+  });
+
+  it('passes the app\'s non-2xx answer through unchanged', async () => {
+    const r = await call(nodes[2] as WeftNode, 'failing-1', 'fail');
+    expect(r.status).toBe(418);
+    expect(r.headers.get('x-why')).toBe('teapot');
+    expect(await r.text()).toBe('no coffee here');
+    const missing = await call(nodes[2] as WeftNode, 'failing-1', 'nope');
+    expect(missing.status).toBe(404);
+  });
+
+  it('fires timers on the owner with Dapr\'s body, and stops them on DELETE', async () => {
+    const id = 'timed-1';
+    const armed = await call(nodes[0] as WeftNode, id, 'arm');
+    expect(armed.status).toBe(200);
+    const end = Date.now() + 5000;
+    while (tracker.timerFires.filter((f) => f.id === id).length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    const fires = tracker.timerFires.filter((f) => f.id === id);
+    expect(fires.length).toBeGreaterThanOrEqual(3);
+    expect(fires[0]).toEqual({ id, name: 't1', body: { callback: 'tick', data: { hello: 'timer' }, dueTime: '0s', period: '100ms' } });
+    expect((await call(nodes[1] as WeftNode, id, 'disarm')).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 250));
+    const after = tracker.timerFires.filter((f) => f.id === id).length;
+    await new Promise((r) => setTimeout(r, 400));
+    expect(tracker.timerFires.filter((f) => f.id === id).length).toBe(after);
+  });
+
+  it('answers 501 for state and reminders, 400 for a type nobody hosts, and lists types in metadata', async () => {
+    const base = `http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/actors/Counter/x`;
+    for (const [verb, path] of [['GET', '/state/k'], ['POST', '/state'], ['POST', '/reminders/r'], ['GET', '/reminders/r'], ['DELETE', '/reminders/r']] as const) {
+      const r = await fetch(base + path, { method: verb, body: verb === 'GET' || verb === 'DELETE' ? undefined : '{}' });
+      expect(r.status, `${verb} ${path}`).toBe(501);
+      expect(((await r.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_NOT_SUPPORTED');
+    }
+    const none = await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/actors/Nobody/1/method/m`, { method: 'PUT' });
+    expect(none.status).toBe(400);
+    expect(((await none.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_INSTANCE_MISSING');
+    const md = (await (await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/metadata`)).json()) as { actors: Array<{ type: string; count: number }> };
+    expect(md.actors).toEqual([{ type: 'Counter', count: expect.any(Number) }]);
+    expect(md.actors[0]?.count).toBeGreaterThan(0);
+    const metrics = await (await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.metrics}/metrics`)).text();
+    for (const name of ['weft_actor_active', 'weft_actor_pending_actor_calls', 'weft_actor_placement_version', 'weft_actor_rebalanced_total', 'weft_actor_deactivated_total', 'weft_actor_rebalances_total']) {
+      expect(metrics).toContain(name);
+    }
+  });
+
+  it('keeps one activation per id while a node joins and another leaves gracefully under load', async () => {
+    const ids = Array.from({ length: 200 }, (_, i) => `load-${i}`);
+    let calls = 0;
+    let ok = 0;
+    const failures: string[] = [];
+    let stop = false;
+    const loop = async (w: number): Promise<void> => {
+      for (let i = w; !stop && calls < 20_000; i += 7) {
+        const live = nodes.filter((n) => n.ready);
+        const node = live[i % live.length] as WeftNode;
+        const id = ids[i % ids.length] as string;
+        calls++;
+        try {
+          const r = await call(node, id, 'echo', `"${i}"`, { 'weft-timeout': '10s' });
+          const text = await r.text();
+          if (r.status === 200) ok++;
+          else failures.push(`${r.status} ${text}`);
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    const workers = Array.from({ length: 8 }, (_, w) => loop(w));
+    await new Promise((r) => setTimeout(r, 500));
+    const joined = await addNode('d');
+    await new Promise((r) => setTimeout(r, 1500));
+    const leaving = nodes[0] as WeftNode;
+    await leaving.stop();
+    await new Promise((r) => setTimeout(r, 1500));
+    stop = true;
+    await Promise.all(workers);
+    console.log(`actors under join + graceful leave: calls=${calls} ok=${ok} failed=${failures.length} maxConcurrentActivationsPerId=${tracker.worst()}`);
+    if (failures.length > 0) console.log('first failures:', failures.slice(0, 5));
+    expect(joined.ready).toBe(true);
+    // actors really moved: to the joiner, and away from the leaver
+    const moved = ids.filter((id) => (tracker.servedBy.get(id)?.size ?? 0) > 1);
+    expect(ids.some((id) => tracker.servedBy.get(id)?.has('d'))).toBe(true);
+    expect(moved.length).toBeGreaterThan(0);
+    console.log(`ids served by more than one app over time (handoffs): ${moved.length} of ${ids.length}`);
+    expect(tracker.worst()).toBe(1);
+    expect(failures).toEqual([]);
+    // the leaver's app was told to deactivate everything it held
+    expect((apps[0] as ActorApp).active.size).toBe(0);
+  }, 60_000);
+});
