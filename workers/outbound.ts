@@ -306,11 +306,15 @@ export class Outbound {
   }
 
   /** Round robin over the usable instances, skipping those that already failed this call. */
-  private pick(appKey: string, instances: readonly PeerAddress[], failed: Set<string> | null): PeerAddress | undefined {
+  /**
+   * Only a call's first attempt moves the app's cursor: if retries moved it too, a failing
+   * instance among two would take every call's first attempt until it was ejected.
+   */
+  private pick(appKey: string, instances: readonly PeerAddress[], failed: Set<string> | null, firstAttempt: boolean): PeerAddress | undefined {
     const n = instances.length;
     if (n === 0) return undefined;
     const start = this.cursors.get(appKey) ?? 0;
-    this.cursors.set(appKey, (start + 1) % 1_000_000_007);
+    if (firstAttempt) this.cursors.set(appKey, (start + 1) % 1_000_000_007);
     for (let i = 0; i < n; i++) {
       const p = instances[(start + i) % n] as PeerAddress;
       if (failed === null || !failed.has(p.nodeId)) return p;
@@ -363,7 +367,7 @@ export class Outbound {
       const result = await runWithRetries(attempt, {
         policy: policy.retry,
         budget: guards.budget,
-        pick: (_n, previous) => {
+        pick: (attemptNo, previous) => {
           if (previous !== undefined) (failed ??= new Set()).add(previous.nodeId);
           // Instances whose breaker would refuse are passed over while others are left.
           if (breaker !== undefined) {
@@ -371,7 +375,7 @@ export class Outbound {
               if (this.breakers.peek(appBreakerKey(task.appId, p.nodeId))?.wouldAllow() === false) (failed ??= new Set()).add(p.nodeId);
             }
           }
-          return this.pick(appKey, usable, failed);
+          return this.pick(appKey, usable, failed, attemptNo === 1);
         },
         deadline: task.deadline,
         signal: NEVER,

@@ -141,6 +141,8 @@ describe('a target node that is down', () => {
       await new Promise((r) => setTimeout(r, 1200));
       const metrics = await (await request(`http://127.0.0.1:${a.ports.metrics}/metrics`)).body.text();
       expect(metrics).toMatch(/weft_invoke_retries_total\{[^}]*app_id="ghost",reason="WEFT_PEER_UNAVAILABLE"[^}]*\} 3/);
+      // round robin is per call, not per attempt: only every other call tried the dead node first
+      expect(metrics).toMatch(/weft_invoke_retries_total\{[^}]*app_id="echo",reason="WEFT_PEER_UNAVAILABLE"[^}]*\} 3\n/);
     }
   });
 
