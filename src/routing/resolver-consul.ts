@@ -30,6 +30,11 @@
  * Watches: one blocking query per watched app on `/v1/health/service/<appId>?passing=true`,
  * filtered to weft's instances of that namespace, shared by all listeners of that app. On an
  * outage the last known good list stays, the loop keeps retrying, and `status()` says why.
+ *
+ * Actor membership (`watchActors`): an app whose meta carries `actor_types` is registered a
+ * second time under the shared service `weft-actors` (ID `weft:<node>:<ns>:<app>.actors`, its
+ * own TTL check, the same meta plus `weft_actor_app`), so one blocking query per namespace lists
+ * every actor host with its types and placement acknowledgement.
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -37,11 +42,15 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import Consul from 'consul';
 import { parseDuration } from '../duration.ts';
-import { appKey, registerResolver, type AppKey, type Instance, type Registration, type Resolver, type ResolverContext, type ResolverStatus } from './resolver.ts';
+import { ACTOR_TYPES_META, appKey, registerResolver, type AppKey, type Instance, type Registration, type Resolver, type ResolverContext, type ResolverStatus } from './resolver.ts';
 
 /** Meta keys weft adds to every registration; reserved in `resolver.consul.meta`. */
 export const META_NAMESPACE = 'weft_namespace';
 export const META_NODE_ID = 'weft_node_id';
+/** The shared service actor-hosting apps also register under (placement's membership). */
+export const ACTORS_SERVICE = 'weft-actors';
+/** On a `weft-actors` entry: the app that hosts the actors. */
+export const META_ACTOR_APP = 'weft_actor_app';
 
 const KNOWN_OPTIONS = [
   'address', 'token', 'tls', 'datacenter', 'tags', 'meta', 'checkTtl', 'deregisterCriticalServiceAfter',
@@ -408,7 +417,17 @@ export class ConsulResolver implements Resolver {
 
   async register(registration: Registration): Promise<void> {
     if (this.closed) return;
-    const id = serviceId(registration.nodeId, registration.namespace, registration.appId);
+    await this.keep(serviceId(registration.nodeId, registration.namespace, registration.appId), registration);
+    // An app hosting actors is listed under the shared actors service too (app ids have no dots).
+    const actorsId = serviceId(registration.nodeId, registration.namespace, `${registration.appId}.actors`);
+    if (Object.hasOwn(registration.meta, ACTOR_TYPES_META)) {
+      await this.keep(actorsId, { ...registration, appId: ACTORS_SERVICE, meta: { ...registration.meta, [META_ACTOR_APP]: registration.appId } });
+    } else if (this.keepers.has(actorsId)) {
+      await this.dropId(actorsId);
+    }
+  }
+
+  private async keep(id: string, registration: Registration): Promise<void> {
     const previous = this.keepers.get(id);
     if (previous !== undefined) await previous.stop();
     const keeper = new Keeper(this, id, this.serviceDefinition(id, registration));
@@ -417,11 +436,23 @@ export class ConsulResolver implements Resolver {
   }
 
   async deregister(registration: Registration): Promise<void> {
-    const id = serviceId(registration.nodeId, registration.namespace, registration.appId);
+    const actorsId = serviceId(registration.nodeId, registration.namespace, `${registration.appId}.actors`);
+    if (this.keepers.has(actorsId)) await this.dropId(actorsId);
+    await this.dropId(serviceId(registration.nodeId, registration.namespace, registration.appId));
+  }
+
+  private async dropId(id: string): Promise<void> {
     const keeper = this.keepers.get(id);
     this.keepers.delete(id);
     if (keeper !== undefined) await keeper.stop();
     await this.deregisterId(id);
+  }
+
+  /** Actor membership: the namespace's entries of the shared actors service, as their apps. */
+  watchActors(namespace: string, onChange: (instances: readonly Instance[]) => void): () => void {
+    return this.watch({ appId: ACTORS_SERVICE, namespace }, (list) => {
+      onChange(list.map((i) => ({ ...i, appId: i.meta[META_ACTOR_APP] ?? i.appId })));
+    });
   }
 
   watch(app: AppKey, onChange: (instances: readonly Instance[]) => void): () => void {

@@ -590,3 +590,32 @@ describe('consul resolver: configuration', () => {
     return r.close();
   });
 });
+
+describe('consul resolver: actor membership', () => {
+  it('lists apps announcing actor_types under the shared actors service, with their own app ids and meta updates', async () => {
+    const nodeA = `n-${randomUUID()}`;
+    const nodeB = `n-${randomUUID()}`;
+    const { r: a } = makeResolver(nodeA);
+    const { r: b } = makeResolver(nodeB);
+    await a.start();
+    await b.start();
+    const ns = `ns${randomUUID().slice(0, 8)}`;
+    const bank = (_r: ConsulResolver, nodeId: string, meta: Record<string, string>): Registration =>
+      ({ appId: 'bank', namespace: ns, nodeId, address: '127.0.0.1', port: 7001, meta });
+    await a.register(bank(a, nodeA, { actor_types: 'Account', weft_placement: '' }));
+    await b.register(bank(b, nodeB, { http_port: '1' })); // hosts no actors
+    const rec = new Recorder();
+    const stop = a.watchActors(ns, rec.listener);
+    const { list } = await rec.until((l) => l.length === 1);
+    expect(list[0]).toMatchObject({ appId: 'bank', nodeId: nodeA, meta: { actor_types: 'Account', weft_placement: '' } });
+    await b.register(bank(b, nodeB, { actor_types: 'Account' }));
+    await rec.until((l) => l.length === 2);
+    await a.register(bank(a, nodeA, { actor_types: 'Account', weft_placement: '42' }));
+    await rec.until((l) => l.some((i) => i.nodeId === nodeA && i.meta['weft_placement'] === '42'));
+    await b.register(bank(b, nodeB, { http_port: '1' })); // stops hosting actors
+    await rec.until((l) => l.length === 1 && l[0]?.nodeId === nodeA);
+    await a.deregister(bank(a, nodeA, {}));
+    await rec.until((l) => l.length === 0);
+    stop();
+  });
+});
