@@ -21,6 +21,12 @@ export interface PlacementMember {
   readonly address: string;
   readonly port: number;
   readonly actorTypes: readonly string[];
+  /**
+   * The member's incarnation (a new process, or a node that fenced itself, gets a new one).
+   * Part of the fingerprint, not of the ring: a new incarnation moves no actor, but nobody's
+   * acknowledgement of an older table counts for it.
+   */
+  readonly epoch?: string | undefined;
 }
 
 export interface Ring {
@@ -87,7 +93,9 @@ export function buildRing(type: string, members: readonly PlacementMember[], vno
   let fp = FNV_OFFSET;
   for (let m = 0; m < members.length; m++) {
     const member = members[m] as PlacementMember;
-    fp = hash32(`${fp}|${member.nodeId}|${member.address}|${member.port}`);
+    fp = hash32(member.epoch === undefined
+      ? `${fp}|${member.nodeId}|${member.address}|${member.port}`
+      : `${fp}|${member.nodeId}|${member.address}|${member.port}|${member.epoch}`);
     for (let i = 0; i < vnodes; i++) {
       hashes[m * vnodes + i] = hash32(`${member.nodeId}#${i}`);
       who[m * vnodes + i] = m;

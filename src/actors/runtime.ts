@@ -21,6 +21,7 @@
  * drained every actor it does not own under F, and the app has answered their DELETEs.
  * Fencing: a node whose membership source has not answered for `fenceMs` serves no actor.
  */
+import { randomUUID } from 'node:crypto';
 import { WeftError } from '../errors.ts';
 import { ACTOR_TYPES_META, PLACEMENT_ACK_META, type Instance, type Resolver } from '../routing/resolver.ts';
 import { ActorError } from './errors.ts';
@@ -89,6 +90,8 @@ type Decision = 'own' | 'pending' | 'other';
 const REENTRANCY_HEADER = 'dapr-reentrancy-id';
 /** The acknowledgement of a node that left for good: it counts for every fingerprint. */
 export const RELEASED = '*';
+/** Registration meta key: the node's incarnation. */
+export const EPOCH_META = 'weft_epoch';
 /** Codes after which the caller looks the owner up again and retries (the call never reached the app). */
 const REROUTE = new Set(['WEFT_ACTOR_MOVED', 'WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
 
@@ -115,6 +118,9 @@ export class ActorRuntime {
   /** More tables applied than kept: serve only settled tables until the next settlement. */
   private continuityLost = false;
   private leaving = false;
+  private wasFenced = false;
+  /** This incarnation: new per process and after every fence (meta `weft_epoch`). */
+  private epoch = randomUUID().slice(0, 8);
   private received = false;
   private unwatch: (() => void) | undefined;
   private settleTimer: NodeJS.Timeout | undefined;
@@ -153,7 +159,7 @@ export class ActorRuntime {
     const host = this.o.hosts.get(appId);
     if (host === undefined || host.types.length === 0 || !this.supported) return {};
     // A leaving node stays listed, hosting nothing, until its acknowledgement is out.
-    return { [ACTOR_TYPES_META]: this.leaving ? '' : host.types.join(','), [PLACEMENT_ACK_META]: this.acked };
+    return { [ACTOR_TYPES_META]: this.leaving ? '' : host.types.join(','), [PLACEMENT_ACK_META]: this.acked, [EPOCH_META]: this.epoch };
   }
 
   stats(): ActorRuntimeStats {
@@ -198,7 +204,7 @@ export class ActorRuntime {
         }
       }
       const first = instances[0] as Instance;
-      if (types.size > 0) members.push({ nodeId, address: first.address, port: first.port, actorTypes: [...types].sort() });
+      if (types.size > 0) members.push({ nodeId, address: first.address, port: first.port, actorTypes: [...types].sort(), epoch: first.meta[EPOCH_META] });
     }
     this.appOf = appOf;
     const next = nextPlacement(this.table, members, ++this.version);
@@ -232,8 +238,23 @@ export class ActorRuntime {
     this.wake();
   }
 
-  /** Settles the current table when its condition holds (membership or time changed). */
+  /** Settles the current table when its condition holds (membership or time changed); fences. */
   private recheck(): void {
+    const fenced = this.fenced();
+    if (fenced && !this.wasFenced) {
+      // Cut off from the membership source: stop everything (timers included) before the lock
+      // delay lets another node take these actors over, and come back as a new incarnation:
+      // nothing is served again until every member has acknowledged a table with it.
+      this.log('warn', 'actor membership source unreachable: fencing, every actor is drained', { fenceMs: this.fenceMs });
+      this.epoch = randomUUID().slice(0, 8);
+      this.applied = [EMPTY_PLACEMENT, this.table];
+      this.continuityLost = true;
+      this.o.onMetaChange();
+      this.applying = this.applying.then(async () => {
+        await Promise.all([...this.o.hosts.values()].map((h) => h.drainAndDeactivate(() => true)));
+      }).catch(() => {});
+    }
+    this.wasFenced = fenced;
     if (this.applied.length > 1 && this.isSettled()) {
       this.applied = [this.table];
       this.continuityLost = false;
@@ -244,6 +265,10 @@ export class ActorRuntime {
 
   private isSettled(): boolean {
     if (this.applied.length === 1) return true;
+    // A table that lists this node under an older incarnation cannot settle: acks of it are stale.
+    for (const ring of this.table.types.values()) {
+      for (const m of ring.members) if (m.nodeId === this.o.nodeId && m.epoch !== this.epoch) return false;
+    }
     const want = String(this.table.fingerprint);
     const t = this.now();
     const required = new Set<string>();
