@@ -400,20 +400,23 @@ function securityConfig(top: Fields, resolverType: string, resolverOptions: Obj 
   return { caDir, caDirDefaulted, trustDomain, workloadTtl, nodeTtl, plaintext, accessControl };
 }
 
-export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+/** A config file's YAML document as parsed, not yet validated (for callers that add to it). */
+export function readConfigDocument(path: string): unknown {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     throw configError('--config', `cannot read ${path}: ${(err as Error).message}`);
   }
-  let doc: unknown;
   try {
-    doc = parseYaml(text);
+    return parseYaml(text) ?? {};
   } catch (err) {
     throw configError('--config', `${path} is not valid YAML: ${(err as Error).message}`);
   }
-  return validateConfig(doc, env);
+}
+
+export function loadConfigFile(path: string, env: NodeJS.ProcessEnv = process.env): NodeConfig {
+  return validateConfig(readConfigDocument(path), env);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -8,7 +8,7 @@ import { createServer } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { request } from 'undici';
 import { WeftError } from '../errors.ts';
-import { DEFAULTS, loadConfigFile, validateConfig, type NodeConfig } from '../config.ts';
+import { DEFAULTS, loadConfigFile, readConfigDocument, validateConfig } from '../config.ts';
 import { WeftNode } from '../node.ts';
 import { createLogger } from '../observability/log.ts';
 
@@ -175,31 +175,58 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   if (v === null) return 0;
   const appId = v['app-id'];
   if (typeof appId !== 'string') throw new WeftError('WEFT_CONFIG', '--app-id: is required (see weft run --help)');
-  const base: NodeConfig | null = typeof v['config'] === 'string' ? loadConfigFile(v['config']) : null;
-  const host = base?.http.host ?? DEFAULTS.host;
-  const port = async (flag: string, fallback: number): Promise<number> => intFlag(v, flag) ?? (await freeOr(host, fallback));
-  const resolverType = (v['resolver'] as string | undefined) ?? base?.resolver.type ?? DEFAULTS.resolver;
-  const resolverOptions: Record<string, unknown> = { ...(base?.resolver.type === resolverType ? base.resolver.options : {}) };
-  if (typeof v['registry'] === 'string') resolverOptions['path'] = v['registry'];
-  const workers = v['workers'];
-  const raw = {
-    ...(v['node-id'] !== undefined ? { nodeId: v['node-id'] } : base?.nodeId !== undefined ? { nodeId: base.nodeId } : {}),
-    namespace: base?.namespace ?? DEFAULTS.namespace,
-    ...(v['advertise-address'] !== undefined ? { advertiseAddress: v['advertise-address'] } : base !== null ? { advertiseAddress: base.advertiseAddress } : {}),
-    http: { host, port: await port('http-port', base?.http.port ?? DEFAULTS.httpPort) },
-    grpc: { host, port: await port('grpc-port', base?.grpc.port ?? DEFAULTS.grpcPort) },
-    peer: { host: base?.peer.host ?? host, port: await port('peer-port', base?.peer.port ?? DEFAULTS.peerPort) },
-    metrics: { host, port: await port('metrics-port', base?.metrics.port ?? DEFAULTS.metricsPort) },
-    workers: workers === undefined ? (base?.workers ?? DEFAULTS.workers) : workers,
-    apiToken: base?.apiToken,
-    maxBodySize: base?.maxBodySize ?? DEFAULTS.maxBodySize,
-    timeouts: base?.timeouts,
-    logLevel: v['log-level'] ?? base?.logLevel ?? DEFAULTS.logLevel,
-    apps: [{ appId, ...(v['namespace'] !== undefined ? { namespace: v['namespace'] } : {}), ...(v['app-port'] !== undefined ? { appPort: v['app-port'] } : {}) }],
-    resolver: { type: resolverType, [resolverType]: resolverOptions },
-    security: runSecurity(v, base),
+  // The config file as written, with the flags on top: every field the file sets and no
+  // flag overrides reaches the node unchanged.
+  const doc = typeof v['config'] === 'string' ? readConfigDocument(v['config']) : {};
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) validateConfig(doc);
+  const raw = structuredClone(doc) as Record<string, unknown>;
+  const section = (key: string): Record<string, unknown> => {
+    const cur = raw[key];
+    const obj = typeof cur === 'object' && cur !== null && !Array.isArray(cur) ? (cur as Record<string, unknown>) : {};
+    raw[key] = obj;
+    return obj;
   };
-  const config = validateConfig(JSON.parse(JSON.stringify(raw)));
+  const http = section('http');
+  const host = typeof http['host'] === 'string' ? http['host'] : DEFAULTS.host;
+  const listen = async (key: string, flag: string, fallback: number): Promise<void> => {
+    const s = section(key);
+    const given = intFlag(v, flag);
+    if (given !== undefined) s['port'] = given;
+    else s['port'] = await freeOr(typeof s['host'] === 'string' ? s['host'] : host, typeof s['port'] === 'number' ? s['port'] : fallback);
+  };
+  await listen('http', 'http-port', DEFAULTS.httpPort);
+  await listen('grpc', 'grpc-port', DEFAULTS.grpcPort);
+  await listen('peer', 'peer-port', DEFAULTS.peerPort);
+  await listen('metrics', 'metrics-port', DEFAULTS.metricsPort);
+  if (v['node-id'] !== undefined) raw['nodeId'] = v['node-id'];
+  if (v['advertise-address'] !== undefined) raw['advertiseAddress'] = v['advertise-address'];
+  if (v['workers'] !== undefined) raw['workers'] = v['workers'];
+  if (v['log-level'] !== undefined) raw['logLevel'] = v['log-level'];
+  // weft run serves one app: the file's entry for it (if any), with the flags on top
+  const fileApps = Array.isArray(raw['apps']) ? (raw['apps'] as Array<Record<string, unknown>>) : [];
+  const fileApp = fileApps.find((a) => typeof a === 'object' && a !== null && a['appId'] === appId) ?? {};
+  raw['apps'] = [{
+    ...fileApp, appId,
+    ...(v['namespace'] !== undefined ? { namespace: v['namespace'] } : {}),
+    ...(v['app-port'] !== undefined ? { appPort: v['app-port'] } : {}),
+  }];
+  const fileResolver = typeof raw['resolver'] === 'string' ? { type: raw['resolver'] } : section('resolver');
+  const resolverType = (v['resolver'] as string | undefined) ?? (typeof fileResolver['type'] === 'string' ? fileResolver['type'] : DEFAULTS.resolver);
+  const resolverOptions = { ...(fileResolver['type'] === resolverType || (fileResolver['type'] === undefined && resolverType === DEFAULTS.resolver) ? (fileResolver[resolverType] as Record<string, unknown> | undefined) : {}) };
+  if (typeof v['registry'] === 'string') resolverOptions['path'] = v['registry'];
+  raw['resolver'] = { type: resolverType, [resolverType]: resolverOptions };
+  const security = section('security');
+  if (v['insecure-plaintext'] === true && v['ca-dir'] !== undefined) throw new WeftError('WEFT_CONFIG', '--insecure-plaintext: cannot be used with --ca-dir');
+  if (v['insecure-plaintext'] === true) {
+    security['plaintext'] = true;
+    delete security['caDir'];
+  }
+  if (v['ca-dir'] !== undefined) {
+    security['caDir'] = v['ca-dir'];
+    delete security['plaintext'];
+  }
+  if (v['trust-domain'] !== undefined) security['trustDomain'] = v['trust-domain'];
+  const config = validateConfig(raw);
   const node = await WeftNode.start(config, { logger: createLogger(config.logLevel) });
   announce(node, out);
   let child: ChildProcess | null = null;
@@ -217,21 +244,6 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     });
   }
   return untilSignal(node, child);
-}
-
-/** The `security` section of `weft run`: the config's, with the flags on top. */
-function runSecurity(v: Record<string, unknown>, base: NodeConfig | null): Record<string, unknown> {
-  const b = base?.security;
-  const plaintext = v['insecure-plaintext'] === true || (v['ca-dir'] === undefined && b?.plaintext === true);
-  const caDir = v['ca-dir'] ?? (b !== undefined && !b.caDirDefaulted ? b.caDir : undefined);
-  if (plaintext && v['ca-dir'] !== undefined) throw new WeftError('WEFT_CONFIG', '--insecure-plaintext: cannot be used with --ca-dir');
-  const acl = b?.accessControl;
-  return {
-    ...(plaintext ? { plaintext: true } : caDir !== undefined ? { caDir } : {}),
-    ...(v['trust-domain'] !== undefined ? { trustDomain: v['trust-domain'] } : b?.trustDomain !== undefined ? { trustDomain: b.trustDomain } : {}),
-    ...(b !== undefined ? { workloadTtl: b.workloadTtl, nodeTtl: b.nodeTtl } : {}),
-    ...(acl === undefined ? {} : { accessControl: 'file' in acl ? acl.file : acl.inline }),
-  };
 }
 
 function announce(node: WeftNode, out: Out): void {

@@ -134,6 +134,24 @@ describe('weft run', () => {
   });
 });
 
+describe('weft run --config', () => {
+  it('keeps every field of the file the flags do not override', async () => {
+    const file = join(dir, 'run-bad.yaml');
+    writeFileSync(file, 'retryBudget: { ratio: 99 }\n');
+    const bad = await run(['run', '--app-id', 'x', '--config', file, ...ports]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('retryBudget.ratio: must be a number from 0 to 10');
+    const good = join(dir, 'run-good.yaml');
+    writeFileSync(good, `namespace: shop\nlogLevel: warn\napps:\n  - appId: cfg\n    appHost: 127.0.0.1\nresolver:\n  type: local\n  local: { path: ${JSON.stringify(registry)} }\n`);
+    const node = weft(['run', '--app-id', 'cfg', '--config', good, ...ports, '--json']);
+    const r = await ready(node);
+    const meta = (await (await request(`http://127.0.0.1:${r.http}/v1.0/metadata`)).body.json()) as { extended: { namespace: string } };
+    expect(meta.extended.namespace).toBe('shop');
+    node.kill('SIGTERM');
+    expect(await exited(node)).toBe(0);
+  });
+});
+
 describe('weft start', () => {
   it('names the bad field of a config file and exits 2', async () => {
     const file = join(dir, 'bad.yaml');
