@@ -168,7 +168,8 @@ spec:
       statuses.push(res.statusCode === 500 && text.includes('WEFT_CIRCUIT_OPEN') ? 'open' : res.statusCode);
     }
     expect(statuses).toEqual([500, 500, 500, 'open', 'open', 'open']);
-    expect(app.seen).toHaveLength(3);
+    // the breaker kept the last three calls from the app (the node's own /dapr/config read aside)
+    expect(app.seen.filter((r) => !r.url.startsWith('/dapr/'))).toHaveLength(3);
     failing = false;
     await sleep(1100);
     const probe = await request(url(a, '/v1.0/invoke/brittle/method/x'));
