@@ -75,7 +75,12 @@ describe('a target node killed under load', () => {
     // after the kill, the calls went to the live instance
     expect(two.seen.length).toBeGreaterThan(total / 2);
     await sleep(1100); // workers send their counts once a second
-    expect(await metric(a, /^weft_invoke_retries_total\{.*app_id="target"/)).toBeGreaterThan(0);
+    // the dead instance was passed over: by retries on the other one, or by ejecting it
+    // (the calls that failed in flight are exactly the consecutive failures that eject it)
+    const retries = await metric(a, /^weft_invoke_retries_total\{.*app_id="target"/);
+    const ejections = await metric(a, /^weft_outlier_events_total\{.*app_id="target",event="ejected"/);
+    console.log(`after the kill: ${retries} retries, ${ejections} ejections`);
+    expect(retries + ejections).toBeGreaterThan(0);
   });
 });
 
