@@ -4,7 +4,10 @@
  * pass-through of the app's errors, 501 for state and reminders, metadata, and a node joining
  * and another leaving gracefully under load.
  */
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { Cluster } from '../support/cluster.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
 import type { WeftNode } from '../../src/node.ts';
@@ -89,6 +92,27 @@ describe('actors across three nodes', () => {
     }
     expect(owners.size).toBe(3);
     expect(tracker.worst()).toBe(1);
+  });
+
+  it('serves InvokeActor over gRPC, routed like the HTTP API; an app error is a gRPC status', async () => {
+    const definition = protoLoader.loadSync('dapr/proto/runtime/v1/dapr.proto', {
+      includeDirs: [fileURLToPath(new URL('../../proto/', import.meta.url))], keepCase: true, longs: Number, enums: Number, defaults: true, oneofs: true,
+    });
+    const Dapr = (grpc.loadPackageDefinition(definition) as unknown as { dapr: { proto: { runtime: { v1: { Dapr: grpc.ServiceClientConstructor } } } } }).dapr.proto.runtime.v1.Dapr;
+    const client = new Dapr(`127.0.0.1:${(nodes[2] as WeftNode).ports.grpc}`, grpc.credentials.createInsecure()) as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: { data: Buffer }) => void) => void> & grpc.Client;
+    const invoke = (req: unknown): Promise<{ err: grpc.ServiceError | null; res?: { data: Buffer } }> =>
+      new Promise((resolve) => (client['InvokeActor'] as (r: unknown, cb: (err: grpc.ServiceError | null, res?: { data: Buffer }) => void) => void).call(client, req, (err, res) => resolve({ err, res })));
+    try {
+      const ok = await invoke({ actor_type: 'Counter', actor_id: 'grpc-1', method: 'echo', data: Buffer.from('"over grpc"'), metadata: {} });
+      expect(ok.err).toBeNull();
+      const body = JSON.parse(Buffer.from(ok.res?.data ?? []).toString()) as { id: string; body: string; app: string };
+      expect(body).toMatchObject({ id: 'grpc-1', body: '"over grpc"' });
+      expect(tracker.servedBy.get('grpc-1')?.size).toBe(1);
+      const failed = await invoke({ actor_type: 'Counter', actor_id: 'grpc-1', method: 'fail', data: Buffer.alloc(0), metadata: {} });
+      expect(failed.err?.code).toBe(grpc.status.UNKNOWN);
+    } finally {
+      client.close();
+    }
   });
 
   it('runs one call at a time per actor, in turn', async () => {
