@@ -39,6 +39,7 @@ export class NodeActors implements ActorApi {
   readonly runtime: ActorRuntime;
   private readonly hosts = new Map<string, ActorHost>();
   private readonly o: NodeActorsOptions;
+  private leaving = false;
 
   constructor(o: NodeActorsOptions) {
     this.o = o;
@@ -70,7 +71,7 @@ export class NodeActors implements ActorApi {
     this.runtime.start();
     for (const host of this.hosts.values()) {
       void host.start().then((config) => {
-        if (config.entities.length > 0) this.o.reannounce();
+        if (config.entities.length > 0 && !this.leaving) this.o.reannounce();
       });
     }
   }
@@ -117,6 +118,7 @@ export class NodeActors implements ActorApi {
 
   /** Graceful leave (before deregistering): drain everything and hand it over. */
   leave(): Promise<void> {
+    this.leaving = true;
     return this.runtime.leave(this.o.settings.leaveLingerMs);
   }
 

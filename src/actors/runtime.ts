@@ -177,7 +177,10 @@ export class ActorRuntime {
 
   private onMembership(list: readonly Instance[]): void {
     if (this.closed) return;
-    this.received = true;
+    if (!this.received) {
+      this.received = true;
+      this.wake();
+    }
     const listing = new Map<string, Instance[]>();
     for (const i of list) {
       let l = listing.get(i.nodeId);
@@ -230,7 +233,8 @@ export class ActorRuntime {
         await h.drainAndDeactivate(notMine);
         await h.settled();
       }));
-      if (this.table === next && !this.closed) {
+      // A leaving node has acknowledged `*` (or is about to): never overwrite it.
+      if (this.table === next && !this.closed && !this.leaving) {
         this.acked = String(next.fingerprint);
         this.o.onMetaChange();
       }
@@ -249,7 +253,7 @@ export class ActorRuntime {
       this.epoch = randomUUID().slice(0, 8);
       this.applied = [EMPTY_PLACEMENT, this.table];
       this.continuityLost = true;
-      this.o.onMetaChange();
+      if (!this.leaving) this.o.onMetaChange();
       this.applying = this.applying.then(async () => {
         await Promise.all([...this.o.hosts.values()].map((h) => h.drainAndDeactivate(() => true)));
       }).catch(() => {});
