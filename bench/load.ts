@@ -13,6 +13,10 @@
  * - search (`searchMaxRate`): a bounded bisection of short open-loop runs for the highest
  *   rate whose p99 stays under a limit with no errors.
  *
+ * Targets: HTTP (`Target`: an undici pool; `{id}` in the URL spreads requests over `--ids`
+ * values, e.g. actor ids) and gRPC (`GrpcTarget`: Dapr's InvokeService, pre-encoded, for a
+ * `grpc://host:port/<appId>/<method>` URL).
+ *
  * Every run is bounded in time (and open-loop runs in count); requests still unanswered
  * `timeoutMs` after the last send are counted as timeouts.
  *
@@ -23,9 +27,11 @@
 import { parseArgs } from 'node:util';
 import { Histogram, type HistogramSummary } from './histogram.ts';
 import { createPacer, createTimerPacer, type Pacer } from './pacer.ts';
-import { ErrorTally, Target, type ErrorCounts } from './target.ts';
+import { ErrorTally, Target, type ErrorCounts, type LoadTarget } from './target.ts';
+import { GrpcTarget } from './target-grpc.ts';
 
-export { Target, type TargetOptions, type ErrorCounts } from './target.ts';
+export { Target, expandIds, type LoadTarget, type TargetOptions, type ErrorCounts } from './target.ts';
+export { GrpcTarget, type GrpcTargetOptions } from './target-grpc.ts';
 
 export interface RunResult {
   mode: 'open' | 'closed';
@@ -74,7 +80,7 @@ export interface OpenLoopOptions {
 }
 
 /** Sends `rate` requests/s for `durationS` seconds on a fixed schedule; see the file comment. */
-export async function runOpenLoop(target: Target, options: OpenLoopOptions): Promise<RunResult> {
+export async function runOpenLoop(target: LoadTarget, options: OpenLoopOptions): Promise<RunResult> {
   const { rate, durationS } = options;
   if (!(rate > 0) || !(durationS > 0)) throw new RangeError('rate and duration must be positive');
   const total = Math.max(1, Math.min(options.maxRequests ?? Infinity, Math.round(rate * durationS)));
@@ -198,7 +204,7 @@ export interface ClosedLoopOptions {
 }
 
 /** Keeps every connection busy for `durationS` seconds: the maximum rate. */
-export function runClosedLoop(target: Target, options: ClosedLoopOptions): Promise<RunResult> {
+export function runClosedLoop(target: LoadTarget, options: ClosedLoopOptions): Promise<RunResult> {
   const latency = new Histogram();
   const errors = new ErrorTally();
   const cpuBefore = process.cpuUsage();
@@ -304,7 +310,7 @@ export interface SearchResult {
  * passes with no errors, p99 under the limit and at least 97% of its rate achieved. The
  * answer is only as fine as maxRate / 2^steps, which is the price of staying bounded.
  */
-export async function searchMaxRate(target: Target, options: SearchOptions): Promise<SearchResult> {
+export async function searchMaxRate(target: LoadTarget, options: SearchOptions): Promise<SearchResult> {
   const limit = options.p99LimitUs ?? 10_000;
   const stepS = options.stepS ?? 3;
   const pauseMs = options.pauseMs ?? 500;
@@ -334,6 +340,9 @@ export async function searchMaxRate(target: Target, options: SearchOptions): Pro
 // The program: `node bench/load.ts --url URL [--mode open|closed|search] ...`
 
 const USAGE = `usage: node bench/load.ts --url URL [options]
+  --url URL         http://host:port/path: HTTP; grpc://host:port/<appId>/<method>: Dapr's InvokeService.
+                    {id} in the path (or the gRPC method) takes the values 0 .. ids-1 in turn, one per request
+  --ids N           how many values {id} takes (default 1000)
   --mode open|closed|search   open: constant rate (default); closed: max rate; search: max rate with p99 < limit
   --rate N          requests/s (open; default 1000)
   --duration S      measured seconds (open, closed) or seconds per probe (search); default 10
@@ -341,8 +350,8 @@ const USAGE = `usage: node bench/load.ts --url URL [options]
   --warmup-rate N   warm-up rate (default 100)
   --connections N   default 16
   --body N          body bytes (default 1024; 0 for none)
-  --method M        default POST
-  --header K:V      extra header (repeatable)
+  --method M        default POST (gRPC: the HTTP verb the app sees)
+  --header K:V      extra header (repeatable; gRPC: metadata)
   --timeout MS      per-request timeout (default 10000)
   --max-rate N      search: highest rate to try (required for search)
   --steps N         search: probes (default 5)
@@ -363,6 +372,7 @@ async function main(): Promise<void> {
       body: { type: 'string', default: '1024' },
       method: { type: 'string', default: 'POST' },
       header: { type: 'string', multiple: true, default: [] },
+      ids: { type: 'string', default: '1000' },
       timeout: { type: 'string', default: '10000' },
       'max-rate': { type: 'string' },
       pacer: { type: 'string', default: 'thread' },
@@ -396,14 +406,18 @@ async function main(): Promise<void> {
     process.stderr.write(`[load] ${line}\n`);
   };
 
-  const target = new Target({
+  const ids = num('ids', values.ids, 1);
+  if (!Number.isInteger(ids)) throw new Error(`--ids must be a whole number (got ${values.ids})`);
+  const targetOptions = {
     url: values.url,
     method: values.method,
     bodySize: num('body', values.body, 0),
     connections: num('connections', values.connections, 1),
     timeoutMs: num('timeout', values.timeout, 1),
     headers,
-  });
+    ids,
+  };
+  const target: LoadTarget = values.url.startsWith('grpc://') ? new GrpcTarget(targetOptions) : new Target(targetOptions);
   const stop = (): void => {
     void target.close().finally(() => process.exit(130));
   };

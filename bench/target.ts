@@ -2,6 +2,10 @@
  * The load generator's connection to its target: an undici Pool (N connections,
  * pipelining 1) with one preallocated body, dispatching with a bare handler so that a
  * request allocates little beyond its handler; and the tally of failures by kind.
+ *
+ * A URL may name many targets at once: `{id}` in its path or query is replaced per request
+ * by a counter modulo `ids` (0, 1, ..., ids-1, 0, ...), so that actor calls spread over that
+ * many actor ids. The paths are made once, when the target is; a request only picks the next.
  */
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
@@ -17,6 +21,45 @@ export interface TargetOptions {
   /** Per-request headers and body timeout, ms. */
   timeoutMs?: number;
   headers?: Record<string, string>;
+  /** How many values `{id}` in the URL takes (0 .. ids-1, in turn). Default 1000; ignored without `{id}`. */
+  ids?: number;
+}
+
+/** What the run loops drive: anything that sends one request and reports how it ended. */
+export interface LoadTarget {
+  /** Connections (open loop: the most requests in flight per connection is the target's own affair). */
+  readonly connections: number;
+  readonly timeoutMs: number;
+  /** Sends one request; `done` gets a status (2xx: success; 0 with an error) and the error if any. */
+  send(done: (status: number, err: Error | null) => void): void;
+  close(): Promise<void>;
+}
+
+/** The placeholder in a URL template that takes a new value per request. */
+export const ID_PLACEHOLDER = '{id}';
+export const DEFAULT_IDS = 1000;
+
+/**
+ * A URL split into its origin and its path template (path and query). WHATWG URL parsing
+ * escapes `{` and `}` in the path; the placeholder is put back as written.
+ */
+export function splitTemplate(url: string): { url: URL; origin: string; path: string } {
+  const parsed = new URL(url);
+  const path = (parsed.pathname + parsed.search).replaceAll('%7Bid%7D', ID_PLACEHOLDER);
+  return { url: parsed, origin: parsed.origin, path };
+}
+
+/**
+ * The values a template takes, in the order requests use them: `{id}` replaced by 0 .. ids-1
+ * (every occurrence), or the template alone when it has no placeholder.
+ */
+export function expandIds(template: string, ids: number = DEFAULT_IDS): string[] {
+  if (!template.includes(ID_PLACEHOLDER)) return [template];
+  if (!Number.isInteger(ids) || ids < 1) throw new RangeError(`ids must be a positive integer (got ${ids})`);
+  const parts = template.split(ID_PLACEHOLDER);
+  const out = new Array<string>(ids);
+  for (let i = 0; i < ids; i++) out[i] = parts.join(String(i));
+  return out;
 }
 
 export interface ErrorCounts {
@@ -34,21 +77,24 @@ export interface ErrorCounts {
   codes: Record<string, number>;
 }
 
-/** A connection pool to one URL with a reusable body: what every run sends through. */
-export class Target {
+/** A connection pool to one URL (or a template of many) with a reusable body: what every run sends through. */
+export class Target implements LoadTarget {
   readonly url: URL;
   readonly connections: number;
   readonly timeoutMs: number;
   readonly pool: Pool;
-  readonly #request: Dispatcher.DispatchOptions;
+  /** One prepared request per path, used in turn. */
+  readonly #requests: Dispatcher.DispatchOptions[];
+  #next = 0;
 
   constructor(options: TargetOptions) {
-    this.url = new URL(options.url);
+    const template = splitTemplate(options.url);
+    this.url = template.url;
     this.connections = options.connections ?? 16;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     const bodySize = options.bodySize ?? 1024;
     const method = (options.method ?? 'POST').toUpperCase();
-    this.pool = new Pool(this.url.origin, {
+    this.pool = new Pool(template.origin, {
       connections: this.connections,
       pipelining: 1,
       headersTimeout: this.timeoutMs,
@@ -64,7 +110,12 @@ export class Target {
       body = Buffer.alloc(bodySize, 'x');
       headers['content-type'] ??= 'application/octet-stream';
     }
-    this.#request = { method: method as Dispatcher.HttpMethod, path: this.url.pathname + this.url.search, headers, body };
+    this.#requests = expandIds(template.path, options.ids ?? DEFAULT_IDS).map((path) => ({ method: method as Dispatcher.HttpMethod, path, headers, body }));
+  }
+
+  /** The paths requests go to, in turn (one unless the URL has `{id}`). */
+  get paths(): string[] {
+    return this.#requests.map((r) => r.path);
   }
 
   /** Sends one request; `done` gets the status (0 on error) and the error if any. */
@@ -83,7 +134,9 @@ export class Target {
         done(0, err);
       },
     };
-    this.pool.dispatch(this.#request, handler);
+    const request = this.#requests[this.#next]!;
+    if (++this.#next === this.#requests.length) this.#next = 0;
+    this.pool.dispatch(request, handler);
   }
 
   async close(): Promise<void> {
@@ -117,7 +170,7 @@ export class ErrorTally {
   }
 }
 
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'GRPC_DEADLINE_EXCEEDED']);
 const CONNECTION_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -1,18 +1,20 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runClosedLoop, runOpenLoop, searchMaxRate, Target } from '../../bench/load.ts';
+import { expandIds, runClosedLoop, runOpenLoop, searchMaxRate, Target } from '../../bench/load.ts';
+import { splitTemplate } from '../../bench/target.ts';
 
 // Never asserts timing values: the machine is shared. Only counts, and that latencies exist.
 describe('bench load generator', () => {
   let server: Server;
   let base = '';
-  const seen = { requests: 0, bytes: 0, methods: new Set<string>() };
+  const seen = { requests: 0, bytes: 0, methods: new Set<string>(), urls: [] as string[] };
 
   beforeAll(async () => {
     server = createServer((req, res) => {
       seen.requests++;
       seen.methods.add(req.method ?? '');
+      seen.urls.push(req.url ?? '');
       req.on('data', (chunk: Buffer) => {
         seen.bytes += chunk.length;
       });
@@ -65,6 +67,37 @@ describe('bench load generator', () => {
       expect(r.sent).toBe(20);
       expect(r.ok).toBe(20);
       expect(r.errors.dropped).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it('expands {id} into 0 .. ids-1, every occurrence, and leaves other paths alone', () => {
+    expect(expandIds('/v1.0/actors/Counter/bench-{id}/method/get', 3)).toEqual([
+      '/v1.0/actors/Counter/bench-0/method/get',
+      '/v1.0/actors/Counter/bench-1/method/get',
+      '/v1.0/actors/Counter/bench-2/method/get',
+    ]);
+    expect(expandIds('/a/{id}?x={id}', 2)).toEqual(['/a/0?x=0', '/a/1?x=1']);
+    expect(expandIds('/test', 1000)).toEqual(['/test']);
+    expect(expandIds('/a/{id}').length).toBe(1000);
+    expect(() => expandIds('/a/{id}', 0)).toThrow(RangeError);
+    // URL parsing escapes the braces in the path; the template keeps them as written.
+    expect(splitTemplate('http://127.0.0.1:1/a/{id}/b?q={id}')).toMatchObject({ origin: 'http://127.0.0.1:1', path: '/a/{id}/b?q={id}' });
+  });
+
+  it('sends each request to the next id of the template, in order, wrapping at ids', async () => {
+    seen.urls.length = 0;
+    // One connection: the server sees the requests in the order they were sent.
+    const target = new Target({ url: `${base}/actors/Counter/bench-{id}/method/get`, connections: 1, ids: 3, method: 'PUT', bodySize: 8 });
+    try {
+      expect(target.paths).toEqual(['/actors/Counter/bench-0/method/get', '/actors/Counter/bench-1/method/get', '/actors/Counter/bench-2/method/get']);
+      const r = await runOpenLoop(target, { rate: 100, durationS: 1, maxRequests: 7 });
+      expect(r.ok).toBe(7);
+      // A second run on the same target goes on where the first stopped (warm-up, then measure).
+      const r2 = await runOpenLoop(target, { rate: 100, durationS: 1, maxRequests: 2 });
+      expect(r2.ok).toBe(2);
+      expect(seen.urls.map((u) => u.replace('/actors/Counter/bench-', '').replace('/method/get', ''))).toEqual(['0', '1', '2', '0', '1', '2', '0', '1', '2']);
     } finally {
       await target.close();
     }
