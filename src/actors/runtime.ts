@@ -119,6 +119,8 @@ export class ActorRuntime {
   private continuityLost = false;
   private leaving = false;
   private wasFenced = false;
+  /** When the runtime's own 200 ms tick last ran: a longer gap means this process stalled. */
+  private lastTickAt = Date.now();
   /** This incarnation: new per process and after every fence (meta `weft_epoch`). */
   private epoch = randomUUID().slice(0, 8);
   private received = false;
@@ -149,6 +151,7 @@ export class ActorRuntime {
       this.log('warn', `resolver ${this.o.resolver.scheme} has no actor membership: actor calls answer WEFT_ACTOR_NOT_SUPPORTED`);
       return;
     }
+    this.lastTickAt = this.now();
     this.unwatch = watch(this.o.namespace, (list) => this.onMembership(list));
     this.settleTimer = setInterval(() => this.recheck(), 200);
     this.settleTimer.unref();
@@ -245,6 +248,7 @@ export class ActorRuntime {
   /** Settles the current table when its condition holds (membership or time changed); fences. */
   private recheck(): void {
     const fenced = this.fenced();
+    this.lastTickAt = this.now();
     if (fenced && !this.wasFenced) {
       // Cut off from the membership source: stop everything (timers included) before the lock
       // delay lets another node take these actors over, and come back as a new incarnation:
@@ -292,9 +296,16 @@ export class ActorRuntime {
     return true;
   }
 
+  /**
+   * Cut off: the resolver has not answered for `fenceMs`, or this process itself stalled that
+   * long (a blocked event loop: its registration may have expired and a heartbeat run since
+   * may already look like fresh contact, so the stall is judged by the runtime's own tick).
+   */
   private fenced(): boolean {
+    const now = this.now();
+    if (now - this.lastTickAt > this.fenceMs) return true;
     const last = this.o.resolver.status().lastSuccessAt;
-    return last !== undefined && this.now() - last > this.fenceMs;
+    return last !== undefined && now - last > this.fenceMs;
   }
 
   /** Whether this node may serve `type/id` now (the owner check of every call). */

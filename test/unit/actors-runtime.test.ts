@@ -31,6 +31,9 @@ class World {
     for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
   }
 
+  /** Added to every node's clock (a stalled process sees time jump). */
+  skew = 0;
+
   async node(nodeId: string): Promise<ActorRuntime> {
     const host = new ActorHost({
       appId: 'app',
@@ -43,13 +46,13 @@ class World {
         this.watchers.set(nodeId, cb);
         return () => this.watchers.delete(nodeId);
       },
-      status: () => ({ scheme: 'fake', healthy: true, lastSuccessAt: Date.now() }),
+      status: () => ({ scheme: 'fake', healthy: true, lastSuccessAt: Date.now() + this.skew }),
     } as unknown as Resolver;
     const runtime: ActorRuntime = new ActorRuntime({
       nodeId, namespace: 'default', resolver, hosts: new Map([['app', host]]),
       send: async () => ({ ok: false, error: new Error('no transport') as never }),
       onMetaChange: () => this.meta.set(nodeId, { ...runtime.meta('app'), ...this.overrides.get(nodeId) }),
-      lockDelayMs: 60_000, fenceMs: 60_000,
+      lockDelayMs: 60_000, fenceMs: 60_000, now: () => Date.now() + this.skew,
     });
     runtime.start();
     await host.start();
@@ -161,5 +164,26 @@ describe('the handoff rule', () => {
     w.meta.delete('b'); // crashed: its registration expired
     await w.deliver('a');
     for (const id of fromB) expect(a.decide('T', id)).toBe('pending'); // lockDelay is 60 s here
+  });
+
+  it('a node whose own process stalled past the fence timeout serves nothing until a table with its new epoch settles', async () => {
+    const w = new World();
+    worlds.push(w);
+    const a = await w.node('a');
+    const b = await w.node('b');
+    for (const x of ['a', 'b', 'a', 'b']) await w.deliver(x);
+    const mine = IDS.filter((id) => a.decide('T', id) === 'own');
+    expect(mine.length).toBeGreaterThan(50);
+    const epoch = w.meta.get('a')?.['weft_epoch'];
+    w.skew = 61_000; // every clock jumps: a's tick has not run for longer than fenceMs
+    for (const id of mine) expect(a.decide('T', id)).toBe('other');
+    await new Promise((r) => setTimeout(r, 250)); // a's tick: fence, drain, new epoch
+    expect(w.meta.get('a')?.['weft_epoch']).not.toBe(epoch);
+    for (const id of mine) expect(a.decide('T', id)).toBe('pending');
+    await w.deliver('b'); // b sees a's new epoch: a new table, acknowledged after b's drain
+    await w.deliver('a');
+    for (const id of mine) expect(a.decide('T', id)).toBe('own');
+    w.assertNoDouble(IDS);
+    expect(b.decide('T', mine[0] as string)).toBe('other');
   });
 });
