@@ -3,7 +3,7 @@
  * (the method is in perf.md; docs/benchmark.md explains how to read the output).
  *
  *   node bench/run.ts [--duration 60] [--rate 1000] [--connections 16] [--body 1024]
- *                     [--warmup 10] [--modes baseline,workers,inline] [--mtls] [--quick] [--json]
+ *                     [--warmup 10] [--modes baseline,workers,inline,actors,grpc] [--ids 1000] [--mtls] [--quick] [--json]
  *
  * For each path it starts what the path needs, runs the load generator (bench/load.ts, in a
  * process of its own) against it, and reads each process's CPU and memory from /proc around
@@ -12,6 +12,14 @@
  * - a weft mode: generator → node A (caller-only app `loadgen`) → node B (app `testapp`)
  *   → the same echo app, both nodes on the embedded `local` resolver with a registry file
  *   of their own. Modes: `workers` (--workers 2), `inline` (--workers 0), `workers=N`.
+ * - actors: first its own baseline, `actors-baseline`: generator → the actor app
+ *   (examples/actor-app.ts) `PUT /actors/Counter/bench-{id}/method/get` directly; then
+ *   generator → node A `PUT /v1.0/actors/Counter/bench-{id}/method/get` → node B (app
+ *   `actorapp`, the owner of every id) → the actor app; `{id}` takes --ids values in turn.
+ *   `actors` runs the nodes inline (--workers 0, the node's default), `actors=N` with N workers.
+ * - grpc: generator (grpc-js, a pre-encoded InvokeServiceRequest) → node A's gRPC API
+ *   `InvokeService` → node B → the echo app; compared with the HTTP baseline. `grpc` inline,
+ *   `grpc=N` with N workers.
  *   The nodes talk plaintext (`--insecure-plaintext`, as runs before mTLS existed) unless
  *   `--mtls`: then they talk mTLS with certificates from a CA made by `weft ca init`.
  * Then, per path, the closed-loop maximum rate and a short search for the highest rate
@@ -27,7 +35,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RunResult, SearchResult } from './load.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, type Started } from './procs.ts';
-import { added, checks, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
+import { added, baselineOf, checks, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -40,6 +48,7 @@ interface Settings {
   warmupS: number;
   warmupRate: number;
   modes: string[];
+  ids: number;
   maxConnections: number;
   maxDurationS: number;
   searchSteps: number;
@@ -67,6 +76,7 @@ function parseSettings(argv: string[]): Settings {
       warmup: { type: 'string' },
       'warmup-rate': { type: 'string', default: '100' },
       modes: { type: 'string', default: 'baseline,workers,inline' },
+      ids: { type: 'string', default: '1000' },
       'max-connections': { type: 'string', default: '64' },
       'max-duration': { type: 'string' },
       'search-steps': { type: 'string' },
@@ -96,8 +106,10 @@ function parseSettings(argv: string[]): Settings {
   };
   const modes = values.modes.split(',').map((m) => m.trim()).filter((m) => m !== '');
   for (const m of modes) {
-    if (m !== 'baseline' && workersOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N)`);
+    if (modeOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N)`);
   }
+  const ids = num('ids', values.ids, 1000, 1);
+  if (!Number.isInteger(ids)) throw new Error(`--ids must be a whole number (got ${values.ids})`);
   if (values.pacer !== 'thread' && values.pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${values.pacer})`);
   return {
     durationS: num('duration', values.duration, quick ? 5 : 60, 0.5),
@@ -108,6 +120,7 @@ function parseSettings(argv: string[]): Settings {
     warmupS: num('warmup', values.warmup, quick ? 2 : 10, 0),
     warmupRate: num('warmup-rate', values['warmup-rate'], 100, 1),
     modes,
+    ids,
     maxConnections: num('max-connections', values['max-connections'], 64, 1),
     maxDurationS: num('max-duration', values['max-duration'], quick ? 2 : 10, 0),
     searchSteps: num('search-steps', values['search-steps'], quick ? 3 : 5, 0),
@@ -132,7 +145,10 @@ const USAGE = `usage: node bench/run.ts [options]
   --method M            HTTP method (default POST)
   --warmup S            warm-up seconds before measuring (default 10; --quick 2)
   --warmup-rate N       warm-up rate (default 100)
-  --modes LIST          baseline,workers,inline (workers = --workers 2; also workers=N)
+  --modes LIST          default baseline,workers,inline (workers = --workers 2; also workers=N);
+                        also actors (actor calls and their own direct baseline; actors=N: N workers)
+                        and grpc (InvokeService over the gRPC API; grpc=N), e.g. baseline,actors,grpc
+  --ids N               actor ids the actors path spreads its calls over (default 1000)
   --max-connections N   closed-loop max-rate connections (default 64)
   --max-duration S      closed-loop seconds (default 10; --quick 2; 0 skips)
   --search-steps N      probes in the search for the max rate with p99 < --p99 (default 5; --quick 3; 0 skips)
@@ -147,13 +163,24 @@ const USAGE = `usage: node bench/run.ts [options]
   --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
 `;
 
-/** The --workers value of a mode name, or undefined if it is not a weft mode. */
-function workersOf(mode: string): number | undefined {
-  if (mode === 'workers') return 2;
-  if (mode === 'inline') return 0;
-  const m = /^workers=(\d+)$/.exec(mode);
-  return m ? Number(m[1]) : undefined;
+/** What a mode name measures: the baseline, or a weft path by API with the nodes' --workers. */
+type Mode = { api: 'baseline' } | { api: 'http' | 'actors' | 'grpc'; workers: number };
+
+function modeOf(mode: string): Mode | undefined {
+  if (mode === 'baseline') return { api: 'baseline' };
+  if (mode === 'workers') return { api: 'http', workers: 2 };
+  if (mode === 'inline') return { api: 'http', workers: 0 };
+  // actors and grpc run the nodes with the node's own default, inline.
+  if (mode === 'actors' || mode === 'grpc') return { api: mode, workers: 0 };
+  const m = /^(workers|actors|grpc)=(\d+)$/.exec(mode);
+  if (m === null) return undefined;
+  return { api: m[1] === 'workers' ? 'http' : (m[1] as 'actors' | 'grpc'), workers: Number(m[2]) };
 }
+
+/** The actor calls' routes: `{id}` is filled in by the load generator. */
+const ACTOR_TYPE = 'Counter';
+const ACTOR_METHOD = 'get';
+const ACTOR_ID = 'bench-{id}';
 
 const say = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -194,12 +221,13 @@ class Bench {
   }
 
   /** Runs bench/load.ts in its own process; measures `watch` around its measured phase. */
-  async load(url: string, args: string[], watch: Started[], sampleRss: boolean): Promise<{ result: unknown; measured: Measurement }> {
+  async load(url: string, method: string, args: string[], watch: Started[], sampleRss: boolean): Promise<{ result: unknown; measured: Measurement }> {
     const s = this.settings;
     const gen = this.procs.startNode(`load-${++this.#loadRuns}`, [
       join(ROOT, 'bench/load.ts'),
       '--url', url,
-      '--method', s.method,
+      '--method', method,
+      '--ids', String(s.ids),
       '--body', String(s.bodyBytes),
       '--timeout', String(s.timeoutMs),
       '--json',
@@ -282,12 +310,13 @@ class Bench {
   }
 
   /** Measures one path: the rate run, then the max rate, then the p99 search. */
-  async path(name: string, workers: number | null, url: string, watch: Started[], roles: string[]): Promise<Omit<PathReport, 'addedMs'>> {
+  async path(name: string, workers: number | null, url: string, method: string, watch: Started[], roles: string[]): Promise<Omit<PathReport, 'addedMs'>> {
     const s = this.settings;
     const idle = new Map(watch.map((w) => [w.pid, memory(w.pid)?.rssMB ?? null]));
-    say(`${name}: ${s.rate}/s for ${s.durationS} s after ${s.warmupS} s at ${s.warmupRate}/s → ${url}`);
+    say(`${name}: ${s.rate}/s for ${s.durationS} s after ${s.warmupS} s at ${s.warmupRate}/s → ${method} ${url}`);
     const main = await this.load(
       url,
+      method,
       [
         '--mode', 'open',
         '--rate', String(s.rate),
@@ -314,7 +343,7 @@ class Bench {
     if (s.maxDurationS > 0) {
       try {
         say(`${name}: max rate, closed loop, ${s.maxConnections} connections, ${s.maxDurationS} s`);
-        const m = await this.load(url, ['--mode', 'closed', '--connections', String(s.maxConnections), '--duration', String(s.maxDurationS), '--warmup', '1'], watch, false);
+        const m = await this.load(url, method, ['--mode', 'closed', '--connections', String(s.maxConnections), '--duration', String(s.maxDurationS), '--warmup', '1'], watch, false);
         const r = m.result as RunResult;
         max = { run: r, costs: this.costs(watch, roles, m.measured, r.sent, new Map(), r.generatorCpuMs) };
         say(`${name}: max ${r.achievedRps.toFixed(0)}/s, p99 ${(r.latencyUs.p99 / 1000).toFixed(2)} ms, ${r.errors.total} errors`);
@@ -326,7 +355,7 @@ class Bench {
     let search: SearchResult | null = null;
     if (s.searchSteps > 0) {
       try {
-        search = await this.search(name, url, watch, max);
+        search = await this.search(name, url, method, watch, max);
       } catch (err) {
         this.fail(`${name}: p99 search: ${(err as Error).message}`);
       }
@@ -340,13 +369,14 @@ class Bench {
   }
 
   /** The highest rate with p99 under the limit: bisects up to the closed-loop maximum. */
-  async search(name: string, url: string, watch: Started[], max: PathReport['max']): Promise<SearchResult> {
+  async search(name: string, url: string, method: string, watch: Started[], max: PathReport['max']): Promise<SearchResult> {
     const s = this.settings;
     // Open loop cannot sustain more than the closed-loop maximum; without one, try 4× the rate.
     const ceiling = Math.max(s.rate, Math.round(max ? max.run.achievedRps : s.rate * 4));
     say(`${name}: highest rate with p99 < ${s.p99LimitMs} ms, ${s.searchSteps} probes of ${s.searchStepS} s up to ${ceiling}/s`);
     const m = await this.load(
       url,
+      method,
       [
         '--mode', 'search',
         '--max-rate', String(ceiling),
@@ -366,7 +396,18 @@ class Bench {
 
 
   async startEchoApp(): Promise<{ proc: Started; port: number }> {
-    const proc = this.procs.startNode('echo-app', [join(ROOT, 'examples/echo-app.ts')], { APP_PORT: '0', ECHO_NAME: 'testapp' });
+    return this.startApp('echo-app', 'examples/echo-app.ts', { ECHO_NAME: 'testapp' });
+  }
+
+  /** The actor app, started on first use and kept for the rest of the run. */
+  #actorApp: Promise<{ proc: Started; port: number }> | null = null;
+  actorApp(): Promise<{ proc: Started; port: number }> {
+    this.#actorApp ??= this.startApp('actor-app', 'examples/actor-app.ts', {});
+    return this.#actorApp;
+  }
+
+  private async startApp(name: string, file: string, env: Record<string, string>): Promise<{ proc: Started; port: number }> {
+    const proc = this.procs.startNode(name, [join(ROOT, file)], { APP_PORT: '0', ...env });
     const port = await proc.waitFor((line) => {
       const m = /^listening on (\d+)/.exec(line);
       return m ? Number(m[1]) : undefined;
@@ -375,7 +416,7 @@ class Bench {
   }
 
   /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
-  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null): Promise<{ proc: Started; http: number }> {
+  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null): Promise<{ proc: Started; http: number; grpc: number }> {
     const args = [
       ...this.settings.nodeArgs,
       join(ROOT, 'bin/weft.js'),
@@ -394,21 +435,26 @@ class Bench {
       '--json',
     ];
     const proc = this.procs.startNode(name, args, {}, ROOT);
-    const http = await proc.waitFor((line) => {
+    const ports = await proc.waitFor((line) => {
       if (!line.startsWith('{')) return undefined;
       try {
-        const event = JSON.parse(line) as { event?: string; http?: number };
-        return event.event === 'ready' && typeof event.http === 'number' ? event.http : undefined;
+        const event = JSON.parse(line) as { event?: string; http?: number; grpc?: number };
+        return event.event === 'ready' && typeof event.http === 'number' ? { http: event.http, grpc: event.grpc ?? 0 } : undefined;
       } catch {
         return undefined;
       }
     }, 30_000);
-    return { proc, http };
+    return { proc, ...ports };
   }
 }
 
-/** Polls the path until it answers 2xx (the resolver may need a moment), or fails. */
-async function untilRoutable(url: string, method: string, timeoutMs: number): Promise<void> {
+/**
+ * Polls the path until it answers 2xx (the resolver may need a moment; actor placement
+ * waits for the app's `/dapr/config` and its announcement), or fails. `{id}` is probed as
+ * `probe`, so that no id of the run is activated before it.
+ */
+async function untilRoutable(template: string, method: string, timeoutMs: number): Promise<void> {
+  const url = template.replaceAll('{id}', 'probe');
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
@@ -462,24 +508,37 @@ async function main(): Promise<void> {
     const app = await bench.startEchoApp();
     say(`echo app on :${app.port}`);
     const baselineUrl = `http://127.0.0.1:${app.port}/test`;
-    let baseline: Omit<PathReport, 'addedMs'> | null = null;
+    const actorPath = `/${ACTOR_TYPE}/${ACTOR_ID}/method/${ACTOR_METHOD}`;
     for (const mode of settings.modes) {
       try {
-        if (mode === 'baseline') {
-          baseline = await bench.path('baseline', null, baselineUrl, [app.proc], ['app']);
-          paths.push({ ...baseline, addedMs: null });
+        const spec = modeOf(mode)!;
+        if (spec.api === 'baseline') {
+          const baseline = await bench.path('baseline', null, baselineUrl, settings.method, [app.proc], ['app']);
+          paths.push({ ...baseline, api: 'http', addedMs: null });
           continue;
         }
-        const workers = workersOf(mode)!;
+        const { api, workers } = spec;
+        // Actor calls are PUTs (Dapr's verb for them), with the same body as the others.
+        const method = api === 'actors' ? 'PUT' : settings.method;
+        const target = api === 'actors' ? await bench.actorApp() : app;
+        if (api === 'actors' && !paths.some((p) => p.name === 'actors-baseline')) {
+          // The actor path's own baseline: the same calls, straight to the actor app.
+          const direct = await bench.path('actors-baseline', null, `http://127.0.0.1:${target.port}/actors${actorPath}`, method, [target.proc], ['app']);
+          paths.push({ ...direct, api: 'actors', addedMs: null });
+        }
+        const appId = api === 'actors' ? 'actorapp' : 'testapp';
         const registry = join(tmp, `registry-${mode}.sqlite`);
-        const b = await bench.startNode(`${mode}-node-B`, 'testapp', workers, registry, app.port);
+        const b = await bench.startNode(`${mode}-node-B`, appId, workers, registry, target.port);
         const a = await bench.startNode(`${mode}-node-A`, 'loadgen', workers, registry, null);
-        say(`${mode}: node A http :${a.http}, node B http :${b.http} (--workers ${workers})`);
-        const url = `http://127.0.0.1:${a.http}/v1.0/invoke/testapp/method/test`;
+        say(`${mode}: node A http :${a.http} grpc :${a.grpc}, node B http :${b.http} (--workers ${workers})`);
+        const httpUrl = `http://127.0.0.1:${a.http}/v1.0/invoke/testapp/method/test`;
+        const url =
+          api === 'actors' ? `http://127.0.0.1:${a.http}/v1.0/actors${actorPath}` : api === 'grpc' ? `grpc://127.0.0.1:${a.grpc}/testapp/test` : httpUrl;
         try {
-          await untilRoutable(url, settings.method, 15_000);
-          const p = await bench.path(mode, workers, url, [a.proc, b.proc, app.proc], ['node A', 'node B', 'app']);
-          paths.push({ ...p, addedMs: null });
+          // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService does too.
+          await untilRoutable(api === 'grpc' ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
+          const p = await bench.path(mode, workers, url, method, [a.proc, b.proc, target.proc], ['node A', 'node B', 'app']);
+          paths.push({ ...p, api, baseline: api === 'actors' ? 'actors-baseline' : 'baseline', addedMs: null });
         } finally {
           await bench.procs.stop(a.proc);
           await bench.procs.stop(b.proc);
@@ -488,9 +547,12 @@ async function main(): Promise<void> {
         bench.fail(`${mode}: ${(err as Error).message}`);
       }
     }
-    // Added latency needs the baseline, which may have been measured after a weft path.
-    const base = paths.find((p) => p.name === 'baseline');
-    for (const p of paths) if (base && p !== base) p.addedMs = added(p.latencyMs, base.latencyMs);
+    // Added latency needs the path's baseline, which may have been measured after it.
+    for (const p of paths) {
+      if (p.workers === null) continue;
+      const base = paths.find((x) => x.name === baselineOf(p));
+      if (base) p.addedMs = added(p.latencyMs, base.latencyMs);
+    }
   } finally {
     await bench.procs.stopAll();
     if (failures.length > 0) say(`logs kept in ${tmp}`);
@@ -523,6 +585,7 @@ async function main(): Promise<void> {
       warmupS: settings.warmupS,
       warmupRate: settings.warmupRate,
       modes: settings.modes,
+      ids: settings.ids,
       maxConnections: settings.maxConnections,
       maxDurationS: settings.maxDurationS,
       searchSteps: settings.searchSteps,
@@ -535,7 +598,7 @@ async function main(): Promise<void> {
       quick: settings.quick,
     },
     sharing:
-      `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the echo app, and on weft paths node A and node B ` +
+      `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the app (the echo app; the actor app on actor paths), and on weft paths node A and node B ` +
       `(and their worker threads); ${otherText}. Compare added latency and ratios, not absolute times.`,
     paths,
     checks: checks(paths, settings.rate, settings.mtls),
