@@ -4,10 +4,12 @@
  * PUT <WEFT_URL>/v1.0/actors/<ACTOR_TYPE>/<id>/method/<METHOD> at a constant arrival rate,
  * spreading the calls round robin over ACTOR_IDS actor ids (`<ACTOR_ID_PREFIX>0` ...), so
  * that turn-based locking and placement are exercised without one hot actor.
- * Needs an app that hosts ACTOR_TYPE behind the node (it answers GET /dapr/config with the
- * type and PUT /actors/<type>/<id>/method/<m>), e.g. one written with a Dapr SDK.
+ * The defaults make the same calls as the harness's `actors` path (bench/run.ts):
+ * PUT /v1.0/actors/Counter/bench-{0..999}/method/get. Needs an app that hosts ACTOR_TYPE behind
+ * the node (it answers GET /dapr/config with the type and PUT /actors/<type>/<id>/method/<m>):
+ * examples/actor-app.ts hosts `Counter`; one written with a Dapr SDK works too.
  *
- *   k6 run k6/actors.js -e WEFT_URL=http://127.0.0.1:3500 -e ACTOR_TYPE=Counter -e ACTOR_IDS=100
+ *   k6 run k6/actors.js -e WEFT_URL=http://127.0.0.1:3500 -e ACTOR_IDS=100
  *
  * Every setting is an environment variable: see k6/README.md.
  */
@@ -19,9 +21,9 @@ import { summaryOutputs } from './lib/summary.js';
 
 const SCENARIO = 'actors';
 const settings = commonSettings('actors');
-const actorType = envString('ACTOR_TYPE', 'BenchActor');
-const method = envString('METHOD', 'echo');
-const idCount = Math.max(1, Math.floor(envNumber('ACTOR_IDS', 100)));
+const actorType = envString('ACTOR_TYPE', 'Counter');
+const method = envString('METHOD', 'get');
+const idCount = Math.max(1, Math.floor(envNumber('ACTOR_IDS', 1000)));
 const idPrefix = envString('ACTOR_ID_PREFIX', 'bench-');
 const base = settings.url + '/v1.0/actors/' + encodeURIComponent(actorType) + '/';
 const suffix = '/method/' + method;
