@@ -360,6 +360,11 @@ class Bench {
         this.fail(`${name}: p99 search: ${(err as Error).message}`);
       }
     }
+    // A process that died under load explains every error after it: say so, and keep its log.
+    watch.forEach((w, i) => {
+      const { exitCode, signalCode } = w.child;
+      if (exitCode !== null || signalCode !== null) this.fail(`${name}: ${roles[i] ?? w.name} exited during the run (${exitCode ?? signalCode}); see ${w.logFile}`);
+    });
     return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu };
   }
 
@@ -555,7 +560,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await bench.procs.stopAll();
-    if (failures.length > 0) say(`logs kept in ${tmp}`);
+    // Errors under load are a failure of the method too (it wants 0): keep the logs that explain them.
+    if (failures.length > 0 || paths.some((p) => p.run.errors.total > 0)) say(`logs kept in ${tmp}`);
     else rmSync(tmp, { recursive: true, force: true });
   }
 
