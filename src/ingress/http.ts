@@ -142,7 +142,11 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
 }
 
 async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage): Promise<void> {
-  if (outcome.type === 'error') return sendError(res, outcome.error);
+  if (outcome.type === 'error') {
+    // e.g. a chunked body found over the limit part way: drop the rest so the answer arrives
+    if (!req.complete) discard(req);
+    return sendError(res, outcome.error);
+  }
   if (outcome.type === 'response') {
     res.writeHead(outcome.head.status, outcome.head.headers as string[]);
     res.end(outcome.body ?? undefined);
@@ -269,8 +273,30 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
 
 /** Refuses a request before it is forwarded; `close` leaves the body unread and drops the connection. */
 function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, close = false): void {
-  if (!close) req.resume();
+  if (close) discard(req);
+  else req.resume();
   sendError(res, err);
+}
+
+/** How much of a refused body is read and dropped, and for how long, before the connection is cut. */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+const DISCARD_MAX_MS = 5_000;
+
+/**
+ * Reads and drops a refused request's body so the answer reaches the client: closing a
+ * socket with unread data in it sends a reset, and the client may lose the answer before
+ * it reads it. Past a bound in bytes or time the connection is cut anyway.
+ */
+function discard(req: IncomingMessage): void {
+  let seen = 0;
+  const timer = setTimeout(() => req.socket.destroy(), DISCARD_MAX_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > DISCARD_MAX_BYTES) req.socket.destroy();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
 }
 
 export function sendError(res: ServerResponse, err: WeftError): void {
