@@ -43,7 +43,14 @@ export function createHttpApi(ctx: HttpApiContext): Server {
     handle(ctx, req, res).catch((err: unknown) => sendError(res, WeftError.from(err)));
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable && err.code !== 'ECONNRESET') {
+    // A client that stops sending a body weft already answered (e.g. with a 413) ends up
+    // here too: its answer is on the wire, so close gently (no 400 after it, and no reset
+    // that could destroy the answer before the client reads it).
+    const answered = (socket as { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
+    if (answered) {
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else if (socket.writable && err.code !== 'ECONNRESET') {
       socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"errorCode":"ERR_MALFORMED_REQUEST","message":"malformed HTTP request"}');
     } else {
       socket.destroy();
@@ -145,7 +152,7 @@ async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage
   if (outcome.type === 'error') {
     // e.g. a chunked body found over the limit part way: drop the rest so the answer arrives
     if (!req.complete) discard(req);
-    return sendError(res, outcome.error);
+    return sendError(res, outcome.error, false);
   }
   if (outcome.type === 'response') {
     res.writeHead(outcome.head.status, outcome.head.headers as string[]);
@@ -272,10 +279,10 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
 }
 
 /** Refuses a request before it is forwarded; `close` leaves the body unread and drops the connection. */
-function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, close = false): void {
-  if (close) discard(req);
+function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, unreadBody = false): void {
+  if (unreadBody) discard(req);
   else req.resume();
-  sendError(res, err);
+  sendError(res, err, false);
 }
 
 /** How much of a refused body is read and dropped, and for how long, before the connection is cut. */
@@ -285,7 +292,8 @@ const DISCARD_MAX_MS = 5_000;
 /**
  * Reads and drops a refused request's body so the answer reaches the client: closing a
  * socket with unread data in it sends a reset, and the client may lose the answer before
- * it reads it. Past a bound in bytes or time the connection is cut anyway.
+ * it reads it (so the connection is kept, not closed). Past a bound in bytes or time the
+ * connection is cut anyway.
  */
 function discard(req: IncomingMessage): void {
   let seen = 0;
@@ -297,17 +305,19 @@ function discard(req: IncomingMessage): void {
   });
   req.once('end', () => clearTimeout(timer));
   req.once('close', () => clearTimeout(timer));
+  // a body that was piped and unpiped is paused: a 'data' listener alone would not restart it
+  req.resume();
 }
 
-export function sendError(res: ServerResponse, err: WeftError): void {
+/** `close`: the request's body is left unread, so its connection cannot carry another request. */
+export function sendError(res: ServerResponse, err: WeftError, close = !res.req.complete): void {
   if (res.headersSent) {
     res.destroy(err);
     return;
   }
   const body = JSON.stringify(err);
   const headers: Record<string, string | number> = { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) };
-  // A request whose body was left unread cannot share its connection with the next one.
-  if (!res.req.complete) headers['connection'] = 'close';
+  if (close) headers['connection'] = 'close';
   res.writeHead(err.httpStatus, headers);
   res.end(body);
 }

@@ -60,6 +60,12 @@ export function echoHandler(name: string): Handler {
       req.resume();
       return;
     }
+    if (path === '/drain') {
+      // answers only once the whole request body has arrived
+      req.resume();
+      req.once('end', () => res.end('drained'));
+      return;
+    }
     const headers: Record<string, string> = {
       'x-echo-name': name,
       'x-echo-method': req.method ?? '',
