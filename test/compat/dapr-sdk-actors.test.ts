@@ -4,24 +4,14 @@
  * `ActorProxyBuilder` over HTTP through node A (which hosts no actors): A routes to B by
  * placement, B runs the call in the actor's turn over Dapr's callback protocol.
  */
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AbstractActor, ActorId, ActorProxyBuilder, CommunicationProtocolEnum, DaprClient, DaprServer, LogLevel } from '@dapr/dapr';
 import { Cluster } from '../support/cluster.ts';
+import { freePort } from '../support/ports.ts';
 import type { WeftNode } from '../../src/node.ts';
 
 const QUIET = { level: LogLevel.Error };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface ICounterActor {
   increment(by: number): Promise<number>;

@@ -14,12 +14,13 @@
  *   200..399 is thrown as `Error(JSON.stringify({error: statusText, error_msg: body, status}))`.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { CommunicationProtocolEnum, DaprClient, DaprServer, HttpMethod, LogLevel, type DaprInvokerCallbackContent } from '@dapr/dapr';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, url } from '../support/cluster.ts';
+import { freePort } from '../support/ports.ts';
 
 const QUIET = { level: LogLevel.Error };
 
@@ -37,16 +38,6 @@ interface SdkHttpError {
   readonly status: number;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function newClient(port: number): DaprClient {
   return new DaprClient({
