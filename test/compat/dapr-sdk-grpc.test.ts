@@ -18,21 +18,15 @@
  *   with headers and trailers, details).
  */
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
-import type { IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { CommunicationProtocolEnum, DaprClient, HttpMethod, LogLevel } from '@dapr/dapr';
 import { Code, ConnectError } from '@connectrpc/connect';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster } from '../support/cluster.ts';
+import { recordingHandler, type Received } from '../support/recording-app.ts';
 
 const QUIET = { level: LogLevel.Error };
 
-interface Received {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingMessage['headers'];
-  readonly body: string;
-}
 
 function newClient(port: number | null, token?: string): DaprClient {
   return new DaprClient({
@@ -97,28 +91,7 @@ describe.each([
   }
 
   beforeAll(async () => {
-    const plain = await cluster.app((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-        const path = (req.url ?? '/').split('?')[0] as string;
-        if (path === '/text') {
-          res.writeHead(200, { 'content-type': 'text/plain' });
-          res.end(`got ${req.method} ${body}`);
-        } else if (path === '/empty') {
-          res.writeHead(204);
-          res.end();
-        } else if (path.startsWith('/status/')) {
-          res.writeHead(Number(path.slice(8)), { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ reason: `status ${path.slice(8)} from the app` }));
-        } else {
-          res.writeHead(200, { 'content-type': 'application/json', 'x-app': 'plain' });
-          res.end(JSON.stringify({ method: req.method, url: req.url, body, contentType: req.headers['content-type'] ?? null }));
-        }
-      });
-    });
+    const plain = await cluster.app(recordingHandler(received));
     a = await cluster.node({ workers, apps: [{ appId: 'front' }] });
     await cluster.node({ workers, apps: [{ appId: 'plain', appPort: plain.port }] });
     client = newClient(a.ports.grpc);

@@ -13,23 +13,18 @@
  * - The answer body is JSON-parsed when it parses, else returned as text. A status outside
  *   200..399 is thrown as `Error(JSON.stringify({error: statusText, error_msg: body, status}))`.
  */
-import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { CommunicationProtocolEnum, DaprClient, DaprServer, HttpMethod, LogLevel, type DaprInvokerCallbackContent } from '@dapr/dapr';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, url } from '../support/cluster.ts';
+import { recordingHandler, type Received } from '../support/recording-app.ts';
 import { freePort } from '../support/ports.ts';
 
 const QUIET = { level: LogLevel.Error };
 
-interface Received {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingMessage['headers'];
-  readonly body: string;
-}
 
 /** What the SDK throws for a status outside 200..399. */
 interface SdkHttpError {
@@ -119,28 +114,7 @@ describe.each([
   }
 
   beforeAll(async () => {
-    const plain = await cluster.app((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-        const path = (req.url ?? '/').split('?')[0];
-        if (path === '/text') {
-          res.writeHead(200, { 'content-type': 'text/plain' });
-          res.end(`got ${req.method} ${body}`);
-        } else if (path === '/empty') {
-          res.writeHead(204);
-          res.end();
-        } else if (path === '/teapot') {
-          res.writeHead(418, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ reason: 'short and stout' }));
-        } else {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ method: req.method, url: req.url, body, contentType: req.headers['content-type'] ?? null }));
-        }
-      });
-    });
+    const plain = await cluster.app(recordingHandler(received));
 
     const sdkPort = await freePort();
     a = await cluster.node({ workers, apps: [{ appId: 'front' }] });

@@ -76,6 +76,7 @@ describe('weft nodes resolving through consul', () => {
     console.log(`consul: routing followed a node stop (node.stop() took ${stopMs.toFixed(0)} ms)`);
   });
 
+  // Skipped against a real agent (CONSUL_HTTP_ADDR): the test cannot stop someone else's Consul.
   it.skipIf(REAL_ADDR !== undefined)('keeps routing with the last known instances while Consul is down', async () => {
     await fake?.stop();
     await new Promise((r) => setTimeout(r, 300));

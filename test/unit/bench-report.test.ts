@@ -150,6 +150,7 @@ describe('bench report', () => {
     expect(result.some((c) => c.what === 'actors: node A vCPU per 1000 req/s')).toBe(true);
   });
 
+  // Skipped off Linux: the harness reads process figures from /proc, which only Linux has.
   it.skipIf(process.platform !== 'linux')('reads CPU and memory of a live process from /proc', () => {
     const cpu = cpuSeconds(process.pid);
     expect(cpu).not.toBeNull();
