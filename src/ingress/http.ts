@@ -192,7 +192,9 @@ function forwardHeaders(req: IncomingMessage, form: 'header' | 'basic' | 'path')
   let forwardedFor: string | undefined;
   // Headers the Connection header names are hop-by-hop too (RFC 9110 §7.6.1).
   const connection = req.headers.connection;
-  const named = connection === undefined ? null : new Set(connection.toLowerCase().split(',').map((t) => t.trim()));
+  // Almost every request says only `keep-alive` or `close`: no set to build for those.
+  const plain = connection === undefined || /^\s*(keep-alive|close)\s*$/i.test(connection);
+  const named = plain ? null : new Set(connection.toLowerCase().split(',').map((t) => t.trim()));
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (HOP_BY_HOP.has(name) || CONSUMED.has(name) || named?.has(name) === true) continue;
