@@ -4,7 +4,9 @@
  *   empty means now.
  * - `period`: a duration, or an ISO 8601 repetition `R5/PT1S` (5 fires in all; `R/PT1S`
  *   repeats forever); empty or zero means fire once.
- * - `ttl`: a duration from now or an RFC 3339 time after which it never fires again.
+ * - `ttl`: a duration counted from the first fire (Dapr's rule: it expires at dueTime + ttl),
+ *   or an RFC 3339 time, after which it never fires again. `dueTime 2s, period 2s, ttl 3s`
+ *   fires at 2 s and 4 s; `dueTime 5s, ttl 3s` fires once at 5 s.
  * Pure: the caller passes `now`.
  */
 import { parseDuration } from '../duration.ts';
@@ -56,7 +58,8 @@ export function parseSchedule(spec: ScheduleSpec, now: number): ScheduleResult {
 
   let expiresAt: number | undefined;
   if (spec.ttl !== undefined && spec.ttl !== null && spec.ttl !== '') {
-    const ttl = instantOrDelay(spec.ttl, now);
+    // A duration counts from the first fire; an RFC 3339 time is absolute.
+    const ttl = instantOrDelay(spec.ttl, firstAt);
     if (ttl === null || ttl === undefined) return fail(`ttl ${JSON.stringify(spec.ttl)} is neither a duration nor an RFC 3339 time`);
     if (ttl <= firstAt) return fail('ttl ends before the first fire');
     expiresAt = ttl;

@@ -370,6 +370,23 @@ describe('ActorHost: timers', () => {
     expect(host.stats().timers).toBe(0);
   });
 
+  it('counts a timer\'s ttl from its first fire, as Dapr does (dueTime + ttl)', async () => {
+    const { host, app } = await started();
+    await host.invoke({ type: 'counter', id: 'a', method: 'm' });
+    // Counted from registration these would fire once, and `late` would be refused.
+    expect(host.createTimer('counter', 'a', 'twice', { callback: 'cb', dueTime: '2s', period: '2s', ttl: '3s' }).ok).toBe(true);
+    expect(host.createTimer('counter', 'a', 'late', { callback: 'cb', dueTime: '5s', ttl: '3s' }).ok).toBe(true);
+    expect(host.createTimer('counter', 'a', 'iso', { callback: 'cb', dueTime: 'PT1S', period: 'PT1S', ttl: 'PT2.5S' }).ok).toBe(true);
+    await vi.advanceTimersByTimeAsync(20_000);
+    const count = (name: string) => app.paths().filter((p) => p.endsWith(`/timer/${name}`)).length;
+    expect(count('twice')).toBe(2); // at 2 s and 4 s; expires at 5 s
+    expect(count('late')).toBe(1); // at 5 s
+    expect(count('iso')).toBe(3); // at 1, 2, 3 s; expires at 3.5 s
+    expect(host.stats().timers).toBe(0);
+    const past = host.createTimer('counter', 'a', 'past', { callback: 'cb', dueTime: '1s', ttl: '2000-01-01T00:00:00Z' });
+    expect(!past.ok && past.error.message).toMatch(/ttl ends before the first fire/);
+  });
+
   it('stops a timer the app refuses (unknown callback), and refuses timers it must never fire', async () => {
     const { host, app } = await started();
     const notActive = host.createTimer('counter', 'a', 't', { callback: 'cb', period: '1s' });
