@@ -86,10 +86,12 @@ describe('parseSchedule', () => {
       .toEqual({ firstAt: now + 10_000, periodMs: 5000, repetitions: undefined, expiresAt: now + 60_000 });
     expect(ok({ dueTime: '2025-01-01T00:00:00Z' }).firstAt).toBe(now);
     expect(ok({ ttl: '10s', period: '1s' }).expiresAt).toBe(now + 10_000);
+    // A ttl duration counts from the first fire (Dapr: dueTime + ttl).
+    expect(ok({ dueTime: '10s', ttl: '5s' }).expiresAt).toBe(now + 15_000);
   });
 
   it('refuses what is not a schedule', () => {
-    for (const spec of [{ dueTime: 'later' }, { period: '5' }, { period: 5 }, { ttl: 'x' }, { dueTime: '10s', ttl: '5s' }]) {
+    for (const spec of [{ dueTime: 'later' }, { period: '5' }, { period: 5 }, { ttl: 'x' }, { dueTime: '10s', ttl: '0s' }, { dueTime: '10s', ttl: '2025-01-01T00:00:00Z' }]) {
       const r = parseSchedule(spec, now);
       expect(r.ok, JSON.stringify(spec)).toBe(false);
     }
