@@ -15,13 +15,16 @@
  * Operation names are paths. A segment `*` matches exactly one segment, `**` any number (zero
  * included, so `/orders/**` also matches `/orders`); `*` inside a segment (`/v1*`) matches any
  * characters within it. Matching ignores case (Dapr matches HTTP paths case-insensitively) and is
- * done on a normalized method: leading `/` added, empty and `.` segments dropped, `..` resolved,
- * percent-escapes of unreserved characters decoded, so `/a//b`, `/a/./b`, `/x/../a/b` and `/%61/b`
- * all match `/a/b`. When several operations match, the one with fewer `**`, then more literal
+ * done on the method normalized by src/method-path.ts, the same text the app is sent: percent-
+ * escapes decoded once, empty and `.` segments dropped, `..` resolved, so `/a//b`, `/a/./b`,
+ * `/x/../a/b` and `/%61/b` all match `/a/b`; a method that cannot be normalized unambiguously
+ * (`%2F`, `%00`, `%252F`, `..` above the root) is denied here (and refused with WEFT_BAD_PATH
+ * before it gets here). When several operations match, the one with fewer `**`, then more literal
  * segments, then fewer `*` wins; on a tie the first listed. `httpVerb` lists verbs or `*`; an
  * operation without `httpVerb` matches every verb; gRPC calls (no verb) match on the path alone.
  */
 import { WeftError } from '../errors.ts';
+import { normalizeMethod } from '../method-path.ts';
 import { APP_ID, DEFAULT_TRUST_DOMAIN, NAMESPACE, TRUST_DOMAIN, formatWorkloadId, type WorkloadId } from './spiffe.ts';
 
 export type Action = 'allow' | 'deny';
@@ -178,6 +181,7 @@ function parseOperation(raw: unknown, field: string): AclOperation {
   if (name === undefined) throw aclError(`${field}.name`, 'is required (a path such as /orders/*)');
   if (/[?#]/.test(name)) throw aclError(`${field}.name`, `"${name}" must be a path without query or fragment`);
   const segments = splitPath(name);
+  if (segments === null) throw aclError(`${field}.name`, `"${name}" is not a path that can be normalized (${(normalizeMethod(name) as WeftError).message})`);
   const verbsRaw = raw['httpVerb'];
   let httpVerbs: string[];
   if (verbsRaw === undefined || verbsRaw === null) httpVerbs = ['*'];
@@ -194,19 +198,10 @@ function parseOperation(raw: unknown, field: string): AclOperation {
 
 // ---------------------------------------------------------------- matching
 
-/** Normalizes a path into lower-case segments (see the top of this file). */
-export function splitPath(path: string): string[] {
-  const out: string[] = [];
-  for (let seg of path.split('/')) {
-    seg = seg.replace(/%([0-9a-fA-F]{2})/g, (m, hex: string) => {
-      const c = String.fromCharCode(parseInt(hex, 16));
-      return /[A-Za-z0-9\-._~]/.test(c) ? c : m.toUpperCase();
-    }).toLowerCase();
-    if (seg === '' || seg === '.') continue;
-    if (seg === '..') out.pop();
-    else out.push(seg);
-  }
-  return out;
+/** A path as decoded, lower-case segments (see the top of this file); null when it cannot be normalized. */
+export function splitPath(path: string): string[] | null {
+  const m = normalizeMethod(path);
+  return m instanceof WeftError ? null : m.segments.map((s) => s.toLowerCase());
 }
 
 function segmentMatches(pat: string, seg: string): boolean {
@@ -275,6 +270,9 @@ export function evaluate(acl: AccessControl, caller: WorkloadId | undefined, req
   const policy = acl.policies[index] as AclAppPolicy;
 
   const path = splitPath(request.method);
+  if (path === null) {
+    return { allowed: false, policy: 'global', where: undefined, reason: `the method path ${JSON.stringify(request.method.slice(0, 64))} cannot be normalized unambiguously` };
+  }
   const verb = request.verb?.toUpperCase();
   let best = -1;
   policy.operations.forEach((op, j) => {

@@ -13,6 +13,7 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { WeftError } from '../errors.ts';
+import { APP_ID, NAMESPACE } from '../appid.ts';
 
 export interface WorkloadId {
   readonly trustDomain: string;
@@ -32,9 +33,8 @@ export const DEFAULT_TRUST_DOMAIN = 'public';
 
 /** SPIFFE: lowercase letters, digits, dots, dashes and underscores. */
 export const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
-/** The same rules config.ts applies to app ids and namespaces. */
-export const APP_ID = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
-export const NAMESPACE = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
+/** The rule every entry applies to app ids and namespaces (src/appid.ts). */
+export { APP_ID, NAMESPACE };
 /** The same rule config.ts applies to node ids. */
 export const NODE_ID = /^[A-Za-z0-9._:-]+$/;
 

@@ -203,7 +203,25 @@ describe('parseAccessControl: errors name the field', () => {
 describe('splitPath', () => {
   it('normalizes', () => {
     expect(splitPath('//A/./b/../C/')).toEqual(['a', 'c']);
-    expect(splitPath('/%7Euser/%2F')).toEqual(['~user', '%2f']);
-    expect(splitPath('/../../x')).toEqual(['x']);
+    expect(splitPath('/%7Euser/caf%C3%A9')).toEqual(['~user', 'café']);
+    // what cannot be normalized unambiguously matches nothing
+    expect(splitPath('/a/%2F')).toBeNull();
+    expect(splitPath('/../../x')).toBeNull();
+  });
+
+  it('denies a method that cannot be normalized, even where the policy would allow its look-alike', () => {
+    const acl = parseAccessControl({ defaultAction: 'allow', policies: [{ appId: 'front', namespace: 'default', defaultAction: 'allow', operations: [{ name: '/admin/**', action: 'deny' }] }] });
+    const caller = { trustDomain: 'public', namespace: 'default', appId: 'front' };
+    for (const method of ['x/%2F..%2Fadmin', 'a/%00', '..%2Fadmin', '%252e%252e/admin', 'a\\..\\admin']) {
+      expect(evaluate(acl, caller, { method, verb: 'GET' }).allowed, method).toBe(false);
+    }
+    expect(evaluate(acl, caller, { method: 'x/../admin/users', verb: 'GET' }).allowed).toBe(false);
+    expect(evaluate(acl, caller, { method: '%61dmin/users', verb: 'GET' }).allowed).toBe(false);
+    expect(evaluate(acl, caller, { method: 'ADMIN', verb: 'GET' }).allowed).toBe(false);
+    expect(evaluate(acl, caller, { method: 'public/x', verb: 'GET' }).allowed).toBe(true);
+  });
+
+  it('refuses an operation name that cannot be normalized', () => {
+    expect(() => parseAccessControl({ policies: [{ appId: 'a', namespace: 'default', operations: [{ name: '/a/%2F' }] }] })).toThrow('policies[0].operations[0].name');
   });
 });
