@@ -11,6 +11,7 @@ import { WeftError } from './errors.ts';
 import { parseDuration, parseSize } from './duration.ts';
 import { parseAccessControl } from './security/acl.ts';
 import { TRUST_DOMAIN } from './security/spiffe.ts';
+import { APP_ID, NAMESPACE } from './appid.ts';
 
 export interface AppConfig {
   readonly appId: string;
@@ -84,6 +85,8 @@ export interface NodeConfig {
     readonly invoke: number;
     /** Time allowed for calls in flight when the node stops. */
     readonly shutdown: number;
+    /** Time a client may take to send a request head to the HTTP API (408 past it). */
+    readonly headers: number;
   };
   readonly apps: readonly AppConfig[];
   readonly resolver: {
@@ -102,6 +105,8 @@ export interface NodeConfig {
     readonly maxEjectionPercent: number;
   };
   readonly security: SecurityConfig;
+  /** Per-target routing state: how long watches of targets no call names live, and how many unknown ones. */
+  readonly routing: { readonly idleMs: number; readonly emptyIdleMs: number; readonly maxEmpty: number };
   /** Actor placement and turns (docs/actors.md). */
   readonly actors: {
     /** A turn running longer is released and its caller fails. */
@@ -126,14 +131,13 @@ export const DEFAULTS = {
   maxBodySize: 4 * 1024 * 1024,
   invokeTimeout: 60_000,
   shutdownTimeout: 10_000,
+  headersTimeout: 60_000,
   appMaxConnections: 128,
   resolver: 'local',
   logLevel: 'info',
   certTtl: 24 * 3_600_000,
 } as const;
 
-const APP_ID = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
-const NAMESPACE = /^[a-zA-Z0-9][a-zA-Z0-9_-]*$/;
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 
 export function configError(field: string, problem: string): WeftError {
@@ -243,16 +247,16 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
     'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
-    'security', 'actors',
+    'security', 'actors', 'routing',
   ]);
-  const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _)');
+  const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _, at most 63)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
   const grpc = listen(top, 'grpc', DEFAULTS.grpcPort, DEFAULTS.host);
   const peer = listen(top, 'peer', DEFAULTS.peerPort, DEFAULTS.host);
   const metrics = listen(top, 'metrics', DEFAULTS.metricsPort, DEFAULTS.host);
   const advertiseAddress = top.string('advertiseAddress', peer.listen.host === '0.0.0.0' || peer.listen.host === '::' ? '127.0.0.1' : peer.listen.host);
 
-  const timeouts = top.sub('timeouts', ['invoke', 'shutdown']);
+  const timeouts = top.sub('timeouts', ['invoke', 'shutdown', 'headers']);
 
   const appsRaw = top.obj['apps'] ?? [];
   if (!Array.isArray(appsRaw)) throw configError('apps', 'must be a list of apps');
@@ -260,7 +264,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const apps = appsRaw.map((entry, i): AppConfig => {
     const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort', 'accessControl']);
     if (a.obj['appId'] === undefined) throw configError(`apps[${i}].appId`, 'is required');
-    const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _; no dots)');
+    const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _, at most 63; no dots)');
     const ns = a.string('namespace', namespace, NAMESPACE, 'a valid namespace');
     const key = `${ns}/${appId}`;
     if (seen.has(key)) throw configError(`apps[${i}].appId`, `"${appId}" is listed twice in namespace ${ns}`);
@@ -299,6 +303,12 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (maxEjectionMs < baseEjectionMs) throw configError('outlierDetection.maxEjectionTime', 'must be at least baseEjectionTime');
   const apiToken = top.optString('apiToken') ?? (env['DAPR_API_TOKEN'] || undefined);
   const security = securityConfig(top, resolverType, resolverOptions as Obj | undefined, env);
+  const routingField = top.sub('routing', ['idleTimeout', 'unknownIdleTimeout', 'maxUnknown']);
+  const routing = {
+    idleMs: routingField.duration('idleTimeout', 300_000),
+    emptyIdleMs: routingField.duration('unknownIdleTimeout', 10_000),
+    maxEmpty: routingField.int('maxUnknown', 256, 1, 100_000),
+  };
   const actorsField = top.sub('actors', ['callTimeout', 'fenceTimeout', 'lockDelay', 'leaveLinger']);
   const actorCallTimeoutMs = actorsField.duration('callTimeout', 60_000);
   const fenceMs = actorsField.duration('fenceTimeout', 5000);
@@ -318,11 +328,13 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     timeouts: {
       invoke: timeouts.duration('invoke', DEFAULTS.invokeTimeout),
       shutdown: timeouts.duration('shutdown', DEFAULTS.shutdownTimeout),
+      headers: timeouts.duration('headers', DEFAULTS.headersTimeout),
     },
     apps,
     resolver: { type: resolverType, options: (resolverOptions as Obj | undefined) ?? {} },
     logLevel: top.oneOf('logLevel', DEFAULTS.logLevel, LOG_LEVELS),
     resiliency,
+    routing,
     retryBudget: { ratio, minPerSecond: budget.int('minPerSecond', 10, 0, 1_000_000) },
     outlierDetection: {
       consecutiveFailures: outlier.int('consecutiveFailures', 5, 1, 1000),

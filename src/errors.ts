@@ -46,7 +46,12 @@ interface ErrorSpec {
 
 export const Errors = {
   WEFT_NO_APP_ID: { http: 404, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_DIRECT_INVOKE', summary: 'the request names no target app id' },
-  WEFT_BAD_APP_ID: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app id is not valid (at most one dot: app.namespace)' },
+  WEFT_BAD_APP_ID: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app id is not valid (appId or appId.namespace, each 1-63 ASCII letters, digits, - or _)' },
+  WEFT_BAD_PATH: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the method path cannot be normalized unambiguously (encoded slash or backslash, control character, double encoding, ".." above the root)' },
+  WEFT_REQUEST_TIMEOUT: { http: 408, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request head did not arrive within timeouts.headers' },
+  WEFT_URI_TOO_LONG: { http: 414, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request URL is longer than the limit' },
+  WEFT_HEADERS_TOO_LARGE: { http: 431, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request headers are larger than the limit' },
+  WEFT_EXPECTATION_FAILED: { http: 417, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request has an Expect header other than 100-continue' },
   WEFT_BAD_REQUEST: { http: 400, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_MALFORMED_REQUEST', summary: 'the request is malformed' },
   WEFT_ROUTE_NOT_FOUND: { http: 404, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_NOT_FOUND', summary: 'no such API route' },
   WEFT_METHOD_NOT_ALLOWED: { http: 405, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_METHOD_NOT_ALLOWED', summary: 'the HTTP verb is not allowed on this route' },
@@ -56,6 +61,7 @@ export const Errors = {
   WEFT_PEER_UNAVAILABLE: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app\'s node could not be reached', retryable: true, invoke: true },
   WEFT_NOT_SERVING: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node reached does not serve the target app', retryable: true, invoke: true },
   WEFT_APP_UNAVAILABLE: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node could not reach its app', invoke: true },
+  WEFT_APP_ABORTED: { http: 502, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app closed its connection before its answer was complete (it may have run the call)', invoke: true },
   WEFT_PEER_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call to the target node failed after it was sent', invoke: true },
   WEFT_DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call did not finish before its deadline', invoke: true },
   WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },

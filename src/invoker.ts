@@ -9,7 +9,7 @@ import type { Readable } from 'node:stream';
 import { WeftError } from './errors.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { RoutingTable } from './routing/table.ts';
-import type { Metrics } from './observability/metrics.ts';
+import { UNKNOWN_TARGET, type Metrics } from './observability/metrics.ts';
 import type { InvokeResult, InvokeTask, ResponseHead } from '../workers/protocol.ts';
 import { PortReader, PortWriter } from '../workers/port-stream.ts';
 
@@ -45,12 +45,19 @@ export class Invoker {
 
   async invoke(call: OutboundCall): Promise<Outcome> {
     const started = performance.now();
-    this.metrics.sent(call.callerAppId, call.appId);
     this.metrics.inflight.inc();
-    const outcome = await this.run(call);
-    this.metrics.inflight.dec();
+    let outcome: Outcome;
+    try {
+      outcome = await this.run(call);
+    } finally {
+      this.metrics.inflight.dec();
+    }
+    // Counted once the call ends: targets no instance is known of share one series, so
+    // callers naming any number of unknown ids add no series.
     const status = outcome.type === 'error' ? outcome.error.code : String(outcome.head.status);
-    this.metrics.received(call.callerAppId, call.appId, status, performance.now() - started);
+    const dst = status === 'WEFT_APP_NOT_FOUND' ? UNKNOWN_TARGET : call.appId;
+    this.metrics.sent(call.callerAppId, dst);
+    this.metrics.received(call.callerAppId, dst, status, performance.now() - started);
     return outcome;
   }
 

@@ -176,7 +176,9 @@ export class WeftNode {
     const dispatcher = this.dispatcher;
     // Before any routing snapshot: a thread that can route a call holds the certificate for it.
     security?.onIdentities((set) => dispatcher.setIdentities(set));
-    this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot));
+    this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot), config.routing);
+    const routing = this.routing;
+    this.metrics.watchRouting(() => routing.watchCount);
     const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
     const actors = new NodeActors({
       nodeId: this.nodeId, namespace: config.namespace, apps: config.apps, channels: this.channels,
@@ -208,6 +210,7 @@ export class WeftNode {
       apiToken: config.apiToken,
       maxBodySize: config.maxBodySize,
       invokeTimeoutMs: config.timeouts.invoke,
+      headersTimeoutMs: config.timeouts.headers,
       invoker,
       ready: () => this.ready,
       outboundReady: () => this.state === 'ready',

@@ -27,10 +27,14 @@ export interface AppResponse {
   readonly body: Readable;
 }
 
-/** Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus ones undici sets itself. */
+/**
+ * Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus ones undici sets
+ * itself, plus `expect`: 100-continue is settled between the caller and its node (undici refuses
+ * to send it, and the app would wait for a continue no one sends).
+ */
 export const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer',
-  'transfer-encoding', 'upgrade', 'host', 'http2-settings',
+  'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'expect',
 ]);
 
 export class HttpAppChannel {
@@ -75,6 +79,12 @@ export class HttpAppChannel {
       return new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${appId} did not answer before the deadline`, { appId, cause: err });
     }
     const code = (err as { code?: string }).code ?? '';
+    const aborted = appAborted(err, appId);
+    if (aborted !== undefined) return aborted;
+    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+      // undici would not send it (a header or path it refuses): the request's fault, not the app's.
+      return new WeftError('WEFT_BAD_REQUEST', `the request cannot be sent to app ${appId}: ${(err as Error).message}`, { appId, cause: err });
+    }
     if (err instanceof undiciErrors.UndiciError || code.startsWith('E')) {
       return new WeftError('WEFT_APP_UNAVAILABLE', `app ${appId} at ${this.app.appHost}:${this.app.appPort} failed: ${code || (err as Error).message}`, { appId, cause: err });
     }
@@ -88,6 +98,17 @@ export class HttpAppChannel {
   destroy(): Promise<void> {
     return this.pool.destroy();
   }
+}
+
+/**
+ * WEFT_APP_ABORTED when `err` says the app closed its connection after the request was sent
+ * (before or during its answer), else undefined. The app may have run the call, so it is not
+ * retried. Also used where an answer's body is read.
+ */
+export function appAborted(err: unknown, appId: string | undefined): WeftError | undefined {
+  const code = (err as { code?: string } | null)?.code;
+  if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') return undefined;
+  return new WeftError('WEFT_APP_ABORTED', `app ${appId ?? ''} closed its connection before its answer was complete: ${(err as Error).message}`, { appId, cause: err });
 }
 
 /** undici's header object to a flat name/value list (arrays such as set-cookie kept as separate entries). */

@@ -28,6 +28,8 @@ import { TIMEOUT_HEADER } from './http.ts';
 import { ERROR_APP_KEY, ERROR_CODE_KEY } from '../peer/codec.ts';
 import type { ActorApi } from './actors-http.ts';
 import { ActorError } from '../actors/errors.ts';
+import { parseTarget } from '../appid.ts';
+import { normalizeMethod } from '../method-path.ts';
 
 export interface GrpcApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -130,8 +132,13 @@ export class GrpcApi {
           (res) => cb(null, res),
           // An app's error answer is a status object already; anything thrown is weft's.
           (err: unknown) => cb(err instanceof Error ? weftStatus(WeftError.from(err)) : (err as Partial<grpc.StatusObject>)),
-        ).catch(() => {
-          // cb itself failed (the call is gone): grpc-js has ended the call already.
+        ).catch((err: unknown) => {
+          // cb itself threw: answer with what can surely be sent (a no-op if the call is gone).
+          try {
+            cb({ code: grpc.status.INTERNAL, details: `weft could not send its answer: ${(err as Error).message}` });
+          } catch {
+            // the call is gone
+          }
         });
       },
       GetMetadata: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
@@ -219,14 +226,9 @@ export class GrpcApi {
     const { ctx } = this;
     this.authenticate(call.metadata);
     const req = call.request;
-    const target = req.id ?? '';
-    if (target === '') throw new WeftError('WEFT_NO_APP_ID', 'no app id in the request');
-    const parts = target.split('.');
-    if (parts.length > 2 || parts.some((p) => p === '')) {
-      throw new WeftError('WEFT_BAD_APP_ID', `invalid app id "${target}": use appId or appId.namespace`);
-    }
-    const appId = parts[0] as string;
-    const namespace = parts[1] ?? ctx.namespace;
+    const target = parseTarget(req.id ?? '', ctx.namespace);
+    if (target instanceof WeftError) throw target;
+    const { appId, namespace } = target;
     const message = req.message ?? {};
     const ext = message.http_extension ?? {};
     const verb = VERBS[ext.verb ?? 0];
@@ -241,6 +243,9 @@ export class GrpcApi {
       method = method.slice(0, q);
       query = query === '' ? inMethod : inMethod === '' ? query : `${inMethod}&${query}`;
     }
+    const normalized = normalizeMethod(method);
+    if (normalized instanceof WeftError) throw normalized;
+    method = normalized.path;
 
     const data = message.data?.value;
     if (data !== undefined && data.length > ctx.maxBodySize) {
@@ -406,11 +411,15 @@ function appErrorStatus(status: number, body: Buffer): Partial<grpc.StatusObject
   return { code: code as number as grpc.status, details: text, metadata };
 }
 
-/** A weft failure: its registry status, Dapr's message, weft's code in the trailers. */
+/**
+ * A weft failure: its registry status, Dapr's message, weft's code in the trailers. Never throws:
+ * a value grpc-js would refuse as metadata (an app id with non-ASCII or control characters) is
+ * left out, so that every call gets its status.
+ */
 function weftStatus(err: WeftError): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_CODE_KEY, err.code);
-  if (err.appId !== undefined) metadata.set(ERROR_APP_KEY, err.appId);
+  if (err.appId !== undefined && /^[ -~]*$/.test(err.appId)) metadata.set(ERROR_APP_KEY, err.appId);
   return { code: err.grpcStatus as number as grpc.status, details: err.publicMessage, metadata };
 }
 

@@ -5,10 +5,12 @@
  * auth forms), `/v1.0/healthz`, `/v1.0/healthz/outbound`, `/v1.0/metadata`. Every failure is
  * Dapr's error JSON with a stable code; a malformed request is a 4xx, never a crash.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../errors.ts';
+import { parseTarget } from '../appid.ts';
+import { normalizeMethod } from '../method-path.ts';
 import { parseDuration } from '../duration.ts';
 import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
@@ -22,6 +24,8 @@ export interface HttpApiContext {
   readonly apiToken: string | undefined;
   readonly maxBodySize: number;
   readonly invokeTimeoutMs: number;
+  /** How long a client may take to send a request head (`timeouts.headers`); past it, 408. */
+  readonly headersTimeoutMs?: number | undefined;
   readonly invoker: Invoker;
   ready(): boolean;
   outboundReady(): boolean;
@@ -37,12 +41,39 @@ export const TIMEOUT_HEADER = 'weft-timeout';
 const JSON_TYPE = 'application/json';
 /** Headers the ingress consumes and never forwards. */
 const CONSUMED = new Set(['dapr-app-id', 'dapr-api-token', 'dapr-caller-app-id', 'dapr-caller-namespace', 'dapr-callee-app-id', TIMEOUT_HEADER]);
+/** The longest request URL taken (414 past it). */
+export const MAX_URL_LENGTH = 8 * 1024;
+/** The largest request head (request line and headers) the parser takes (431 past it; 414 when the URL alone is that long). */
+export const MAX_HEAD_BYTES = 16 * 1024;
+const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+
+/** Requests that asked `Expect: 100-continue` and have not been told to go on yet. */
+const awaitingContinue = new WeakSet<IncomingMessage>();
 
 export function createHttpApi(ctx: HttpApiContext): Server {
-  const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => {
+  const headersTimeout = ctx.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(ctx, req, res).catch((err: unknown) => sendError(res, WeftError.from(err)));
+  };
+  const server = createServer({
+    keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout, maxHeaderSize: MAX_HEAD_BYTES,
+    // How often Node looks for heads past headersTimeout (its default, 30 s, would let a short timeout run long).
+    connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4))),
+  }, onRequest);
+  // `Expect: 100-continue`: the body is asked for only once the request is known to be taken
+  // (token, target, method path and declared size checked); a refusal is the final answer.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.add(req);
+    onRequest(req, res);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    sendError(res, new WeftError('WEFT_EXPECTATION_FAILED', `expectation ${JSON.stringify(String(req.headers.expect).slice(0, 64))} is not supported (only 100-continue)`), true);
+  });
+  // CONNECT is not a route here: answer it instead of dropping the socket.
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    rawAnswer(socket, new WeftError('WEFT_METHOD_NOT_ALLOWED', `CONNECT is not supported (${String(req.url).length > 64 ? 'target' : JSON.stringify(req.url)})`), { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, TRACE' });
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Duplex) => {
     // A client that stops sending a body weft already answered (e.g. with a 413) ends up
     // here too: its answer is on the wire, so close gently (no 400 after it, and no reset
     // that could destroy the answer before the client reads it).
@@ -51,7 +82,7 @@ export function createHttpApi(ctx: HttpApiContext): Server {
       socket.end();
       setTimeout(() => socket.destroy(), 1000).unref();
     } else if (socket.writable && err.code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"errorCode":"ERR_MALFORMED_REQUEST","message":"malformed HTTP request"}');
+      rawAnswer(socket, clientErrorOf(err));
     } else {
       socket.destroy();
     }
@@ -59,8 +90,36 @@ export function createHttpApi(ctx: HttpApiContext): Server {
   return server;
 }
 
+/** What a request the parser refused gets: 408, 414, 431, or 400. */
+function clientErrorOf(err: NodeJS.ErrnoException & { rawPacket?: Buffer }): WeftError {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new WeftError('WEFT_REQUEST_TIMEOUT', 'the request head did not arrive in time');
+    case 'HPE_HEADER_OVERFLOW': {
+      // The parser says only "head too large"; a request line with no end in sight is a long URL.
+      const packet = err.rawPacket;
+      const eol = packet === undefined ? -1 : packet.indexOf('\r\n');
+      const line = packet === undefined ? 0 : eol === -1 ? packet.length : eol;
+      if (line > MAX_URL_LENGTH) return new WeftError('WEFT_URI_TOO_LONG', `the request URL is longer than ${MAX_URL_LENGTH} bytes`);
+      return new WeftError('WEFT_HEADERS_TOO_LARGE', `the request head is larger than ${MAX_HEAD_BYTES} bytes`);
+    }
+    default:
+      return new WeftError('WEFT_BAD_REQUEST', `malformed HTTP request (${err.code ?? 'parse error'})`);
+  }
+}
+
+/** An answer written straight to a socket the HTTP server has given up on; the connection closes. */
+function rawAnswer(socket: Duplex, err: WeftError, extra: Record<string, string> = {}): void {
+  const body = JSON.stringify(err);
+  let head = `HTTP/1.1 ${err.httpStatus} ${STATUS_CODES[err.httpStatus] ?? ''}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n`;
+  for (const [k, v] of Object.entries(extra)) head += `${k}: ${v}\r\n`;
+  socket.end(`${head}\r\n${body}`);
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
 async function handle(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = req.url ?? '/';
+  if (url.length > MAX_URL_LENGTH) return reject(req, res, new WeftError('WEFT_URI_TOO_LONG', `the request URL is longer than ${MAX_URL_LENGTH} bytes`));
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q + 1);
@@ -87,11 +146,14 @@ async function handle(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
     if (appId === '' ) return reject(req, res, new WeftError('WEFT_NO_APP_ID', 'no app id in the request'));
     if (appId === null) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'the app id is not valid URL encoding'));
     if (!after.startsWith('/method/') && after !== '/method') {
-      return reject(req, res, new WeftError('WEFT_BAD_REQUEST', `expected /v1.0/invoke/${appId}/method/<method>`));
+      return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'expected /v1.0/invoke/<appId>/method/<method>'));
     }
     return invoke(ctx, req, res, appId, after.slice('/method/'.length), query, 'path');
   }
-  if (path.startsWith(ACTORS_PREFIX)) return handleActors(ctx, req, res, path);
+  if (path.startsWith(ACTORS_PREFIX)) {
+    if (awaitingContinue.delete(req)) res.writeContinue();
+    return handleActors(ctx, req, res, path);
+  }
   if (path === '/v1.0/invoke' || path === '/v1.0/invoke/') return reject(req, res, new WeftError('WEFT_NO_APP_ID', 'no app id in the request'));
   if (path === '/v1.0/metadata') {
     if (req.method !== 'GET') return reject(req, res, new WeftError('WEFT_METHOD_NOT_ALLOWED', `${req.method} is not allowed on /v1.0/metadata`));
@@ -107,13 +169,14 @@ function health(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, 
   noContent(req, res);
 }
 
-async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, target: string, method: string, query: string, form: 'header' | 'basic' | 'path'): Promise<void> {
-  const parts = target.split('.');
-  if (parts.length > 2 || parts.some((p) => p === '')) {
-    return reject(req, res, new WeftError('WEFT_BAD_APP_ID', `invalid app id "${target}": use appId or appId.namespace`));
-  }
-  const appId = parts[0] as string;
-  const namespace = parts[1] ?? ctx.namespace;
+async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, rawTarget: string, rawMethod: string, query: string, form: 'header' | 'basic' | 'path'): Promise<void> {
+  const target = parseTarget(rawTarget, ctx.namespace);
+  if (target instanceof WeftError) return reject(req, res, target);
+  const { appId, namespace } = target;
+  // Node reads the URL as latin1: bytes past ASCII are escaped back to bytes, then read as UTF-8.
+  const normalized = normalizeMethod(rawMethod.replace(/[\u0080-\u00ff]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
+  if (normalized instanceof WeftError) return reject(req, res, normalized);
+  const method = normalized.path;
   let timeoutMs = ctx.invokeTimeoutMs;
   const asked = req.headers[TIMEOUT_HEADER];
   if (typeof asked === 'string') {
@@ -128,6 +191,8 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
     return reject(req, res, new WeftError('WEFT_BODY_TOO_LARGE', `request body of ${declared} bytes is over the limit of ${ctx.maxBodySize} bytes`), true);
   }
   let body: ArrayBuffer | Readable | null;
+  // Taken: now the body may come.
+  if (awaitingContinue.delete(req)) res.writeContinue();
   const chunked = declared < 0 && (req.headers['transfer-encoding'] !== undefined);
   if (declared === 0 || (declared < 0 && !chunked)) {
     body = null;
@@ -282,6 +347,9 @@ function sendJson(req: IncomingMessage, res: ServerResponse, status: number, val
 
 /** Refuses a request before it is forwarded; `close` leaves the body unread and drops the connection. */
 function reject(req: IncomingMessage, res: ServerResponse, err: WeftError, unreadBody = false): void {
+  // Refused before "100 Continue": the client has not sent the body and should not; this
+  // connection cannot carry another request in any case.
+  if (awaitingContinue.delete(req)) return sendError(res, err, true);
   if (unreadBody) discard(req);
   else req.resume();
   sendError(res, err, false);

@@ -11,9 +11,28 @@ import type { MetricsBatch } from '../../workers/protocol.ts';
 
 const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
+/** The most label sets one metric keeps; past it, new ones are counted under OVERFLOW_LABEL. */
+export const MAX_LABEL_SETS = 2000;
+/** The label value of every label of a set counted past MAX_LABEL_SETS. */
+export const OVERFLOW_LABEL = '_other';
+/** The `dst_app_id` of calls to a target no instance is known of: one series for all of them. */
+export const UNKNOWN_TARGET = '_unknown';
+
+/**
+ * A label value as it may go into the text format: prom-client escapes `\`, `"` and newline
+ * only, so the other control characters (CR, NUL, ...) are replaced, and a value is cut at 128.
+ */
+export function labelValue(v: string): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = /[\u0000-\u001f\u007f]/.test(v) ? v.replace(/[\u0000-\u001f\u007f]/g, '_') : v;
+  return clean.length > 128 ? clean.slice(0, 128) : clean;
+}
+
+/** Label sets of one metric, bounded: at most MAX_LABEL_SETS, values cleaned by labelValue. */
 class Cached<T> {
   private readonly cache = new Map<string, T>();
   private readonly make: (labels: string[]) => T;
+  private overflow: T | undefined;
 
   constructor(make: (labels: string[]) => T) {
     this.make = make;
@@ -23,7 +42,8 @@ class Cached<T> {
     const key = labels.join('\u0000');
     let child = this.cache.get(key);
     if (child === undefined) {
-      child = this.make(labels);
+      if (this.cache.size >= MAX_LABEL_SETS) return (this.overflow ??= this.make(labels.map(() => OVERFLOW_LABEL)));
+      child = this.make(labels.map(labelValue));
       this.cache.set(key, child);
     }
     return child;
@@ -43,7 +63,10 @@ export class Metrics {
   private readonly certExpiry: Gauge;
   /** Counters the workers report, by name. */
   private readonly workerCounters = new Map<string, Counter>();
+  /** Label sets seen per worker counter (bounded like Cached). */
+  private readonly workerLabelSets = new Map<string, Set<string>>();
   readonly inflight: Gauge;
+  private watchCount: () => number = () => 0;
 
   constructor(nodeId: string) {
     this.registry.setDefaultLabels({ node_id: nodeId });
@@ -56,6 +79,13 @@ export class Metrics {
     const resSent = new Counter({ name: 'weft_service_invocation_res_sent_total', help: 'Answers sent to other nodes, by status', labelNames: ['app_id', 'src_app_id', 'status'], registers: reg });
     const resSentLat = new Histogram({ name: 'weft_service_invocation_res_sent_latency_ms', help: 'Time a local app took to answer a call from another node, in ms', labelNames: ['app_id', 'src_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
     this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet answered', registers: reg });
+    const watchCount = (): number => this.watchCount();
+    new Gauge({
+      name: 'weft_routing_watches', help: 'Target apps the routing table watches now (idle ones expire)', registers: reg,
+      collect() {
+        this.set(watchCount());
+      },
+    });
     const acl = new Counter({ name: 'weft_access_control_total', help: 'Calls from other nodes checked against the target app\'s access policy, by verified caller (app and namespace from its certificate; "unknown" when it had none) and action', labelNames: ['app_id', 'src_app_id', 'src_namespace', 'action'], registers: reg });
     const renewals = new Counter({ name: 'weft_identity_certificates_total', help: 'Certificates this node issued for itself and its apps, by kind (node, workload) and result (issued, renewed, failed)', labelNames: ['kind', 'result'], registers: reg });
     this.certExpiry = new Gauge({ name: 'weft_identity_certificate_expiry_seconds', help: 'When the certificate currently held for an identity expires (Unix time, s)', labelNames: ['spiffe_id'], registers: reg });
@@ -108,18 +138,28 @@ export class Metrics {
   absorb(batch: MetricsBatch): void {
     for (const [key, by] of Object.entries(batch.counters)) {
       const bar = key.indexOf('|');
-      const counter = this.workerCounters.get(key.slice(0, bar));
+      const name = key.slice(0, bar);
+      const counter = this.workerCounters.get(name);
       if (counter === undefined) continue;
-      const labels: Record<string, string> = {};
+      let seen = this.workerLabelSets.get(name);
+      if (seen === undefined) this.workerLabelSets.set(name, (seen = new Set()));
       const text = key.slice(bar + 1);
+      const over = !seen.has(text) && seen.size >= MAX_LABEL_SETS;
+      if (!over) seen.add(text);
+      const labels: Record<string, string> = {};
       if (text !== '') {
         for (const pair of text.split(',')) {
           const eq = pair.indexOf('=');
-          labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+          labels[pair.slice(0, eq)] = over ? OVERFLOW_LABEL : labelValue(pair.slice(eq + 1));
         }
       }
       counter.inc(labels, by);
     }
+  }
+
+  /** What `weft_routing_watches` reads at each scrape. */
+  watchRouting(count: () => number): void {
+    this.watchCount = count;
   }
 
   text(): Promise<string> {

@@ -13,7 +13,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import type { Readable } from 'node:stream';
 import { WeftError } from '../errors.ts';
-import type { AppResponse, HttpAppChannel } from '../appchannel/http.ts';
+import { normalizeMethod } from '../method-path.ts';
+import { appAborted, type AppResponse, type HttpAppChannel } from '../appchannel/http.ts';
 import {
   type CallHead, type FetchBodyRequest, type InvokeRequest, type InvokeResponse, type MuxRequest, type MuxResponse, type StreamFrame,
   decodeMuxRequest, decodeMuxResponse, encodeMuxRequest, encodeMuxResponse,
@@ -191,6 +192,12 @@ export class PeerServer {
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
+    }
+    // The policy and the app judge one path: the normalized one (a caller node sends it so already).
+    if (head.actorType === undefined || head.actorType === '') {
+      const method = normalizeMethod(head.method);
+      if (method instanceof WeftError) throw new WeftError(method.code, method.message, { appId: head.appId });
+      head.method = method.path;
     }
     const caller = this.hooks.authorize(call, head);
     who.caller = caller;
@@ -372,7 +379,7 @@ export class PeerServer {
       call.end();
     } catch (err) {
       ticket.stream.destroy();
-      call.emit('error', toServiceError(WeftError.from(err)));
+      call.emit('error', toServiceError(appAborted(err, undefined) ?? WeftError.from(err)));
     }
   }
 }
@@ -386,7 +393,8 @@ function msUntil(deadline: grpc.Deadline): number {
 function abortedOr(err: unknown, controller: AbortController, appId: string | undefined): WeftError {
   const reason: unknown = controller.signal.reason;
   if (controller.signal.aborted && reason instanceof WeftError) return reason;
-  return WeftError.from(err, appId);
+  // the app's connection closing while its answer was read
+  return appAborted(err, appId) ?? WeftError.from(err, appId);
 }
 
 /** The headers the app sees: the caller's, minus any weft sets itself, plus the verified caller and callee. */

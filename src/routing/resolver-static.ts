@@ -58,7 +58,10 @@ export class StaticResolver implements Resolver {
     if (set === undefined) this.listeners.set(key, (set = new Set()));
     set.add(onChange);
     queueMicrotask(() => onChange(this.list(app)));
-    return () => set.delete(onChange);
+    return () => {
+      set.delete(onChange);
+      if (set.size === 0 && this.listeners.get(key) === set) this.listeners.delete(key);
+    };
   }
 
   status(): ResolverStatus {
