@@ -38,7 +38,7 @@ describe('node config', () => {
     expect(c.apps[0]).toMatchObject({ appId: 'orders', namespace: 'default', appPort: 3000, appHost: '127.0.0.1' });
     expect(c.apps[1]).toMatchObject({ appId: 'front', namespace: 'shop', appPort: undefined });
     expect(c.maxBodySize).toBe(16 * 1024 * 1024);
-    expect(c.timeouts).toEqual({ invoke: 90_000, shutdown: 5_000 });
+    expect(c.timeouts).toEqual({ invoke: 90_000, shutdown: 5_000, headers: 60_000 });
     expect(c.resolver.type).toBe('static');
     expect(c.apiToken).toBe('tok');
   });
@@ -47,7 +47,7 @@ describe('node config', () => {
     [{ http: { port: 70000 } }, 'http.port: must be an integer from 0 to 65535 (got 70000)'],
     [{ http: { prot: 1 } }, 'http.prot: unknown field (known: host, port, enabled)'],
     [{ apps: [{ appPort: 3000 }] }, 'apps[0].appId: is required'],
-    [{ apps: [{ appId: 'a.b' }] }, 'apps[0].appId: "a.b" is not a valid app id (letters, digits, - and _; no dots)'],
+    [{ apps: [{ appId: 'a.b' }] }, 'apps[0].appId: "a.b" is not a valid app id (letters, digits, - and _, at most 63; no dots)'],
     [{ apps: [{ appId: 'a', appPort: 'x' }] }, 'apps[0].appPort: must be an integer from 1 to 65535 (got "x")'],
     [{ apps: [{ appId: 'a' }, { appId: 'a' }] }, 'apps[1].appId: "a" is listed twice in namespace default'],
     [{ apps: 'orders' }, 'apps: must be a list of apps'],
@@ -55,7 +55,7 @@ describe('node config', () => {
     [{ maxBodySize: 'huge' }, 'maxBodySize: "huge" is not a size (e.g. 4Mi, 512Ki, 1048576)'],
     [{ timeouts: { invoke: 'soon' } }, 'timeouts.invoke: "soon" is not a duration (e.g. 500ms, 5s, 1m30s, PT5S)'],
     [{ logLevel: 'loud' }, 'logLevel: must be one of debug, info, warn, error, silent (got "loud")'],
-    [{ namespace: 'a b' }, 'namespace: "a b" is not a valid namespace (letters, digits, - and _)'],
+    [{ namespace: 'a b' }, 'namespace: "a b" is not a valid namespace (letters, digits, - and _, at most 63)'],
     [{ colour: 'blue' }, 'colour: unknown field'],
     [[1, 2], '(top level): must be a mapping'],
   ])('names the field: %j', (raw, message) => {
