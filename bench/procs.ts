@@ -32,14 +32,25 @@ export class Processes {
 
   /** Starts `node ...args` (this same Node binary) with stdout lines readable. */
   startNode(name: string, args: string[], env: Record<string, string> = {}, cwd?: string): Started {
+    return this.start(name, process.execPath, args, env, cwd);
+  }
+
+  /** Starts `command ...args` (e.g. nginx) with stdout lines readable. */
+  start(name: string, command: string, args: string[], env: Record<string, string> = {}, cwd?: string): Started {
     const logFile = `${this.#logDir}/${name}.log`;
     const log: WriteStream = createWriteStream(logFile);
-    const child = spawn(process.execPath, args, {
+    const child = spawn(command, args, {
       cwd,
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    if (child.pid === undefined) throw new Error(`could not start ${name}`);
+    // A command that cannot be started (ENOENT) reports it as an 'error' event: not a crash.
+    let spawnError: Error | undefined;
+    child.once('error', (err) => {
+      spawnError = err;
+      log.write(`[bench] ${name}: ${err.message}\n`);
+    });
+    if (child.pid === undefined) throw new Error(`could not start ${name}${spawnError ? `: ${spawnError.message}` : ''}`);
     // Always drain both pipes: a child blocked on a full pipe would stall the benchmark.
     child.stderr?.pipe(log, { end: false });
     const listeners: ((line: string) => void)[] = [];
@@ -128,8 +139,21 @@ const TICKS_PER_SECOND = 100;
 
 /** User + system CPU seconds of a process (all its threads), or null if it is gone. */
 export function cpuSeconds(pid: number): number | null {
+  return statCpu(`/proc/${pid}/stat`);
+}
+
+/**
+ * User + system CPU seconds of a process's main thread alone (its task whose id is the pid:
+ * for Node, the event loop's thread; worker threads, libuv's pool and V8's helpers are other
+ * tasks), or null if it is gone.
+ */
+export function mainThreadCpuSeconds(pid: number): number | null {
+  return statCpu(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpu(file: string): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(file, 'utf8');
     // The command name (field 2) may contain spaces; fields after it are fixed.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const utime = Number(fields[11]);

@@ -15,6 +15,12 @@ export interface ProcessCost {
   cpuSPer1000: number | null;
   /** The same figure as µs of CPU per request. */
   cpuUsPerRequest: number | null;
+  /**
+   * CPU of the main thread alone (for a weft node, its event loop; the rest is worker threads,
+   * libuv's pool and V8's helpers), s and µs per request. Absent in older reports.
+   */
+  mainCpuS?: number | null;
+  mainCpuUsPerRequest?: number | null;
   /** RSS after start, before any load, MB. */
   rssIdleMB: number | null;
   /** Largest RSS sampled during the measured phase, MB. */
@@ -44,8 +50,12 @@ export interface PathReport {
   api?: PathApi;
   /** The name of the path `addedMs` is measured against. Absent: `baseline`. */
   baseline?: string;
-  /** `--workers` given to both nodes (null for the baseline). */
+  /** `--workers` given to both nodes (null for a baseline and for the nginx pair). */
   workers: number | null;
+  /** Set on the peer's paths: the nginx pair (bench/nginx.ts). Absent on baselines and weft paths. */
+  proxy?: 'nginx';
+  /** The hop between the two proxies (weft nodes or nginx): `mtls` or `plain`. Absent on baselines and older reports. */
+  tls?: 'mtls' | 'plain';
   url: string;
   run: RunResult;
   latencyMs: Latency;
@@ -69,6 +79,8 @@ export interface Report {
   settings: Record<string, unknown>;
   sharing: string;
   paths: PathReport[];
+  /** weft's figures as ratios to the nginx pair's, one row per weft path (absent: no nginx path ran). */
+  peers?: PeerRatios[];
   checks: Check[];
   failures: string[];
 }
@@ -132,6 +144,12 @@ export function toMarkdown(r: Report): string {
         `compared with the HTTP baseline (the echo app speaks HTTP only), so its added latency also holds the difference between the generator's gRPC client and its HTTP one`,
     );
   }
+  if (r.paths.some((p) => p.proxy === 'nginx')) {
+    out.push(
+      '- nginx: generator → nginx A → nginx B → the same echo app `/test` (bench/nginx.ts): two nginx processes of one worker each (`master_process off`), ' +
+        'keepalive upstreams over HTTP/1.1, A → B plaintext (`nginx-plain`) or mTLS (`nginx-mtls`, certificates from weft\'s CA code); measured against the same baseline',
+    );
+  }
   out.push(`- TLS between the nodes: ${s['mtls'] ? 'mTLS' : 'off'}`);
   out.push(`- sharing the cores: ${r.sharing}`);
   out.push('');
@@ -168,13 +186,18 @@ export function toMarkdown(r: Report): string {
 
   out.push('## Cost per process during the measured phase');
   out.push('');
-  out.push('CPU s per 1000 requests equals vCPU per 1000 requests/s. RSS: idle after start, largest sampled under load, VmHWM after the phase.');
+  out.push(
+    'CPU s per 1000 requests equals vCPU per 1000 requests/s. Main thread: the CPU of the process\'s main thread alone (a node\'s event loop; ' +
+      'the rest is worker threads, libuv\'s pool and V8\'s helpers). RSS: idle after start, largest sampled under load, VmHWM after the phase.',
+  );
   out.push('');
-  out.push('| path | process | CPU s / 1000 req | µs CPU / req | RSS idle MB | RSS load MB | peak MB |');
-  out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+  out.push('| path | process | CPU s / 1000 req | µs CPU / req | main thread µs / req | RSS idle MB | RSS load MB | peak MB |');
+  out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const p of r.paths) {
     for (const c of p.costs) {
-      out.push(`| ${p.name} | ${c.role} | ${f(c.cpuSPer1000, 3)} | ${f(c.cpuUsPerRequest, 0)} | ${f(c.rssIdleMB, 0)} | ${f(c.rssLoadMB, 0)} | ${f(c.peakMB, 0)} |`);
+      out.push(
+        `| ${p.name} | ${c.role} | ${f(c.cpuSPer1000, 3)} | ${f(c.cpuUsPerRequest, 0)} | ${f(c.mainCpuUsPerRequest, 0)} | ${f(c.rssIdleMB, 0)} | ${f(c.rssLoadMB, 0)} | ${f(c.peakMB, 0)} |`,
+      );
     }
   }
   out.push('');
@@ -190,6 +213,50 @@ export function toMarkdown(r: Report): string {
       const cpu = m ? m.costs.map((c) => `${c.role} ${f(c.cpuUsPerRequest, 0)}`).join(', ') : '—';
       const search = p.search ? `${p.search.rate}${p.search.failedAt !== null ? ` (${p.search.failedAt} failed)` : ''}` : '—';
       out.push(`| ${p.name} | ${m ? f(m.run.achievedRps, 0) : '—'} | ${m ? f(m.run.latencyUs.p99 / 1000) : '—'} | ${m ? errorText(m.run) : '—'} | ${cpu} | ${search} |`);
+    }
+    out.push('');
+  }
+
+  const peers = r.peers ?? [];
+  if (peers.length > 0) {
+    out.push('## weft ÷ the nginx pair, same run');
+    out.push('');
+    out.push(
+      'Each weft figure divided by the nginx pair\'s (1.00× = as nginx; below 1 is better for latency, CPU and memory, above 1 better for the maximum rate). ' +
+        'CPU per request at the measured rate is also the ratio of vCPU per 1000 requests/s. A and B are the first and second proxy.',
+    );
+    out.push('');
+    out.push('| path | vs | added p50 | added p90 | added p99 | max rps | CPU / req at max A / B | CPU / req at rate A / B | RSS under load A / B |');
+    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const x = (n: number | null): string => (n === null ? '—' : `${n.toFixed(2)}×`);
+    for (const c of peers) {
+      out.push(
+        `| ${c.path} | ${c.peer}${c.sameTls ? '' : ' (other TLS)'} | ${x(c.added.p50)} | ${x(c.added.p90)} | ${x(c.added.p99)} | ${x(c.maxRps)} | ` +
+          `${x(c.cpuAtMax.a)} / ${x(c.cpuAtMax.b)} | ${x(c.cpuAtRate.a)} / ${x(c.cpuAtRate.b)} | ${x(c.rss.a)} / ${x(c.rss.b)} |`,
+      );
+    }
+    out.push('');
+  }
+
+  const ceilings = r.paths.filter((p) => p.workers !== null || p.proxy !== undefined);
+  if (ceilings.some((p) => (p.max?.costs ?? p.costs).some((c) => c.mainCpuUsPerRequest !== undefined && c.mainCpuUsPerRequest !== null))) {
+    out.push('## Ceiling per node from its CPU per request');
+    out.push('');
+    out.push(
+      'What one node (or nginx process) would reach with N cores to itself: the lower of 1e6 ÷ main-thread µs per request (the event loop runs on one core) ' +
+        'and N × 1e6 ÷ all threads\' µs per request. From the CPU measured at the maximum rate (at the measured rate when there was no max-rate run): an estimate, ' +
+        'not a measurement, and one that assumes CPU per request stays as measured.',
+    );
+    out.push('');
+    out.push(`| path | process | µs / req all threads | main thread | main thread share | ${CEILING_CORES.map((n) => `${n} core${n > 1 ? 's' : ''}`).join(' | ')} |`);
+    out.push(`| --- | --- | ---: | ---: | ---: | ${CEILING_CORES.map(() => '---:').join(' | ')} |`);
+    for (const p of ceilings) {
+      for (const c of p.max?.costs ?? p.costs) {
+        if (!/^(node|nginx) [AB]$/.test(c.role)) continue;
+        const share = ratio(c.mainCpuUsPerRequest, c.cpuUsPerRequest);
+        const row = CEILING_CORES.map((n) => f(nodeCeiling(c.cpuUsPerRequest, c.mainCpuUsPerRequest, n), 0));
+        out.push(`| ${p.name} | ${c.role} | ${f(c.cpuUsPerRequest, 0)} | ${f(c.mainCpuUsPerRequest, 0)} | ${share === null ? '—' : `${(share * 100).toFixed(0)}%`} | ${row.join(' | ')} |`);
+      }
     }
     out.push('');
   }
@@ -221,65 +288,193 @@ export function baselineOf(p: PathReport): string {
 }
 
 /**
- * Added latency targets, ms: perf.md's for the HTTP API, and "within 1.25× of those" for the
- * gRPC API and actor calls.
+ * perf.md's targets ("Targets for weft"), stated with mTLS on, for the HTTP API, the gRPC API
+ * and actor calls alike. Those relative to nginx need an nginx path in the same run.
  */
-const ADDED_TARGETS: Record<PathApi, { p50: [number, string]; p90: [number, string]; p99: [number, string] }> = {
-  http: { p50: [0.5, '≤ 0.5 ms'], p90: [1.0, '≤ 1.0 ms'], p99: [2.0, '≤ 2.0 ms'] },
-  grpc: { p50: [0.625, '≤ 0.625 ms (1.25× HTTP)'], p90: [1.25, '≤ 1.25 ms (1.25× HTTP)'], p99: [2.5, '≤ 2.5 ms (1.25× HTTP)'] },
-  actors: { p50: [0.625, '≤ 0.625 ms (1.25× HTTP)'], p90: [1.25, '≤ 1.25 ms (1.25× HTTP)'], p99: [2.5, '≤ 2.5 ms (1.25× HTTP)'] },
-};
+export const TARGETS = {
+  addedMs: { p50: 0.3, p90: 0.5, p99: 1.5 },
+  vcpuPer1000: 0.12,
+  rssIdleMB: 80,
+  rssLoadMB: 110,
+  /** weft's closed-loop maximum ÷ the nginx pair's, at least. */
+  maxRpsVsNginx: 0.6,
+  /** CPU per request at saturation ÷ nginx's, per proxy, at most. */
+  cpuAtMaxVsNginx: 2,
+  /** With the pool on: node A's main-thread CPU per call ÷ inline's, at most, and the extra p50. */
+  poolMainCpuVsInline: 0.4,
+  poolExtraP50Ms: 0.1,
+} as const;
+
+/** Differences of µs figures in ms are not exact in binary floating point: 0.4 − 0.1 > 0.3. */
+const EPSILON = 1e-9;
 
 /** The perf.md targets that one run can check. Absolute figures depend on the machine. */
 export function checks(paths: PathReport[], rate: number, mtls: boolean): Check[] {
   const out: Check[] = [];
   const ms = (n: number): string => `${n.toFixed(2)} ms`;
+  const t = TARGETS;
   for (const p of paths) {
-    if (p.workers === null) continue;
+    if (!isWeft(p)) continue;
     const a = p.addedMs;
     const note = mtls ? '' : ' (mTLS off)';
-    const t = ADDED_TARGETS[apiOf(p)];
     if (a !== null) {
-      out.push({ what: `${p.name}: added p50${note}`, target: t.p50[1], measured: ms(a.p50), pass: a.p50 <= t.p50[0] });
-      out.push({ what: `${p.name}: added p90${note}`, target: t.p90[1], measured: ms(a.p90), pass: a.p90 <= t.p90[0] });
-      out.push({ what: `${p.name}: added p99${note}`, target: t.p99[1], measured: ms(a.p99), pass: a.p99 <= t.p99[0] });
+      for (const q of ['p50', 'p90', 'p99'] as const) {
+        out.push({ what: `${p.name}: added ${q}${note}`, target: `≤ ${t.addedMs[q]} ms`, measured: ms(a[q]), pass: a[q] <= t.addedMs[q] + EPSILON });
+      }
     }
     out.push({ what: `${p.name}: errors`, target: '0', measured: String(p.run.errors.total), pass: p.run.errors.total === 0 });
     for (const c of p.costs) {
       if (c.role !== 'node A' && c.role !== 'node B') continue;
       if (c.cpuSPer1000 !== null) {
-        out.push({ what: `${p.name}: ${c.role} vCPU per 1000 req/s`, target: '≤ 0.15', measured: c.cpuSPer1000.toFixed(3), pass: c.cpuSPer1000 <= 0.15 });
+        out.push({ what: `${p.name}: ${c.role} vCPU per 1000 req/s`, target: `≤ ${t.vcpuPer1000}`, measured: c.cpuSPer1000.toFixed(3), pass: c.cpuSPer1000 <= t.vcpuPer1000 });
       }
-      if (c.rssIdleMB !== null) out.push({ what: `${p.name}: ${c.role} RSS idle`, target: '≤ 90 MB', measured: `${c.rssIdleMB.toFixed(0)} MB`, pass: c.rssIdleMB <= 90 });
-      const load = Math.max(c.rssLoadMB ?? 0, c.peakMB ?? 0);
-      if (load > 0) out.push({ what: `${p.name}: ${c.role} RSS under ${rate}/s`, target: '≤ 120 MB', measured: `${load.toFixed(0)} MB`, pass: load <= 120 });
+      if (c.rssIdleMB !== null) out.push({ what: `${p.name}: ${c.role} RSS idle`, target: `≤ ${t.rssIdleMB} MB`, measured: `${c.rssIdleMB.toFixed(0)} MB`, pass: c.rssIdleMB <= t.rssIdleMB });
+      const load = loadRss(c);
+      if (load !== null) out.push({ what: `${p.name}: ${c.role} RSS under ${rate}/s`, target: `≤ ${t.rssLoadMB} MB`, measured: `${load.toFixed(0)} MB`, pass: load <= t.rssLoadMB });
     }
-    // perf.md states the throughput targets for the two-node HTTP path only.
-    if (apiOf(p) !== 'http') continue;
-    if (p.max) {
-      out.push({ what: `${p.name}: max rate, 64 connections`, target: '≥ 10,000/s', measured: `${p.max.run.achievedRps.toFixed(0)}/s`, pass: p.max.run.achievedRps >= 10_000 });
-      for (const c of p.max.costs) {
-        if ((c.role === 'node A' || c.role === 'node B') && c.cpuUsPerRequest !== null) {
-          out.push({ what: `${p.name}: ${c.role} CPU per request at saturation`, target: '≤ 100 µs', measured: `${c.cpuUsPerRequest.toFixed(0)} µs`, pass: c.cpuUsPerRequest <= 100 });
-        }
-      }
+    // perf.md states the throughput targets for the two-node HTTP path, relative to the nginx pair.
+    if (apiOf(p) !== 'http' || p.max === null) continue;
+    const peer = peerFor(p, paths);
+    if (peer === undefined || peer.max === null) {
+      out.push({ what: `${p.name}: max rate vs the nginx pair`, target: `≥ ${t.maxRpsVsNginx * 100}% of nginx's`, measured: 'no nginx max-rate run in this run (--modes nginx)', pass: null });
+      continue;
     }
-    if (p.search) {
-      out.push({ what: `${p.name}: max rate with p99 < 10 ms`, target: '≥ 5,000/s', measured: `${p.search.rate}/s`, pass: p.search.rate >= 5000 });
+    const r = peerRatios(p, peer);
+    const other = r.sameTls ? '' : ` (${peer.name}: other TLS)`;
+    out.push({
+      what: `${p.name}: max rate vs ${peer.name}${other}`,
+      target: `≥ ${t.maxRpsVsNginx * 100}% of nginx's`,
+      measured: r.maxRps === null ? '—' : `${(r.maxRps * 100).toFixed(0)}% (${p.max.run.achievedRps.toFixed(0)} vs ${peer.max.run.achievedRps.toFixed(0)}/s)`,
+      pass: r.maxRps === null ? null : r.maxRps >= t.maxRpsVsNginx,
+    });
+    for (const side of ['a', 'b'] as const) {
+      const x = r.cpuAtMax[side];
+      out.push({
+        what: `${p.name}: node ${side.toUpperCase()} CPU per request at saturation vs nginx ${side.toUpperCase()}${other}`,
+        target: `≤ ${t.cpuAtMaxVsNginx}×`,
+        measured: x === null ? '—' : `${x.toFixed(2)}×`,
+        pass: x === null ? null : x <= t.cpuAtMaxVsNginx,
+      });
     }
   }
   // The pool's price: the same path with and without workers, in the same run.
-  const pooled = paths.find((p) => apiOf(p) === 'http' && p.workers !== null && p.workers > 0);
-  const inline = paths.find((p) => apiOf(p) === 'http' && p.workers === 0);
+  const pooled = paths.find((p) => isWeft(p) && apiOf(p) === 'http' && p.workers !== null && p.workers > 0);
+  const inline = paths.find((p) => isWeft(p) && apiOf(p) === 'http' && p.workers === 0);
   if (pooled && inline) {
-    const cpuA = (p: PathReport): number | null => p.costs.find((c) => c.role === 'node A')?.cpuUsPerRequest ?? null;
-    const a = cpuA(pooled);
-    const b = cpuA(inline);
-    if (a !== null && b !== null) {
-      out.push({ what: 'worker pool: extra CPU per request in node A', target: '≤ 40 µs', measured: `${(a - b).toFixed(0)} µs`, pass: a - b <= 40 });
+    const mainA = (p: PathReport): number | null => proxyCost(p.costs, 'A')?.mainCpuUsPerRequest ?? null;
+    const share = ratio(mainA(pooled), mainA(inline));
+    if (share !== null) {
+      out.push({
+        what: `worker pool: node A main-thread CPU per call vs inline (${pooled.name} vs ${inline.name})`,
+        target: `≤ ${t.poolMainCpuVsInline * 100}%`,
+        measured: `${(share * 100).toFixed(0)}% (${mainA(pooled)!.toFixed(0)} vs ${mainA(inline)!.toFixed(0)} µs)`,
+        pass: share <= t.poolMainCpuVsInline,
+      });
     }
     const dp50 = pooled.latencyMs.p50 - inline.latencyMs.p50;
-    out.push({ what: 'worker pool: extra p50', target: '≤ 0.2 ms', measured: ms(dp50), pass: dp50 <= 0.2 });
+    out.push({ what: 'worker pool: extra p50', target: `≤ ${t.poolExtraP50Ms} ms`, measured: ms(dp50), pass: dp50 <= t.poolExtraP50Ms + EPSILON });
   }
   return out;
 }
+
+// --- the nginx pair as the peer ---------------------------------------------------------------
+
+/** A weft path (two weft nodes), as opposed to a baseline or the nginx pair. */
+export function isWeft(p: PathReport): boolean {
+  return p.workers !== null && p.proxy === undefined;
+}
+
+/** A path measured against a baseline: a weft path or the nginx pair. */
+export function hasBaseline(p: PathReport): boolean {
+  return p.workers !== null || p.proxy !== undefined;
+}
+
+/** x / y, or null when either is unknown or y is not a positive number. */
+export function ratio(x: number | null | undefined, y: number | null | undefined): number | null {
+  if (x === null || x === undefined || y === null || y === undefined || !Number.isFinite(x) || !Number.isFinite(y) || y <= 0) return null;
+  return x / y;
+}
+
+/** weft's figures divided by the nginx pair's: below 1 is better than nginx, above 1 worse. */
+export interface PeerRatios {
+  path: string;
+  /** The nginx path compared with. */
+  peer: string;
+  /** False when the nginx pair ran with other TLS between its proxies than the weft nodes did. */
+  sameTls: boolean;
+  /** Added latency (path − its baseline) at each percentile. */
+  added: { p50: number | null; p90: number | null; p99: number | null };
+  /** Closed-loop maximum rate. */
+  maxRps: number | null;
+  /** CPU per request per proxy at the maximum rate: node A / nginx A, node B / nginx B. */
+  cpuAtMax: { a: number | null; b: number | null };
+  /** CPU per request per proxy at the measured rate, which is also vCPU per 1000 requests/s. */
+  cpuAtRate: { a: number | null; b: number | null };
+  /** Largest RSS under the measured rate (or VmHWM after it) per proxy. */
+  rss: { a: number | null; b: number | null };
+}
+
+/** The nginx path to compare a weft path with: the same TLS between the proxies if it ran, else any. */
+export function peerFor(weft: PathReport, paths: PathReport[]): PathReport | undefined {
+  const pairs = paths.filter((p) => p.proxy === 'nginx');
+  return pairs.find((p) => p.tls === weft.tls) ?? pairs[0];
+}
+
+function proxyCost(costs: ProcessCost[] | undefined, side: 'A' | 'B'): ProcessCost | undefined {
+  return costs?.find((c) => c.role === `node ${side}` || c.role === `nginx ${side}`);
+}
+
+function loadRss(c: ProcessCost | undefined): number | null {
+  if (c === undefined) return null;
+  const load = Math.max(c.rssLoadMB ?? 0, c.peakMB ?? 0);
+  return load > 0 ? load : null;
+}
+
+export function peerRatios(weft: PathReport, peer: PathReport): PeerRatios {
+  const wa = weft.addedMs;
+  const pa = peer.addedMs;
+  const side = (pick: (c: ProcessCost | undefined) => number | null | undefined, w: ProcessCost[] | undefined, p: ProcessCost[] | undefined): { a: number | null; b: number | null } => ({
+    a: ratio(pick(proxyCost(w, 'A')), pick(proxyCost(p, 'A'))),
+    b: ratio(pick(proxyCost(w, 'B')), pick(proxyCost(p, 'B'))),
+  });
+  return {
+    path: weft.name,
+    peer: peer.name,
+    sameTls: weft.tls === peer.tls,
+    added: { p50: ratio(wa?.p50, pa?.p50), p90: ratio(wa?.p90, pa?.p90), p99: ratio(wa?.p99, pa?.p99) },
+    maxRps: ratio(weft.max?.run.achievedRps, peer.max?.run.achievedRps),
+    cpuAtMax: side((c) => c?.cpuUsPerRequest, weft.max?.costs, peer.max?.costs),
+    cpuAtRate: side((c) => c?.cpuUsPerRequest, weft.costs, peer.costs),
+    rss: side(loadRss, weft.costs, peer.costs),
+  };
+}
+
+/** One row per weft path, against the nginx pair of the same run (none without an nginx path). */
+export function comparePeers(paths: PathReport[]): PeerRatios[] {
+  const out: PeerRatios[] = [];
+  for (const p of paths) {
+    if (!isWeft(p)) continue;
+    const peer = peerFor(p, paths);
+    if (peer) out.push(peerRatios(p, peer));
+  }
+  return out;
+}
+
+// --- what the main thread costs, and the ceiling it sets ----------------------------------------
+
+/**
+ * The rate one node could reach with `cores` cores to itself, from its CPU per request: its
+ * main thread (one core at most) saturates at 1e6 / main µs per request, and all its threads
+ * together at cores × 1e6 / total µs per request; the lower one is the ceiling. An estimate
+ * from measured CPU, not a measurement: it leaves out what sharing cores with the generator
+ * and the app costs, and assumes CPU per request stays as measured as the rate grows.
+ */
+export function nodeCeiling(totalUsPerRequest: number | null | undefined, mainUsPerRequest: number | null | undefined, cores: number): number | null {
+  if (totalUsPerRequest === null || totalUsPerRequest === undefined || !(totalUsPerRequest > 0)) return null;
+  const all = (cores * 1e6) / totalUsPerRequest;
+  if (mainUsPerRequest === null || mainUsPerRequest === undefined || !(mainUsPerRequest > 0)) return all;
+  return Math.min(all, 1e6 / mainUsPerRequest);
+}
+
+/** The core counts the report shows ceilings for. */
+export const CEILING_CORES = [1, 2, 4, 8] as const;

@@ -3,7 +3,7 @@
  * (the method is in perf.md; docs/benchmark.md explains how to read the output).
  *
  *   node bench/run.ts [--duration 60] [--rate 1000] [--connections 16] [--body 1024]
- *                     [--warmup 10] [--modes baseline,workers,inline,actors,grpc] [--ids 1000] [--mtls] [--quick] [--json]
+ *                     [--warmup 10] [--modes baseline,workers,inline,actors,grpc,nginx] [--ids 1000] [--plaintext] [--quick] [--json]
  *
  * For each path it starts what the path needs, runs the load generator (bench/load.ts, in a
  * process of its own) against it, and reads each process's CPU and memory from /proc around
@@ -20,8 +20,10 @@
  * - grpc: generator (grpc-js, a pre-encoded InvokeServiceRequest) → node A's gRPC API
  *   `InvokeService` → node B → the echo app; compared with the HTTP baseline. `grpc` inline,
  *   `grpc=N` with N workers.
- *   The nodes talk plaintext (`--insecure-plaintext`, as runs before mTLS existed) unless
- *   `--mtls`: then they talk mTLS with certificates from a CA made by `weft ca init`.
+ *   The nodes talk mTLS (a node's default) with certificates from a CA made by `weft ca init`,
+ *   or plaintext (`--insecure-plaintext`) with `--plaintext`.
+ * - nginx-plain, nginx-mtls (`nginx` for both): generator → nginx A → nginx B → the same echo
+ *   app (bench/nginx.ts), the C peer weft's figures are quoted against as ratios.
  * Then, per path, the closed-loop maximum rate and a short search for the highest rate
  * with p99 under 10 ms. Progress goes to stderr; the report to bench/results/<time>.json
  * and .md, and to stdout (markdown, or JSON only with --json).
@@ -34,8 +36,10 @@ import { cpus, loadavg, platform, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RunResult, SearchResult } from './load.ts';
-import { cpuSeconds, machineCpu, memory, Processes, RssSampler, type Started } from './procs.ts';
-import { added, baselineOf, checks, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
+import { modeOf, expandModes } from './modes.ts';
+import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, memory, Processes, RssSampler, type Started } from './procs.ts';
+import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -87,6 +91,7 @@ function parseSettings(argv: string[]): Settings {
       'log-level': { type: 'string', default: 'warn' },
       'node-arg': { type: 'string', multiple: true, default: [] },
       mtls: { type: 'boolean', default: false },
+      plaintext: { type: 'boolean', default: false },
       out: { type: 'string', default: 'bench/results' },
       json: { type: 'boolean', default: false },
       'json-only': { type: 'boolean', default: false },
@@ -104,10 +109,8 @@ function parseSettings(argv: string[]): Settings {
     if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got ${raw})`);
     return n;
   };
-  const modes = values.modes.split(',').map((m) => m.trim()).filter((m) => m !== '');
-  for (const m of modes) {
-    if (modeOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N)`);
-  }
+  if (values.mtls && values.plaintext) throw new Error('--mtls and --plaintext contradict each other: pick one (mTLS is the default)');
+  const modes = expandModes(values.modes.split(',').map((m) => m.trim()).filter((m) => m !== ''));
   const ids = num('ids', values.ids, 1000, 1);
   if (!Number.isInteger(ids)) throw new Error(`--ids must be a whole number (got ${values.ids})`);
   if (values.pacer !== 'thread' && values.pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${values.pacer})`);
@@ -130,7 +133,8 @@ function parseSettings(argv: string[]): Settings {
     pacer: values.pacer,
     logLevel: values['log-level'],
     nodeArgs: values['node-arg'],
-    mtls: values.mtls,
+    // A node's default is mTLS, so it is the benchmark's too; --plaintext measures without it.
+    mtls: !values.plaintext,
     out: values.out,
     json: values.json || values['json-only'],
     quick,
@@ -147,7 +151,10 @@ const USAGE = `usage: node bench/run.ts [options]
   --warmup-rate N       warm-up rate (default 100)
   --modes LIST          default baseline,workers,inline (workers = --workers 2; also workers=N);
                         also actors (actor calls and their own direct baseline; actors=N: N workers)
-                        and grpc (InvokeService over the gRPC API; grpc=N), e.g. baseline,actors,grpc
+                        and grpc (InvokeService over the gRPC API; grpc=N), e.g. baseline,actors,grpc;
+                        and nginx: the nginx pair, A → B plaintext and mTLS (nginx-plain, nginx-mtls for one),
+                        with the baseline and, when no weft mode is listed, inline added; needs nginx
+                        (PATH, /usr/sbin or \$NGINX_BIN)
   --ids N               actor ids the actors path spreads its calls over (default 1000)
   --max-connections N   closed-loop max-rate connections (default 64)
   --max-duration S      closed-loop seconds (default 10; --quick 2; 0 skips)
@@ -157,30 +164,19 @@ const USAGE = `usage: node bench/run.ts [options]
   --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
-  --mtls                nodes talk mTLS (--ca-dir of a CA made by \`weft ca init\`); default plaintext
+  --mtls                nodes talk mTLS (--ca-dir of a CA made by \`weft ca init\`): the default, as a node's
+  --plaintext           nodes talk plaintext (--insecure-plaintext) instead
   --out DIR             where reports go (default bench/results)
   --json                print only the JSON report on stdout (alias --json-only)
   --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
 `;
 
-/** What a mode name measures: the baseline, or a weft path by API with the nodes' --workers. */
-type Mode = { api: 'baseline' } | { api: 'http' | 'actors' | 'grpc'; workers: number };
-
-function modeOf(mode: string): Mode | undefined {
-  if (mode === 'baseline') return { api: 'baseline' };
-  if (mode === 'workers') return { api: 'http', workers: 2 };
-  if (mode === 'inline') return { api: 'http', workers: 0 };
-  // actors and grpc run the nodes with the node's own default, inline.
-  if (mode === 'actors' || mode === 'grpc') return { api: mode, workers: 0 };
-  const m = /^(workers|actors|grpc)=(\d+)$/.exec(mode);
-  if (m === null) return undefined;
-  return { api: m[1] === 'workers' ? 'http' : (m[1] as 'actors' | 'grpc'), workers: Number(m[2]) };
-}
-
 /** The actor calls' routes: `{id}` is filled in by the load generator. */
 const ACTOR_TYPE = 'Counter';
 const ACTOR_METHOD = 'get';
 const ACTOR_ID = 'bench-{id}';
+/** The invocation the HTTP paths make (node A's HTTP API; nginx A takes the same URL). */
+const INVOKE_PATH = '/v1.0/invoke/testapp/method/test';
 
 const say = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -190,6 +186,8 @@ const say = (line: string): void => {
 interface Measurement {
   /** CPU seconds per pid during the phase (null: unknown). */
   cpu: Map<number, number | null>;
+  /** CPU seconds of each watched process's main thread during the phase (null: unknown). */
+  mainCpu: Map<number, number | null>;
   rssMax: Map<number, number>;
   peak: Map<number, number | null>;
   otherVcpu: number | null;
@@ -236,6 +234,7 @@ class Bench {
     const pids = [...watch.map((w) => w.pid), process.pid];
     const sampler = new RssSampler();
     let before = new Map<number, number | null>();
+    let mainBefore = new Map<number, number | null>();
     let machineBefore = machineCpu();
     let wallBefore = performance.now();
     let result: unknown;
@@ -248,6 +247,7 @@ class Bench {
       }
       if (event.event === 'phase' && event.phase === 'measure') {
         before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+        mainBefore = new Map(watch.map((w) => [w.pid, mainThreadCpuSeconds(w.pid)]));
         machineBefore = machineCpu();
         wallBefore = performance.now();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
@@ -264,6 +264,12 @@ class Bench {
       const was = before.get(pid);
       cpu.set(pid, now !== null && was !== null && was !== undefined ? now - was : null);
     }
+    const mainCpu = new Map<number, number | null>();
+    for (const w of watch) {
+      const now = mainThreadCpuSeconds(w.pid);
+      const was = mainBefore.get(w.pid);
+      mainCpu.set(w.pid, now !== null && was !== null && was !== undefined ? now - was : null);
+    }
     const peak = new Map(watch.map((w) => [w.pid, memory(w.pid)?.hwmMB ?? null]));
     const machineAfter = machineCpu();
     const wallS = (performance.now() - wallBefore) / 1000;
@@ -277,18 +283,21 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
+    return { result, measured: { cpu, mainCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
     const out: ProcessCost[] = watch.map((w, i) => {
       const cpuS = m.cpu.get(w.pid) ?? null;
+      const mainCpuS = m.mainCpu.get(w.pid) ?? null;
       return {
         role: roles[i] ?? w.name,
         pid: w.pid,
         cpuS,
         cpuSPer1000: cpuS !== null && requests > 0 ? (cpuS * 1000) / requests : null,
         cpuUsPerRequest: cpuS !== null && requests > 0 ? (cpuS * 1e6) / requests : null,
+        mainCpuS,
+        mainCpuUsPerRequest: mainCpuS !== null && requests > 0 ? (mainCpuS * 1e6) / requests : null,
         rssIdleMB: idle.get(w.pid) ?? null,
         rssLoadMB: m.rssMax.get(w.pid) ?? null,
         peakMB: m.peak.get(w.pid) ?? null,
@@ -399,6 +408,35 @@ class Bench {
     return search;
   }
 
+
+  /**
+   * The nginx pair's path: generator → nginx A → nginx B → the echo app, A → B plaintext or
+   * mTLS; the same URL as the weft HTTP path (nginx A sends it to the app as `/test`).
+   */
+  async nginxPath(name: string, tls: PairTls, app: { proc: Started; port: number }): Promise<PathReport> {
+    const bin = findNginx();
+    if (bin === null) throw new Error('nginx not found (on PATH, in /usr/sbin or as $NGINX_BIN); Debian: apt-get install nginx');
+    const pair = await startNginxPair(this.procs, {
+      bin,
+      dir: join(this.tmp, name),
+      name,
+      appPort: app.port,
+      tls,
+      // Enough idle upstream connections for the max-rate run's connections.
+      keepalive: Math.max(this.settings.connections, this.settings.maxConnections),
+      rewrite: { from: INVOKE_PATH, to: '/test' },
+    });
+    try {
+      const url = `http://127.0.0.1:${pair.port}${INVOKE_PATH}`;
+      say(`${name}: nginx A :${pair.port} → nginx B (${tls}) → echo app :${app.port}`);
+      await untilRoutable(url, this.settings.method, 10_000);
+      const p = await this.path(name, null, url, this.settings.method, [pair.a, pair.b, app.proc], ['nginx A', 'nginx B', 'app']);
+      return { ...p, api: 'http', proxy: 'nginx', tls, baseline: 'baseline', addedMs: null };
+    } finally {
+      await this.procs.stop(pair.a);
+      await this.procs.stop(pair.b);
+    }
+  }
 
   async startEchoApp(): Promise<{ proc: Started; port: number }> {
     return this.startApp('echo-app', 'examples/echo-app.ts', { ECHO_NAME: 'testapp' });
@@ -522,6 +560,10 @@ async function main(): Promise<void> {
           paths.push({ ...baseline, api: 'http', addedMs: null });
           continue;
         }
+        if (spec.api === 'nginx') {
+          paths.push(await bench.nginxPath(mode, spec.tls, app));
+          continue;
+        }
         const { api, workers } = spec;
         // Actor calls are PUTs (Dapr's verb for them), with the same body as the others.
         const method = api === 'actors' ? 'PUT' : settings.method;
@@ -536,14 +578,14 @@ async function main(): Promise<void> {
         const b = await bench.startNode(`${mode}-node-B`, appId, workers, registry, target.port);
         const a = await bench.startNode(`${mode}-node-A`, 'loadgen', workers, registry, null);
         say(`${mode}: node A http :${a.http} grpc :${a.grpc}, node B http :${b.http} (--workers ${workers})`);
-        const httpUrl = `http://127.0.0.1:${a.http}/v1.0/invoke/testapp/method/test`;
+        const httpUrl = `http://127.0.0.1:${a.http}${INVOKE_PATH}`;
         const url =
           api === 'actors' ? `http://127.0.0.1:${a.http}/v1.0/actors${actorPath}` : api === 'grpc' ? `grpc://127.0.0.1:${a.grpc}/testapp/test` : httpUrl;
         try {
           // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService does too.
           await untilRoutable(api === 'grpc' ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
           const p = await bench.path(mode, workers, url, method, [a.proc, b.proc, target.proc], ['node A', 'node B', 'app']);
-          paths.push({ ...p, api, baseline: api === 'actors' ? 'actors-baseline' : 'baseline', addedMs: null });
+          paths.push({ ...p, api, baseline: api === 'actors' ? 'actors-baseline' : 'baseline', tls: settings.mtls ? 'mtls' : 'plain', addedMs: null });
         } finally {
           await bench.procs.stop(a.proc);
           await bench.procs.stop(b.proc);
@@ -554,7 +596,7 @@ async function main(): Promise<void> {
     }
     // Added latency needs the path's baseline, which may have been measured after it.
     for (const p of paths) {
-      if (p.workers === null) continue;
+      if (!hasBaseline(p)) continue;
       const base = paths.find((x) => x.name === baselineOf(p));
       if (base) p.addedMs = added(p.latencyMs, base.latencyMs);
     }
@@ -605,8 +647,9 @@ async function main(): Promise<void> {
     },
     sharing:
       `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the app (the echo app; the actor app on actor paths), and on weft paths node A and node B ` +
-      `(and their worker threads); ${otherText}. Compare added latency and ratios, not absolute times.`,
+      `(and their worker threads)${paths.some((p) => p.proxy === 'nginx') ? ', on nginx paths the two nginx processes' : ''}; ${otherText}. Compare added latency and ratios, not absolute times.`,
     paths,
+    peers: comparePeers(paths),
     checks: checks(paths, settings.rate, settings.mtls),
     failures,
   };

@@ -1,0 +1,47 @@
+/**
+ * The benchmark's modes (`--modes`): which paths a run measures, and how a mode name reads.
+ * Pure, so unit tests can check it without starting anything.
+ */
+import type { PairTls } from './nginx.ts';
+
+/** What a mode name measures: the baseline, the nginx pair, or a weft path by API with the nodes' --workers. */
+export type Mode = { api: 'baseline' } | { api: 'nginx'; tls: PairTls } | { api: 'http' | 'actors' | 'grpc'; workers: number };
+
+export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N, nginx, nginx-plain, nginx-mtls';
+
+/**
+ * The modes a run measures, in order: `nginx` stands for both nginx pairs; the nginx pair brings
+ * what its ratios need, the baseline (measured first) and a weft path (`inline`, a node's default,
+ * when none is listed). Unknown names fail.
+ */
+export function expandModes(asked: string[]): string[] {
+  const out: string[] = [];
+  for (const m of asked) {
+    if (m === 'nginx') out.push('nginx-plain', 'nginx-mtls');
+    else if (modeOf(m) === undefined) throw new Error(`--modes: unknown mode "${m}" (${MODE_NAMES})`);
+    else out.push(m);
+  }
+  const unique = [...new Set(out)];
+  if (unique.some((m) => modeOf(m)?.api === 'nginx')) {
+    if (!unique.includes('baseline')) unique.unshift('baseline');
+    const weft = unique.some((m) => {
+      const api = modeOf(m)?.api;
+      return api !== 'baseline' && api !== 'nginx';
+    });
+    if (!weft) unique.push('inline');
+  }
+  return unique;
+}
+
+export function modeOf(mode: string): Mode | undefined {
+  if (mode === 'baseline') return { api: 'baseline' };
+  if (mode === 'nginx-plain') return { api: 'nginx', tls: 'plain' };
+  if (mode === 'nginx-mtls') return { api: 'nginx', tls: 'mtls' };
+  if (mode === 'workers') return { api: 'http', workers: 2 };
+  if (mode === 'inline') return { api: 'http', workers: 0 };
+  // actors and grpc run the nodes with the node's own default, inline.
+  if (mode === 'actors' || mode === 'grpc') return { api: mode, workers: 0 };
+  const m = /^(workers|actors|grpc)=(\d+)$/.exec(mode);
+  if (m === null) return undefined;
+  return { api: m[1] === 'workers' ? 'http' : (m[1] as 'actors' | 'grpc'), workers: Number(m[2]) };
+}
