@@ -40,6 +40,23 @@ function fakePath(name: string, workers: number | null, run: RunResult, cpuUsA: 
   };
 }
 
+/** A report of these paths from an mTLS run at 1000/s, for rendering. */
+function mtlsReport(paths: PathReport[], more: Partial<Report> = {}): Report {
+  return {
+    version: 1,
+    startedAt: '2026-01-01T00:00:00.000Z',
+    machine: { cpuModel: 'Test CPU', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] },
+    node: 'v24.0.0',
+    commit: { sha: 'abc', dirty: false },
+    settings: { rate: 1000, mtls: true },
+    sharing: 'everything',
+    paths,
+    checks: [],
+    failures: [],
+    ...more,
+  };
+}
+
 describe('bench report', () => {
   it('computes added latency per percentile and checks the targets', () => {
     const base = fakePath('baseline', null, fakeRun(100, 500), 0);
@@ -231,19 +248,7 @@ describe('bench report', () => {
       expect(find('inline: node B CPU per request at saturation vs nginx B')).toMatchObject({ measured: '2.00×', pass: true });
       // The nginx paths are the yardstick, not held to weft's targets.
       expect(result.some((c) => c.what.startsWith('nginx'))).toBe(false);
-      const md = toMarkdown({
-        version: 1,
-        startedAt: '2026-01-01T00:00:00.000Z',
-        machine: { cpuModel: 'Test CPU', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] },
-        node: 'v24.0.0',
-        commit: { sha: 'abc', dirty: false },
-        settings: { rate: 1000, mtls: true },
-        sharing: 'everything',
-        paths,
-        peers: comparePeers(paths),
-        checks: result,
-        failures: [],
-      });
+      const md = toMarkdown(mtlsReport(paths, { peers: comparePeers(paths), checks: result }));
       expect(md).toContain('## weft ÷ the nginx pair, same run');
       expect(md).toContain('| inline | nginx-mtls | 3.33× | 3.33× | 5.29× | 0.40× | 3.00× / 2.00× | 3.00× / 2.00× | 15.00× / 10.00× |');
       expect(md).toContain('| nginx-mtls | nginx A | 0.090 | 90 |');
@@ -263,18 +268,7 @@ describe('bench report', () => {
 
     const inline = fakePath('inline', 0, fakeRun(400, 2000), 100);
     inline.costs = [{ ...inline.costs[0]!, cpuUsPerRequest: 100, mainCpuUsPerRequest: 80 }];
-    const md = toMarkdown({
-      version: 1,
-      startedAt: '2026-01-01T00:00:00.000Z',
-      machine: { cpuModel: 'Test CPU', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] },
-      node: 'v24.0.0',
-      commit: { sha: 'abc', dirty: false },
-      settings: { rate: 1000, mtls: true },
-      sharing: 'everything',
-      paths: [inline],
-      checks: [],
-      failures: [],
-    });
+    const md = toMarkdown(mtlsReport([inline]));
     expect(md).toContain('| inline | node A | 100 | 80 | 80% | 10000 | 12500 | 12500 | 12500 |');
   });
 });
