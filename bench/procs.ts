@@ -7,7 +7,7 @@
  * log file, so a node that fails to start can be explained from its own words.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, readdirSync, readFileSync, type WriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 export interface Started {
@@ -149,6 +149,50 @@ export function cpuSeconds(pid: number): number | null {
  */
 export function mainThreadCpuSeconds(pid: number): number | null {
   return statCpu(`/proc/${pid}/task/${pid}/stat`);
+}
+
+/** What a thread of a Node process does, by the name Node and V8 give it (`/proc/<pid>/task/<tid>/comm`). */
+export type ThreadKind = 'main' | 'workers' | 'v8' | 'libuv' | 'other';
+export const THREAD_KINDS: readonly ThreadKind[] = ['main', 'workers', 'v8', 'libuv', 'other'];
+
+/**
+ * The kind of one thread: the main thread is the task whose id is the pid; Node names worker
+ * threads `WorkerThread`, V8's platform threads (GC, compilation) `V8Worker` and its delayed-task
+ * scheduler `DelayedTaskSche` (15 characters, as the kernel cuts it), libuv's pool `libuv-worker`.
+ */
+export function threadKind(pid: number, tid: number, comm: string): ThreadKind {
+  if (tid === pid) return 'main';
+  const name = comm.trim();
+  if (name === 'WorkerThread') return 'workers';
+  if (name === 'V8Worker' || name.startsWith('DelayedTaskSch')) return 'v8';
+  if (name === 'libuv-worker') return 'libuv';
+  return 'other';
+}
+
+/**
+ * CPU seconds of a process's live threads, summed by kind (a thread that has exited is no longer
+ * counted), or null if the process is gone.
+ */
+export function threadCpuSeconds(pid: number): Record<ThreadKind, number> | null {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  const out: Record<ThreadKind, number> = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
+  for (const tid of tids) {
+    const cpu = statCpu(`/proc/${pid}/task/${tid}/stat`);
+    if (cpu === null) continue;
+    let comm = '';
+    try {
+      comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8');
+    } catch {
+      continue;
+    }
+    out[threadKind(pid, Number(tid), comm)] += cpu;
+  }
+  return out;
 }
 
 function statCpu(file: string): number | null {

@@ -21,6 +21,12 @@ export interface ProcessCost {
    */
   mainCpuS?: number | null;
   mainCpuUsPerRequest?: number | null;
+  /**
+   * µs of CPU per request by thread: `main`, `workers` (worker threads: weft's pool), `v8` (V8's
+   * GC and compiler threads), `libuv` (libuv's pool: DNS, file system, some crypto), `other`.
+   * Threads that exited during the phase are not counted. Absent in older reports.
+   */
+  threadUsPerRequest?: Record<'main' | 'workers' | 'v8' | 'libuv' | 'other', number> | null;
   /** RSS after start, before any load, MB. */
   rssIdleMB: number | null;
   /** Largest RSS sampled during the measured phase, MB. */
@@ -234,6 +240,29 @@ export function toMarkdown(r: Report): string {
         `| ${c.path} | ${c.peer}${c.sameTls ? '' : ' (other TLS)'} | ${x(c.added.p50)} | ${x(c.added.p90)} | ${x(c.added.p99)} | ${x(c.maxRps)} | ` +
           `${x(c.cpuAtMax.a)} / ${x(c.cpuAtMax.b)} | ${x(c.cpuAtRate.a)} / ${x(c.cpuAtRate.b)} | ${x(c.rss.a)} / ${x(c.rss.b)} |`,
       );
+    }
+    out.push('');
+  }
+
+  const byThread = r.paths.filter((p) => isWeft(p) && p.costs.some((c) => c.threadUsPerRequest));
+  if (byThread.length > 0) {
+    out.push('## CPU per request by thread, weft nodes (µs)');
+    out.push('');
+    out.push(
+      'At the measured rate. main: the event loop; workers: worker threads (the pool, with --workers); v8: V8\'s garbage-collector and compiler threads; ' +
+        'libuv: libuv\'s pool; other: the rest. At saturation when there was a max-rate run, in brackets.',
+    );
+    out.push('');
+    out.push('| path | process | main | workers | v8 | libuv | other | all |');
+    out.push('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const p of byThread) {
+      for (const c of p.costs) {
+        const t = c.threadUsPerRequest;
+        if (!t || !/^node [AB]$/.test(c.role)) continue;
+        const atMax = p.max?.costs.find((x) => x.role === c.role)?.threadUsPerRequest ?? null;
+        const cell = (k: keyof typeof t): string => `${f(t[k], 0)}${atMax ? ` (${f(atMax[k], 0)})` : ''}`;
+        out.push(`| ${p.name} | ${c.role} | ${cell('main')} | ${cell('workers')} | ${cell('v8')} | ${cell('libuv')} | ${cell('other')} | ${f(c.cpuUsPerRequest, 0)} |`);
+      }
     }
     out.push('');
   }

@@ -38,7 +38,7 @@ import { parseArgs } from 'node:util';
 import type { RunResult, SearchResult } from './load.ts';
 import { modeOf, expandModes } from './modes.ts';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
-import { cpuSeconds, machineCpu, mainThreadCpuSeconds, memory, Processes, RssSampler, type Started } from './procs.ts';
+import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
 import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -186,8 +186,8 @@ const say = (line: string): void => {
 interface Measurement {
   /** CPU seconds per pid during the phase (null: unknown). */
   cpu: Map<number, number | null>;
-  /** CPU seconds of each watched process's main thread during the phase (null: unknown). */
-  mainCpu: Map<number, number | null>;
+  /** CPU seconds of each watched process's threads by kind during the phase (null: unknown). */
+  threadCpu: Map<number, Record<ThreadKind, number> | null>;
   rssMax: Map<number, number>;
   peak: Map<number, number | null>;
   otherVcpu: number | null;
@@ -234,7 +234,7 @@ class Bench {
     const pids = [...watch.map((w) => w.pid), process.pid];
     const sampler = new RssSampler();
     let before = new Map<number, number | null>();
-    let mainBefore = new Map<number, number | null>();
+    let threadsBefore = new Map<number, Record<ThreadKind, number> | null>();
     let machineBefore = machineCpu();
     let wallBefore = performance.now();
     let result: unknown;
@@ -247,7 +247,7 @@ class Bench {
       }
       if (event.event === 'phase' && event.phase === 'measure') {
         before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
-        mainBefore = new Map(watch.map((w) => [w.pid, mainThreadCpuSeconds(w.pid)]));
+        threadsBefore = new Map(watch.map((w) => [w.pid, threadCpuSeconds(w.pid)]));
         machineBefore = machineCpu();
         wallBefore = performance.now();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
@@ -264,11 +264,18 @@ class Bench {
       const was = before.get(pid);
       cpu.set(pid, now !== null && was !== null && was !== undefined ? now - was : null);
     }
-    const mainCpu = new Map<number, number | null>();
+    const threadCpu = new Map<number, Record<ThreadKind, number> | null>();
     for (const w of watch) {
-      const now = mainThreadCpuSeconds(w.pid);
-      const was = mainBefore.get(w.pid);
-      mainCpu.set(w.pid, now !== null && was !== null && was !== undefined ? now - was : null);
+      const now = threadCpuSeconds(w.pid);
+      const was = threadsBefore.get(w.pid);
+      if (now === null || was === null || was === undefined) {
+        threadCpu.set(w.pid, null);
+        continue;
+      }
+      // A thread that exited during the phase takes its CPU with it: never below 0.
+      const delta = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
+      for (const kind of THREAD_KINDS) delta[kind] = Math.max(0, now[kind] - was[kind]);
+      threadCpu.set(w.pid, delta);
     }
     const peak = new Map(watch.map((w) => [w.pid, memory(w.pid)?.hwmMB ?? null]));
     const machineAfter = machineCpu();
@@ -283,13 +290,14 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, mainCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
+    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
     const out: ProcessCost[] = watch.map((w, i) => {
       const cpuS = m.cpu.get(w.pid) ?? null;
-      const mainCpuS = m.mainCpu.get(w.pid) ?? null;
+      const threads = m.threadCpu.get(w.pid) ?? null;
+      const mainCpuS = threads === null ? null : threads.main;
       return {
         role: roles[i] ?? w.name,
         pid: w.pid,
@@ -298,6 +306,7 @@ class Bench {
         cpuUsPerRequest: cpuS !== null && requests > 0 ? (cpuS * 1e6) / requests : null,
         mainCpuS,
         mainCpuUsPerRequest: mainCpuS !== null && requests > 0 ? (mainCpuS * 1e6) / requests : null,
+        threadUsPerRequest: threads !== null && requests > 0 ? perRequest(threads, requests) : null,
         rssIdleMB: idle.get(w.pid) ?? null,
         rssLoadMB: m.rssMax.get(w.pid) ?? null,
         peakMB: m.peak.get(w.pid) ?? null,
@@ -489,6 +498,13 @@ class Bench {
     }, 30_000);
     return { proc, ...ports };
   }
+}
+
+/** CPU seconds by thread kind → µs per request. */
+function perRequest(threads: Record<ThreadKind, number>, requests: number): Record<ThreadKind, number> {
+  const out = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
+  for (const kind of THREAD_KINDS) out[kind] = (threads[kind] * 1e6) / requests;
+  return out;
 }
 
 /**

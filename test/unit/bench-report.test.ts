@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../bench/load.ts';
-import { cpuSeconds, machineCpu, memory } from '../../bench/procs.ts';
+import { cpuSeconds, machineCpu, mainThreadCpuSeconds, memory, threadCpuSeconds, threadKind } from '../../bench/procs.ts';
 import { added, baselineOf, checks, comparePeers, nodeCeiling, peerFor, peerRatios, ratio, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from '../../bench/results.ts';
 
 function fakeRun(p50Us: number, p99Us: number, errors = 0): RunResult {
@@ -184,6 +184,14 @@ describe('bench report', () => {
     expect(machineCpu()?.busyS).toBeGreaterThan(0);
     expect(cpuSeconds(2 ** 30)).toBeNull();
     expect(memory(2 ** 30)).toBeNull();
+    // Per thread: the main thread is the task whose id is the pid; the kinds add up to at most the whole.
+    const threads = threadCpuSeconds(process.pid)!;
+    const total = cpuSeconds(process.pid)!;
+    expect(threads.main).toBe(mainThreadCpuSeconds(process.pid));
+    expect(threads.main).toBeLessThanOrEqual(total);
+    const sum = threads.main + threads.workers + threads.v8 + threads.libuv + threads.other;
+    expect(sum).toBeLessThanOrEqual(cpuSeconds(process.pid)! + 0.011);
+    expect(threadCpuSeconds(2 ** 30)).toBeNull();
   });
 
   describe('against the nginx pair', () => {
@@ -270,5 +278,26 @@ describe('bench report', () => {
     inline.costs = [{ ...inline.costs[0]!, cpuUsPerRequest: 100, mainCpuUsPerRequest: 80 }];
     const md = toMarkdown(mtlsReport([inline]));
     expect(md).toContain('| inline | node A | 100 | 80 | 80% | 10000 | 12500 | 12500 | 12500 |');
+  });
+
+  it('names thread kinds as Node and V8 name their threads', () => {
+    expect(threadKind(100, 100, 'MainThread\n')).toBe('main');
+    expect(threadKind(100, 100, 'nginx\n')).toBe('main'); // whatever the main thread calls itself
+    expect(threadKind(100, 101, 'WorkerThread\n')).toBe('workers');
+    expect(threadKind(100, 102, 'V8Worker\n')).toBe('v8');
+    expect(threadKind(100, 103, 'DelayedTaskSche\n')).toBe('v8');
+    expect(threadKind(100, 104, 'libuv-worker\n')).toBe('libuv');
+    expect(threadKind(100, 105, 'SignalInspector\n')).toBe('other');
+  });
+
+  it('prints CPU per request by thread for weft nodes, at the rate and at saturation', () => {
+    const pooled = fakePath('workers', 2, fakeRun(400, 2000), 150);
+    pooled.costs[0]!.threadUsPerRequest = { main: 60, workers: 70, v8: 15, libuv: 1, other: 4 };
+    pooled.max = { run: fakeRun(300, 900), costs: [{ ...pooled.costs[0]!, threadUsPerRequest: { main: 40, workers: 50, v8: 8, libuv: 0, other: 2 } }] };
+    const md = toMarkdown(mtlsReport([pooled]));
+    expect(md).toContain('## CPU per request by thread, weft nodes (µs)');
+    expect(md).toContain('| workers | node A | 60 (40) | 70 (50) | 15 (8) | 1 (0) | 4 (2) | 150 |');
+    // node B has no per-thread figures: no row rather than a row of dashes.
+    expect(md).not.toContain('| workers | node B | —');
   });
 });
