@@ -233,6 +233,7 @@ export class GrpcApi {
     const ext = message.http_extension ?? {};
     const verb = VERBS[ext.verb ?? 0];
     if (verb === undefined) throw new WeftError('WEFT_BAD_REQUEST', `unknown http_extension.verb ${String(ext.verb)}`);
+    if (verb === 'CONNECT') throw new WeftError('WEFT_METHOD_NOT_ALLOWED', 'CONNECT cannot be invoked on an app');
     // A query string written into the method (as the SDK lets one do) goes where it belongs.
     let method = message.method ?? '';
     let query = ext.querystring ?? '';
@@ -246,6 +247,12 @@ export class GrpcApi {
     const normalized = normalizeMethod(method);
     if (normalized instanceof WeftError) throw normalized;
     method = normalized.path;
+    // A query string is sent as URL text: what cannot stand raw in a URL (spaces, non-ASCII,
+    // control characters) is percent-encoded here rather than refused by the app channel.
+    if (/[^\x21-\x7e]/.test(query)) {
+      if (/\p{Surrogate}/u.test(query)) throw new WeftError('WEFT_BAD_REQUEST', 'http_extension.querystring is not valid Unicode (a lone surrogate)');
+      query = query.replace(/[^\x21-\x7e]/gu, (c) => encodeURIComponent(c));
+    }
 
     const data = message.data?.value;
     if (data !== undefined && data.length > ctx.maxBodySize) {

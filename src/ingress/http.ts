@@ -120,6 +120,8 @@ function rawAnswer(socket: Duplex, err: WeftError, extra: Record<string, string>
 async function handle(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const url = req.url ?? '/';
   if (url.length > MAX_URL_LENGTH) return reject(req, res, new WeftError('WEFT_URI_TOO_LONG', `the request URL is longer than ${MAX_URL_LENGTH} bytes`));
+  // Origin form only: an absolute URL (`GET http://host/...`) or `*` names no route here.
+  if (!url.startsWith('/')) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'the request target must be a path (origin form)'));
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q + 1);

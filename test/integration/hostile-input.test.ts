@@ -235,6 +235,10 @@ describe.each([
       const badPath = await grpcCall(client, 'InvokeService', { id: 'echo', message: { method: 'a/%2e%2e/%2e%2e/etc' } });
       expect(badPath?.code).toBe(grpc.status.INVALID_ARGUMENT);
       expect(badPath?.metadata.get('weft-code')[0]).toBe('WEFT_BAD_PATH');
+      const before = echo.seen.length;
+      const odd = await grpcCall(client, 'InvokeService', { id: 'echo', message: { method: 'caf\u00e9 x', http_extension: { verb: 1, querystring: 'a=b c&d=\u00e9\u0001' } } });
+      expect(odd).toBeNull();
+      expect(echo.seen.slice(before).map((r) => r.url)).toEqual(['/caf%C3%A9%20x?a=b%20c&d=%C3%A9%01']);
       const ghost = await grpcCall(client, 'InvokeService', { id: 'ghost-grpc', message: { method: 'x' } });
       expect(ghost?.code).toBe(grpc.status.UNAVAILABLE);
       for (const type of ['é', '\u0001', 'a\tb']) {
@@ -330,6 +334,11 @@ describe.each([
       const garbage = await rawExchange(a.ports.http, 'NOT HTTP AT ALL\r\n\r\n');
       expect(statusOf(garbage)).toBe(400);
       expect(weftCodeOf(garbage)).toBe('WEFT_BAD_REQUEST');
+      const absolute = await rawExchange(a.ports.http, 'GET http://elsewhere/x HTTP/1.1\r\nHost: elsewhere\r\ndapr-app-id: echo\r\nConnection: close\r\n\r\n', { keepOpen: true });
+      expect(statusOf(absolute)).toBe(400);
+      expect(weftCodeOf(absolute)).toBe('WEFT_BAD_REQUEST');
+      const connectVerb = await grpcCall(client, 'InvokeService', { id: 'echo', message: { method: 'x', http_extension: { verb: 6 } } });
+      expect(connectVerb?.metadata.get('weft-code')[0]).toBe('WEFT_METHOD_NOT_ALLOWED');
       const smuggle = await rawExchange(a.ports.http, 'POST /v1.0/invoke/echo/method/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n');
       expect(statusOf(smuggle)).toBe(400);
     });
