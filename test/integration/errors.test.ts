@@ -27,6 +27,13 @@ describe.each([
     const gone = await deadPort();
     a = await cluster.node({ workers, apps: [{ appId: 'front' }], extra: { timeouts: { invoke: '700ms', shutdown: '2s' }, maxBodySize: '1Mi' } });
     b = await cluster.node({ workers, apps: [{ appId: 'echo', appPort: echo.port }, { appId: 'noapp', appPort: gone }] });
+    // The first call opens the TLS channel; on a loaded machine that alone can pass the 700 ms
+    // deadline these tests use, so it is made here (a few tries) rather than inside a test.
+    for (let i = 0; i < 5; i++) {
+      const res = await request(url(a, '/v1.0/invoke/echo/method/echo/warm'), { method: 'POST', body: 'warm' });
+      await res.body.dump();
+      if (res.statusCode === 200) break;
+    }
   });
   afterAll(() => cluster.close());
 
