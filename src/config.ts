@@ -107,6 +107,11 @@ export interface NodeConfig {
   readonly security: SecurityConfig;
   /** Per-target routing state: how long watches of targets no call names live, and how many unknown ones. */
   readonly routing: { readonly idleMs: number; readonly emptyIdleMs: number; readonly maxEmpty: number };
+  /**
+   * Directories (or files) of Dapr `Component` documents: the actor state store is the
+   * `state.sqlite` / `state.postgresql` component with `actorStateStore: "true"` (docs/state.md).
+   */
+  readonly resourcesPaths: readonly string[];
   /** Actor placement and turns (docs/actors.md). */
   readonly actors: {
     /** A turn running longer is released and its caller fails. */
@@ -247,7 +252,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
     'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
-    'security', 'actors', 'routing',
+    'security', 'actors', 'routing', 'resourcesPath',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _, at most 63)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
@@ -291,6 +296,11 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const resiliencyRaw = top.obj['resiliency'] ?? [];
   const resiliency = (Array.isArray(resiliencyRaw) ? resiliencyRaw : [resiliencyRaw]).map((v, i) => {
     if (typeof v !== 'string' || v === '') throw configError(Array.isArray(resiliencyRaw) ? `resiliency[${i}]` : 'resiliency', 'must be the path of a Resiliency YAML file');
+    return v;
+  });
+  const resourcesRaw = top.obj['resourcesPath'] ?? [];
+  const resourcesPaths = (Array.isArray(resourcesRaw) ? resourcesRaw : [resourcesRaw]).map((v, i) => {
+    if (typeof v !== 'string' || v === '') throw configError(Array.isArray(resourcesRaw) ? `resourcesPath[${i}]` : 'resourcesPath', 'must be the path of a directory of Dapr Component YAML files');
     return v;
   });
   const budget = top.sub('retryBudget', ['ratio', 'minPerSecond']);
@@ -343,6 +353,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       maxEjectionPercent: outlier.int('maxEjectionPercent', 50, 0, 100),
     },
     security,
+    resourcesPaths,
     actors: { callTimeoutMs: actorCallTimeoutMs, fenceMs, lockDelayMs, leaveLingerMs: actorsField.duration('leaveLinger', 1000) },
   };
   return deepFreeze(config);

@@ -85,8 +85,19 @@ export const Errors = {
   WEFT_ACTOR_TIMEOUT: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_ACTOR_INVOKE_METHOD', summary: 'the actor call did not finish within the actor call timeout' },
   /** A timer could not be created: bad schedule, no callback, actor not active. */
   WEFT_ACTOR_TIMER_CREATE: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_ACTOR_TIMER_CREATE', summary: 'the actor timer could not be created' },
-  /** Actor state and reminders need a state store; weft does not serve them yet. */
-  WEFT_ACTOR_NOT_SUPPORTED: { http: 501, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_ACTOR_NOT_SUPPORTED', summary: 'this actor API is not supported yet' },
+  /** The actor API is not available on this node (no actor membership, or no actor state store configured). */
+  WEFT_ACTOR_NOT_SUPPORTED: { http: 501, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_ACTOR_NOT_SUPPORTED', summary: 'this actor API is not available on this node' },
+  /** Reading actor state failed (the store answered an error, or was unreachable until the deadline). */
+  WEFT_ACTOR_STATE_GET: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_STATE_GET', summary: 'the actor state could not be read' },
+  /** An actor state transaction was not saved (nothing of it was applied). */
+  WEFT_ACTOR_STATE_TRANSACTION_SAVE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_STATE_TRANSACTION_SAVE', summary: 'the actor state transaction was not saved' },
+  /** The store refused a write from a node that is no longer the actor's owner (another node claimed it since). */
+  WEFT_ACTOR_STATE_FENCED: { http: 409, grpc: GrpcStatus.ABORTED, dapr: 'ERR_ACTOR_STATE_TRANSACTION_SAVE', summary: 'the store refused a write from a former owner of the actor' },
+  /** The node could not record itself as the actor's owner in the state store, so the actor was not activated (never reached the app). */
+  WEFT_ACTOR_CLAIM: { http: 503, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_ACTOR_INVOKE_METHOD', summary: 'the actor could not be activated: the state store did not record its owner' },
+  WEFT_ACTOR_REMINDER_CREATE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_CREATE', summary: 'the actor reminder could not be created' },
+  WEFT_ACTOR_REMINDER_GET: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_GET', summary: 'the actor reminder could not be read' },
+  WEFT_ACTOR_REMINDER_DELETE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_DELETE', summary: 'the actor reminder could not be deleted' },
   WEFT_CONFIG: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_CONFIG', summary: 'the configuration is not valid' },
   WEFT_INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_INTERNAL', summary: 'an internal error' },
 } as const satisfies Record<string, ErrorSpec>;

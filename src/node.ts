@@ -8,7 +8,7 @@
  * peers, workers and the resolver.
  */
 import { createServer, type Server } from 'node:http';
-import { hostname } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { NodeConfig, AppConfig } from './config.ts';
 import { configError } from './config.ts';
@@ -27,6 +27,8 @@ import { createHttpApi } from './ingress/http.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
 import type { NodeSecurity } from './security/node-security.ts';
 import { NodeActors } from './actors/node-actors.ts';
+import { chooseActorStore } from './state/components.ts';
+import { defaultRegistryPath } from './routing/resolver-local.ts';
 
 export const RUNTIME_VERSION = 'weft/0.1.0';
 
@@ -112,6 +114,13 @@ export class WeftNode {
   private async boot(): Promise<void> {
     const { config } = this;
     this.state = 'starting';
+    // The actor state store: a bad component (or a host-local store for nodes on several
+    // hosts) stops the start here, before anything listens.
+    const registryOption = config.resolver.options['path'];
+    const actorStore = chooseActorStore({
+      resourcesPaths: config.resourcesPaths, resolverType: config.resolver.type,
+      registryPath: typeof registryOption === 'string' && registryOption !== '' ? registryOption.replace(/^~(?=\/)/, homedir()) : defaultRegistryPath(),
+    });
     for (const app of config.apps) {
       if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, new HttpAppChannel(app));
     }
@@ -185,6 +194,7 @@ export class WeftNode {
       resolver: this.resolver, dispatcher, registry: this.metrics.registry, settings: config.actors,
       reannounce: () => this.reannounce(),
       log: (level, msg, fields) => this.log[level](fields ?? {}, msg),
+      state: actorStore,
     });
     this.actors = actors;
 

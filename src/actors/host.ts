@@ -18,6 +18,12 @@
  * - Timers live in memory with the activation and fire
  *   `PUT /actors/{type}/{id}/method/timer/{name}` inside the actor's turn. A timer whose
  *   fire the app refuses (404, 500: e.g. an unknown callback) is logged and stopped.
+ * - With a state store, an activation first *claims* the actor in the store (`claim`: the
+ *   store bumps the actor's owner generation) before its first call reaches the app; the
+ *   activation's state writes carry that generation, so the store refuses them once another
+ *   node has claimed the actor (docs/state.md, "Fencing").
+ * - Reminders fire `PUT /actors/{type}/{id}/method/remind/{name}` in the actor's turn
+ *   (`remind`), like a method call.
  *
  * Results inside, exceptions at the edge: every public call answers a result; nothing throws
  * to the caller.
@@ -59,6 +65,11 @@ export interface ActorHostOptions {
   readonly newReentrancyId?: () => string;
   /** Backoff between `/dapr/config` attempts (default 100 ms doubling to 5 s). */
   readonly configRetry?: { readonly initialMs: number; readonly maxMs: number };
+  /**
+   * Records this node as the actor's owner in the state store and resolves with the owner
+   * generation; run once per activation before the app sees it. Rejects with a WeftError.
+   */
+  readonly claim?: ((type: string, id: string) => Promise<number>) | undefined;
 }
 
 export interface ActorHostStats {
@@ -80,6 +91,8 @@ interface ActiveActor {
   readonly timers: ActorTimers;
   /** The previous activation of the same actor, still being deactivated. */
   barrier: Promise<void> | undefined;
+  /** The owner generation the store gave this activation (undefined: not claimed yet, or no store). */
+  generation: number | undefined;
 }
 
 type RetireReason = 'idle' | 'explicit' | 'rebalance' | 'shutdown';
@@ -97,6 +110,7 @@ export class ActorHost {
   private readonly log: LogFn;
   private readonly newReentrancyId: () => string;
   private readonly retry: { readonly initialMs: number; readonly maxMs: number };
+  private readonly claim: ((type: string, id: string) => Promise<number>) | undefined;
   private readonly actors = new Map<string, Map<string, ActiveActor>>();
   private readonly deactivating = new Map<string, Promise<void>>();
   /** Activations taken out of the table whose calls are still finishing (for reentrant calls into them). */
@@ -121,6 +135,7 @@ export class ActorHost {
     this.log = options.log ?? (() => {});
     this.newReentrancyId = options.newReentrancyId ?? randomUUID;
     this.retry = options.configRetry ?? { initialMs: 100, maxMs: 5000 };
+    this.claim = options.claim;
   }
 
   /** The app's actor config, once read. */
@@ -245,6 +260,7 @@ export class ActorHost {
       await actor.barrier;
       actor.barrier = undefined;
     }
+    if (this.claim !== undefined && actor.generation === undefined) actor.generation = await this.claim(actor.type, actor.id);
     actor.lastUsed = this.now();
     const res = await this.app.call(req);
     actor.activated = true;
@@ -259,7 +275,7 @@ export class ActorHost {
     if (existing !== undefined) return existing;
     const cfg = typeConfig(this.cfg as ActorConfig, type);
     const actor: ActiveActor = {
-      type, id, lastUsed: this.now(), activated: false, barrier: this.deactivating.get(key(type, id)),
+      type, id, lastUsed: this.now(), activated: false, barrier: this.deactivating.get(key(type, id)), generation: undefined,
       turns: new TurnLock({ reentrancy: cfg.reentrancy.enabled, maxStackDepth: cfg.reentrancy.maxStackDepth, turnTimeoutMs: this.callTimeoutMs, now: this.now }),
       timers: new ActorTimers({
         now: this.now,
@@ -283,6 +299,38 @@ export class ActorHost {
     const path = `${actorPath(actor.type, actor.id)}/method/timer/${encodeURIComponent(name)}`;
     const req: AppCallRequest = { verb: 'PUT', path, headers: appHeaders([], reentrancyId), body };
     return actor.turns.run(() => this.callApp(actor, req), { reentrancyId });
+  }
+
+  /**
+   * Fires a reminder in the actor's turn (activating it, like a method call). Resolves with
+   * the app's answer (any status) and the activation's owner generation, for the follow-up
+   * write in the store.
+   */
+  async remind(type: string, id: string, name: string, body: Uint8Array, signal?: AbortSignal): Promise<ActorResult<{ res: AppCallResponse; generation: number | undefined }>> {
+    const refused = this.refuse(type, id);
+    if (refused !== undefined) return { ok: false, error: refused };
+    const actor = this.activation(type, id);
+    const cfg = typeConfig(this.cfg as ActorConfig, type);
+    const reentrancyId = cfg.reentrancy.enabled ? this.newReentrancyId() : undefined;
+    const req: AppCallRequest = { verb: 'PUT', path: `${actorPath(type, id)}/method/remind/${encodeURIComponent(name)}`, headers: appHeaders([], reentrancyId), body, signal };
+    this.pending++;
+    try {
+      const res = await actor.turns.run(() => this.callApp(actor, req), { reentrancyId, signal });
+      return { ok: true, value: { res, generation: actor.generation } };
+    } catch (err) {
+      return { ok: false, error: asHostError(err) };
+    } finally {
+      this.pending--;
+      actor.lastUsed = this.now();
+    }
+  }
+
+  /**
+   * The owner generation of the actor's activation here (also one still finishing its calls
+   * while it retires), or undefined when it is not active here or not claimed yet.
+   */
+  generationOf(type: string, id: string): number | undefined {
+    return (this.actors.get(type)?.get(id) ?? this.retiring.get(key(type, id)))?.generation;
   }
 
   isActive(type: string, id: string): boolean {

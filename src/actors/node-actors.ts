@@ -20,6 +20,9 @@ import { ActorHost } from './host.ts';
 import { ActorError } from './errors.ts';
 import { ActorRuntime, type ActorCall, type ActorOutcome, type ActorTarget } from './runtime.ts';
 import type { ActorResult, AppCallRequest, AppCallResponse, AppCaller, LogFn, TimerRequest } from './types.ts';
+import { ActorStorage, type RawOperation } from './storage.ts';
+import { ReminderService, type ReminderRequest, type ReminderView } from './reminders.ts';
+import type { StoreChoice } from '../state/components.ts';
 
 export interface NodeActorsOptions {
   readonly nodeId: string;
@@ -32,6 +35,8 @@ export interface NodeActorsOptions {
   readonly settings: { readonly callTimeoutMs: number; readonly fenceMs: number; readonly lockDelayMs: number; readonly leaveLingerMs: number };
   /** Re-register the node's apps (their meta changed). */
   readonly reannounce: () => void;
+  /** The actor state store (state, reminders, owner claims), or why there is none. */
+  readonly state?: StoreChoice | undefined;
   readonly log: LogFn;
 }
 
@@ -39,10 +44,21 @@ export class NodeActors implements ActorApi {
   readonly runtime: ActorRuntime;
   private readonly hosts = new Map<string, ActorHost>();
   private readonly o: NodeActorsOptions;
+  private readonly storage: ActorStorage;
+  private readonly reminders: ReminderService | undefined;
   private leaving = false;
+  private storeOpen = false;
+  private storeRetry: NodeJS.Timeout | undefined;
 
   constructor(o: NodeActorsOptions) {
     this.o = o;
+    const store = o.state?.store;
+    const storeTimeoutMs = Math.min(o.settings.callTimeoutMs, 10_000);
+    this.storage = new ActorStorage({
+      store, unavailable: o.state?.source ?? 'no actor state store is configured', namespace: o.namespace,
+      owner: () => `${o.nodeId}/${this.runtime.incarnation}`,
+      hostFor: (type) => this.runtime.hostFor('', type), storeTimeoutMs,
+    });
     for (const app of o.apps) {
       if (app.namespace !== o.namespace) continue; // placement is per namespace: the node's own
       const channel = o.channels.get(`${app.namespace}/${app.appId}`);
@@ -54,6 +70,7 @@ export class NodeActors implements ActorApi {
         owns: (type, id) => this.runtime.owns(type, id),
         placementVersion: () => this.runtime.placementVersion,
         log: o.log,
+        claim: store === undefined ? undefined : (type, id) => this.storage.claim(app.appId, type, id),
       }));
     }
     this.runtime = new ActorRuntime({
@@ -63,12 +80,33 @@ export class NodeActors implements ActorApi {
       lockDelayMs: o.settings.lockDelayMs, fenceMs: o.settings.fenceMs, callTimeoutMs: o.settings.callTimeoutMs,
       log: o.log,
     });
+    this.reminders = store === undefined ? undefined : new ReminderService({
+      store, namespace: o.namespace, hosts: this.hosts, owns: (type, id) => this.runtime.owns(type, id),
+      log: o.log, storeTimeoutMs, callTimeoutMs: o.settings.callTimeoutMs,
+    });
     this.metrics(o.registry);
+  }
+
+  /** Opens the store (tables on first use), retrying while it is down; reminders start once it is open. */
+  private openStore(): void {
+    const store = this.o.state?.store;
+    if (store === undefined || this.storeOpen || this.leaving) return;
+    store.open(Date.now() + 10_000).then(() => {
+      this.storeOpen = true;
+      this.o.log('info', 'actor state store open', { store: store.describe, from: this.o.state?.source });
+      this.reminders?.start();
+    }, (err: unknown) => {
+      this.o.log('warn', 'actor state store not reachable yet; retrying', { store: store.describe, err: (err as Error).message });
+      void store.close();
+      this.storeRetry = setTimeout(() => this.openStore(), 1000);
+      this.storeRetry.unref();
+    });
   }
 
   /** Starts membership, then reads each app's `/dapr/config` (in the background) and announces its types. */
   start(): void {
     this.runtime.start();
+    if (this.hosts.size > 0) this.openStore();
     for (const host of this.hosts.values()) {
       void host.start().then((config) => {
         if (config.entities.length > 0 && !this.leaving) this.o.reannounce();
@@ -95,6 +133,38 @@ export class NodeActors implements ActorApi {
     this.runtime.hostFor('', type)?.deleteTimer(type, id, name);
   }
 
+  getState(type: string, id: string, key: string, deadline: number): Promise<ActorResult<Uint8Array | undefined>> {
+    return this.storage.get(type, id, key, deadline);
+  }
+
+  transactState(type: string, id: string, ops: readonly RawOperation[], deadline: number): Promise<ActorResult<void>> {
+    return this.storage.transact(type, id, ops, deadline);
+  }
+
+  registerReminder(type: string, id: string, name: string, spec: ReminderRequest, deadline: number): Promise<ActorResult<void>> {
+    const r = this.reminderHost(type, 'WEFT_ACTOR_REMINDER_CREATE');
+    return 'error' in r ? Promise.resolve(r) : r.service.register(r.host, type, id, name, spec, deadline);
+  }
+
+  getReminder(type: string, id: string, name: string, deadline: number): Promise<ActorResult<ReminderView>> {
+    const r = this.reminderHost(type, 'WEFT_ACTOR_REMINDER_GET');
+    return 'error' in r ? Promise.resolve(r) : r.service.get(r.host, type, id, name, deadline);
+  }
+
+  deleteReminder(type: string, id: string, name: string, deadline: number): Promise<ActorResult<void>> {
+    const r = this.reminderHost(type, 'WEFT_ACTOR_REMINDER_DELETE');
+    return 'error' in r ? Promise.resolve(r) : r.service.delete(r.host, type, id, name, deadline);
+  }
+
+  /** The reminder service and the local host of `type` (reminders are kept per hosting app). */
+  private reminderHost(type: string, code: 'WEFT_ACTOR_REMINDER_CREATE' | 'WEFT_ACTOR_REMINDER_GET' | 'WEFT_ACTOR_REMINDER_DELETE'): { service: ReminderService; host: ActorHost } | { ok: false; error: ActorError } {
+    const service = this.reminders;
+    if (service === undefined) return { ok: false, error: new ActorError('WEFT_ACTOR_NOT_SUPPORTED', `actor reminders: ${this.o.state?.source ?? 'no actor state store is configured'}`) };
+    const host = this.runtime.hostFor('', type);
+    if (host === undefined) return { ok: false, error: new ActorError(code, `no app on this node hosts actor type ${type}: reminders are registered through a node that hosts the type`) };
+    return { service, host };
+  }
+
   /** The peer server's hook: a call another node routed here. */
   async serveRemote(head: CallHead, headers: string[], body: Uint8Array, signal: AbortSignal, msLeft: number): Promise<{ status: number; headers: readonly string[]; body: Uint8Array }> {
     const deadline = Date.now() + (Number.isFinite(msLeft) ? msLeft : this.o.settings.callTimeoutMs);
@@ -119,11 +189,15 @@ export class NodeActors implements ActorApi {
   /** Graceful leave (before deregistering): drain everything and hand it over. */
   leave(): Promise<void> {
     this.leaving = true;
+    void this.reminders?.close();
     return this.runtime.leave(this.o.settings.leaveLingerMs);
   }
 
-  close(): Promise<void> {
-    return this.runtime.close();
+  async close(): Promise<void> {
+    if (this.storeRetry !== undefined) clearTimeout(this.storeRetry);
+    await this.reminders?.close();
+    await this.runtime.close();
+    await this.storage.close();
   }
 
   /** An actor call to another node, through the outbound path, to exactly that node. */
@@ -188,6 +262,8 @@ export class NodeActors implements ActorApi {
       },
     });
     new Gauge({ name: 'weft_actor_pending_actor_calls', help: 'Actor calls waiting for or running in their turn', registers, collect() { this.set(sum((s) => s.pendingCalls)); } });
+    const reminders = this.reminders;
+    new Counter({ name: 'weft_actor_reminder_fires_total', help: 'Actor reminder fires the app answered on this node', registers, collect() { this.reset(); this.inc(reminders?.fires ?? 0); } });
     new Gauge({ name: 'weft_actor_timers', help: 'Actor timers armed on this node', registers, collect() { this.set(sum((s) => s.timers)); } });
     new Gauge({ name: 'weft_actor_placement_version', help: 'This node\'s actor placement table version (grows with every membership change)', registers, collect() { this.set(runtime.stats().placementVersion); } });
     new Gauge({ name: 'weft_actor_placement_settled', help: '1 when this node\'s placement table is settled (no handoff pending)', registers, collect() { this.set(runtime.stats().settled ? 1 : 0); } });

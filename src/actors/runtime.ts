@@ -172,6 +172,11 @@ export class ActorRuntime {
     return { placementVersion: this.table.version, fingerprint: this.table.fingerprint, settled: this.isSettled(), rebalances: this.rebalances, members };
   }
 
+  /** This node's current incarnation (meta `weft_epoch`): new per process and after every fence. */
+  get incarnation(): string {
+    return this.epoch;
+  }
+
   get placementVersion(): number {
     return this.table.version;
   }

@@ -69,6 +69,9 @@ Options:
   --trust-domain TD    SPIFFE trust domain of this node's certificates (default: the CA's)
   --insecure-plaintext no TLS between nodes: calls are neither encrypted nor authenticated, and
                        access policies are not enforced (one trusted host only; logged at start)
+  --resources-path DIR Dapr Component files (repeatable): the actor state store, state.sqlite
+                       or state.postgresql with actorStateStore "true" (default with the local
+                       resolver: SQLite beside the registry)
   --config FILE        a YAML config to start from (flags override it)
   --log-level LEVEL    debug, info, warn, error or silent (default info)
   --json               print events as JSON lines on stdout
@@ -171,6 +174,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     workers: { type: 'string' }, resolver: { type: 'string' }, registry: { type: 'string' }, config: { type: 'string' },
     'log-level': { type: 'string' }, 'node-id': { type: 'string' }, 'advertise-address': { type: 'string' },
     'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' }, 'insecure-plaintext': { type: 'boolean' },
+    'resources-path': { type: 'string', multiple: true },
   }, HELP['run'] as string, out);
   if (v === null) return 0;
   const appId = v['app-id'];
@@ -202,6 +206,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   if (v['advertise-address'] !== undefined) raw['advertiseAddress'] = v['advertise-address'];
   if (v['workers'] !== undefined) raw['workers'] = v['workers'];
   if (v['log-level'] !== undefined) raw['logLevel'] = v['log-level'];
+  if (v['resources-path'] !== undefined) raw['resourcesPath'] = v['resources-path'];
   // weft run serves one app: the file's entry for it (if any), with the flags on top
   const fileApps = Array.isArray(raw['apps']) ? (raw['apps'] as Array<Record<string, unknown>>) : [];
   const fileApp = fileApps.find((a) => typeof a === 'object' && a !== null && a['appId'] === appId) ?? {};

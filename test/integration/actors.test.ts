@@ -1,7 +1,7 @@
 /**
  * Actors end to end, three nodes in this process (real sockets, mTLS, the local registry):
  * placement across nodes, one activation per id cluster-wide, turns, reentrancy, timers,
- * pass-through of the app's errors, 501 for state and reminders, metadata, and a node joining
+ * pass-through of the app's errors, actor state and reminders (the default SQLite store), metadata, and a node joining
  * and another leaving gracefully under load.
  */
 import { fileURLToPath } from 'node:url';
@@ -158,13 +158,76 @@ describe('actors across three nodes', () => {
     expect(tracker.timerFires.filter((f) => f.id === id).length).toBe(after);
   });
 
-  it('answers 501 for state and reminders, 400 for a type nobody hosts, and lists types in metadata', async () => {
-    const base = `http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/actors/Counter/x`;
-    for (const [verb, path] of [['GET', '/state/k'], ['POST', '/state'], ['POST', '/reminders/r'], ['GET', '/reminders/r'], ['DELETE', '/reminders/r']] as const) {
-      const r = await fetch(base + path, { method: verb, body: verb === 'GET' || verb === 'DELETE' ? undefined : '{}' });
-      expect(r.status, `${verb} ${path}`).toBe(501);
-      expect(((await r.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_NOT_SUPPORTED');
+  it('keeps actor state in the store: transactions, 204 for a missing key, ttlInSeconds, refusals', async () => {
+    const [a, , c] = nodes as [WeftNode, WeftNode, WeftNode];
+    for (let i = 1; i <= 3; i++) {
+      const r = await call(a, 'st-1', 'inc');
+      expect(await r.json()).toMatchObject({ count: i });
     }
+    expect(await (await call(c, 'st-1', 'count')).json()).toEqual({ count: 3 });
+    // The owner's node serves the app's own state calls.
+    const owner = nodes[apps.findIndex((x) => tracker.servedBy.get('st-1')?.has(x.name))] as WeftNode;
+    const base = `http://127.0.0.1:${owner.ports.http}/v1.0/actors/Counter/st-1/state`;
+    expect((await fetch(`${base}/nothing`)).status).toBe(204);
+    const tx = await fetch(base, { method: 'POST', body: JSON.stringify([
+      { operation: 'upsert', request: { key: 'doc', value: { a: [1, 'two'] } } },
+      { operation: 'upsert', request: { key: 'brief', value: 'gone soon', metadata: { ttlInSeconds: '1' } } },
+      { operation: 'delete', request: { key: 'nothing' } },
+    ]) });
+    expect(tx.status).toBe(204);
+    expect(await (await fetch(`${base}/doc`)).json()).toEqual({ a: [1, 'two'] });
+    expect(await (await fetch(`${base}/brief`)).json()).toBe('gone soon');
+    await new Promise((r) => setTimeout(r, 1100));
+    expect((await fetch(`${base}/brief`)).status).toBe(204);
+    // Malformed: 400, and nothing of it applied.
+    const bad = await fetch(base, { method: 'POST', body: JSON.stringify([{ operation: 'upsert', request: { key: 'doc', value: 1 } }, { operation: 'merge', request: { key: 'x' } }]) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { errorCode: string; message: string })).toMatchObject({ errorCode: 'ERR_MALFORMED_REQUEST', message: expect.stringMatching(/Counter\/st-1.*merge/) });
+    expect(await (await fetch(`${base}/doc`)).json()).toEqual({ a: [1, 'two'] });
+    // An actor not active on the node called: Dapr's 400.
+    const elsewhere = await fetch(`http://127.0.0.1:${owner.ports.http}/v1.0/actors/Counter/never-called/state`, { method: 'POST', body: '[]' });
+    expect(elsewhere.status).toBe(400);
+    expect(((await elsewhere.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_INSTANCE_MISSING');
+  });
+
+  it('fires reminders on the owner with Dapr\'s body: repetitions, X-DaprReminderCancel, GET and DELETE', async () => {
+    const [a] = nodes as [WeftNode];
+    await (await call(a, 'rem-1', 'echo')).text();
+    const owner = nodes[apps.findIndex((x) => tracker.servedBy.get('rem-1')?.has(x.name))] as WeftNode;
+    const base = `http://127.0.0.1:${owner.ports.http}/v1.0/actors/Counter/rem-1/reminders`;
+    const fires = (name: string) => tracker.reminderFires.filter((f) => f.id === 'rem-1' && f.name === name);
+    const until = async (what: () => boolean): Promise<void> => {
+      const end = Date.now() + 15_000;
+      while (!what()) {
+        if (Date.now() > end) throw new Error('timed out waiting for reminder fires');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    expect((await fetch(`${base}/three`, { method: 'POST', body: JSON.stringify({ dueTime: '0s', period: 'R3/PT0.2S', data: { n: 1 } }) })).status).toBe(204);
+    expect(await (await fetch(`${base}/three`)).json()).toMatchObject({ dueTime: '0s', period: 'R3/PT0.2S', data: { n: 1 } });
+    expect((await fetch(`${base}/cancel`, { method: 'PUT', body: JSON.stringify({ period: '100ms', data: { cancel: true } }) })).status).toBe(204);
+    await until(() => fires('three').length >= 3 && fires('cancel').length >= 1);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(fires('three')).toHaveLength(3);
+    expect(fires('cancel')).toHaveLength(1); // the app's X-DaprReminderCancel ended it
+    const ownerApp = apps.find((x) => tracker.servedBy.get('rem-1')?.has(x.name))?.name;
+    expect(new Set(fires('three').map((f) => f.app))).toEqual(new Set([ownerApp]));
+    expect(fires('three')[0]?.body).toEqual({ data: { n: 1 }, dueTime: '0s', period: 'R3/PT0.2S' });
+    for (const name of ['three', 'cancel']) {
+      const gone = await fetch(`${base}/${name}`);
+      expect(gone.status, name).toBe(404);
+      expect(((await gone.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_REMINDER_NOT_FOUND');
+    }
+    expect((await fetch(`${base}/later`, { method: 'POST', body: JSON.stringify({ dueTime: '1h' }) })).status).toBe(204);
+    expect((await fetch(`${base}/later`, { method: 'DELETE' })).status).toBe(204);
+    expect((await fetch(`${base}/later`)).status).toBe(404);
+    const badSchedule = await fetch(`${base}/bad`, { method: 'POST', body: JSON.stringify({ period: 'often' }) });
+    expect(badSchedule.status).toBe(500);
+    expect(((await badSchedule.json()) as { errorCode: string; message: string })).toMatchObject({ errorCode: 'ERR_ACTOR_REMINDER_CREATE', message: expect.stringMatching(/Counter\/rem-1 reminder bad: period/) });
+    expect((await fetch(`${base}/bad`, { method: 'POST', body: '{not json' })).status).toBe(400);
+  });
+
+  it('answers 400 for a type nobody hosts, and lists types in metadata', async () => {
     const none = await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/actors/Nobody/1/method/m`, { method: 'PUT' });
     expect(none.status).toBe(400);
     expect(((await none.json()) as { errorCode: string }).errorCode).toBe('ERR_ACTOR_INSTANCE_MISSING');
@@ -172,7 +235,7 @@ describe('actors across three nodes', () => {
     expect(md.actors).toEqual([{ type: 'Counter', count: expect.any(Number) }]);
     expect(md.actors[0]?.count).toBeGreaterThan(0);
     const metrics = await (await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.metrics}/metrics`)).text();
-    for (const name of ['weft_actor_active', 'weft_actor_pending_actor_calls', 'weft_actor_placement_version', 'weft_actor_rebalanced_total', 'weft_actor_deactivated_total', 'weft_actor_rebalances_total']) {
+    for (const name of ['weft_actor_reminder_fires_total', 'weft_actor_active', 'weft_actor_pending_actor_calls', 'weft_actor_placement_version', 'weft_actor_rebalanced_total', 'weft_actor_deactivated_total', 'weft_actor_rebalances_total']) {
       expect(metrics).toContain(name);
     }
   });

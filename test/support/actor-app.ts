@@ -5,8 +5,11 @@
  *
  * Methods: `echo` (answers `{app, id, body}`), `slow` (holds the turn `?ms`, records overlap),
  * `fail` (answers 418 with a body), `reenter` (calls itself through its node with the
- * incoming `dapr-reentrancy-id`), `arm` (registers timer `t1` through its node), and
- * `timer/<name>` (timer fires, recorded).
+ * incoming `dapr-reentrancy-id`), `arm` (registers timer `t1` through its node),
+ * `timer/<name>` (timer fires, recorded), `inc` (reads state `count` through its node, waits
+ * `?pauseMs`, writes count + 1 in a transaction; answers `{count}` or the node's refusal as 500
+ * with its body), `count` (reads it) and `remind/<name>` (reminder fires, recorded; a reminder
+ * whose data has `cancel: true` answers `X-DaprReminderCancel: true`).
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,6 +24,7 @@ export class Tracker {
   deactivations = 0;
   readonly servedBy = new Map<string, Set<string>>();
   readonly timerFires: Array<{ id: string; name: string; body: unknown }> = [];
+  readonly reminderFires: Array<{ id: string; name: string; app: string; body: unknown; at: number }> = [];
 
   up(id: string): void {
     const n = (this.live.get(id) ?? 0) + 1;
@@ -125,6 +129,32 @@ export async function startActorApp(name: string, tracker: Tracker, config: Reco
         if (method.startsWith('timer/')) {
           tracker.timerFires.push({ id, name: method.slice(6), body: JSON.parse(body.toString() || 'null') });
           res.writeHead(200).end();
+        } else if (method.startsWith('remind/')) {
+          const parsed = JSON.parse(body.toString() || 'null') as { data?: { cancel?: boolean } } | null;
+          tracker.reminderFires.push({ id, name: method.slice(7), app: name, body: parsed, at: Date.now() });
+          res.writeHead(200, parsed?.data?.cancel === true ? { 'x-daprremindercancel': 'true' } : {}).end();
+        } else if (method === 'inc' || method === 'count') {
+          const base = `http://127.0.0.1:${app.nodePort}/v1.0/actors/Counter/${encodeURIComponent(id)}/state`;
+          const got = await fetch(`${base}/count`);
+          const text = await got.text();
+          if (got.status !== 200 && got.status !== 204) {
+            res.writeHead(500, { 'content-type': 'application/json' }).end(text);
+            return;
+          }
+          const count = got.status === 204 ? 0 : Number(JSON.parse(text));
+          if (method === 'count') {
+            res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count }));
+            return;
+          }
+          const pauseMs = Number(JSON.parse(body.toString() || '{}').pauseMs ?? 0);
+          if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+          const put = await fetch(base, { method: 'POST', body: JSON.stringify([{ operation: 'upsert', request: { key: 'count', value: count + 1 } }]) });
+          const putText = await put.text();
+          if (put.status !== 204) {
+            res.writeHead(500, { 'content-type': 'application/json' }).end(putText);
+            return;
+          }
+          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ count: count + 1, app: name }));
         } else if (method === 'echo') {
           res.writeHead(200, { 'content-type': 'application/json', 'x-actor-app': name });
           res.end(JSON.stringify({ app: name, id, body: body.toString(), reentrancy: req.headers['dapr-reentrancy-id'] ?? null }));
