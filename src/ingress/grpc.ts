@@ -12,6 +12,9 @@
  * - `InvokeActor`: the actor API's method call, routed to the actor's owner like
  *   `/v1.0/actors/{type}/{id}/method/{m}`; `metadata` entries reach the actor as headers. An
  *   app's non-2xx answer is Dapr's ErrorInfo status, as for InvokeService.
+ * - `GetActorState`, `ExecuteActorStateTransaction`, `RegisterActorTimer`,
+ *   `UnregisterActorTimer`, `RegisterActorReminder`, `UnregisterActorReminder`: the actor state,
+ *   timer and reminder API (src/ingress/grpc-actors.ts).
  *
  * Every RPC needs the `dapr-api-token` metadata when an API token is configured.
  * Dapr's proxy mode (any other service, routed by `dapr-app-id` metadata) is not served:
@@ -30,6 +33,7 @@ import type { ActorApi } from './actors-http.ts';
 import { ActorError } from '../actors/errors.ts';
 import { parseTarget } from '../appid.ts';
 import { normalizeMethod } from '../method-path.ts';
+import { actorStateHandlers } from './grpc-actors.ts';
 
 export interface GrpcApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -127,6 +131,10 @@ export class GrpcApi {
       'grpc.max_send_message_length': -1,
     });
     this.server.addService(service, {
+      ...actorStateHandlers({
+        actors: ctx.actors, invokeTimeoutMs: ctx.invokeTimeoutMs,
+        authenticate: (md) => this.authenticate(md), status: (err) => weftStatus(err),
+      }),
       InvokeService: (call: grpc.ServerUnaryCall<InvokeServiceRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>) => {
         this.invokeService(call).then(
           (res) => cb(null, res),

@@ -227,6 +227,55 @@ describe('actors across three nodes', () => {
     expect((await fetch(`${base}/bad`, { method: 'POST', body: '{not json' })).status).toBe(400);
   });
 
+  it('serves state, timers and reminders over gRPC with Dapr\'s messages', async () => {
+    const [a] = nodes as [WeftNode];
+    await (await call(a, 'grpc-st', 'inc')).text();
+    const owner = nodes[apps.findIndex((x) => tracker.servedBy.get('grpc-st')?.has(x.name))] as WeftNode;
+    const definition = protoLoader.loadSync('dapr/proto/runtime/v1/dapr.proto', {
+      includeDirs: [fileURLToPath(new URL('../../proto/', import.meta.url))], keepCase: true, longs: Number, enums: Number, defaults: true, oneofs: true,
+    });
+    const Dapr = (grpc.loadPackageDefinition(definition) as unknown as { dapr: { proto: { runtime: { v1: { Dapr: grpc.ServiceClientConstructor } } } } }).dapr.proto.runtime.v1.Dapr;
+    const client = new Dapr(`127.0.0.1:${owner.ports.grpc}`, grpc.credentials.createInsecure()) as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: { data?: Buffer }) => void) => void> & grpc.Client;
+    const rpc = (method: string, req: unknown): Promise<{ err: grpc.ServiceError | null; res?: { data?: Buffer } }> =>
+      new Promise((resolve) => (client[method] as (r: unknown, cb: (err: grpc.ServiceError | null, res?: { data?: Buffer }) => void) => void).call(client, req, (err, res) => resolve({ err, res })));
+    const key = { actor_type: 'Counter', actor_id: 'grpc-st' };
+    try {
+      expect(Buffer.from((await rpc('GetActorState', { ...key, key: 'count' })).res?.data ?? []).toString()).toBe('1');
+      const tx = await rpc('ExecuteActorStateTransaction', { ...key, operations: [
+        { operationType: 'upsert', key: 'count', value: { type_url: '', value: Buffer.from('41') }, metadata: {} },
+        { operationType: 'upsert', key: 'tmp', value: { type_url: '', value: Buffer.from('"x"') }, metadata: { ttlInSeconds: '60' } },
+      ] });
+      expect(tx.err).toBeNull();
+      expect(await (await call(a, 'grpc-st', 'inc')).json()).toMatchObject({ count: 42 });
+      const missing = await rpc('GetActorState', { ...key, key: 'nothing' });
+      expect(missing.err).toBeNull();
+      expect(missing.res?.data?.length ?? 0).toBe(0);
+      const inactive = await rpc('GetActorState', { actor_type: 'Counter', actor_id: 'never-here', key: 'count' });
+      expect(inactive.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(inactive.err?.details).toMatch(/Counter\/never-here is not active/);
+      const bad = await rpc('ExecuteActorStateTransaction', { ...key, operations: [{ operationType: 'merge', key: 'k' }] });
+      expect(bad.err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+
+      expect((await rpc('RegisterActorReminder', { ...key, name: 'g1', due_time: '0s', period: 'R2/PT0.1S', data: Buffer.from('{"via":"grpc"}') })).err).toBeNull();
+      expect((await rpc('RegisterActorTimer', { ...key, name: 'gt', due_time: '0s', callback: 'tick', data: Buffer.from('{"t":1}') })).err).toBeNull();
+      const end = Date.now() + 10_000;
+      const fires = () => tracker.reminderFires.filter((f) => f.id === 'grpc-st' && f.name === 'g1');
+      while ((fires().length < 2 || !tracker.timerFires.some((f) => f.id === 'grpc-st' && f.name === 'gt')) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      expect(fires()).toHaveLength(2);
+      expect(fires()[0]?.body).toEqual({ data: { via: 'grpc' }, dueTime: '0s', period: 'R2/PT0.1S' });
+      expect(tracker.timerFires.find((f) => f.id === 'grpc-st' && f.name === 'gt')?.body).toMatchObject({ callback: 'tick', data: { t: 1 } });
+      expect((await rpc('RegisterActorReminder', { ...key, name: 'g2', due_time: '1h' })).err).toBeNull();
+      expect((await rpc('UnregisterActorReminder', { ...key, name: 'g2' })).err).toBeNull();
+      expect((await fetch(`http://127.0.0.1:${owner.ports.http}/v1.0/actors/Counter/grpc-st/reminders/g2`)).status).toBe(404);
+      expect((await rpc('UnregisterActorTimer', { ...key, name: 'gt' })).err).toBeNull();
+      const badReminder = await rpc('RegisterActorReminder', { ...key, name: 'g3', period: 'sometimes' });
+      expect(badReminder.err?.code).toBe(grpc.status.INTERNAL);
+      expect(badReminder.err?.details).toMatch(/reminder g3: period/);
+    } finally {
+      client.close();
+    }
+  });
+
   it('answers 400 for a type nobody hosts, and lists types in metadata', async () => {
     const none = await fetch(`http://127.0.0.1:${(nodes[0] as WeftNode).ports.http}/v1.0/actors/Nobody/1/method/m`, { method: 'PUT' });
     expect(none.status).toBe(400);
