@@ -8,7 +8,7 @@
  * COMMIT that timed out is reported as `unavailable` (it may or may not have landed, and the
  * caller was never told it did).
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { reminderFromRow, schema, statements, tables, type Statements } from './sql.ts';
 import { fencedError } from './sqlite.ts';
 import { msLeft, StoreError, type ActorRef, type DueCursor, type ReminderInput, type ReminderNext, type ReminderRecord, type StateOperation, type StateStore } from './store.ts';
@@ -22,8 +22,6 @@ export interface PostgresStoreOptions {
 }
 
 const INT8 = 20;
-/** BIGINT columns as numbers (times in ms and generations stay far below 2^53). */
-const types = { getTypeParser: (oid: number, format?: string) => (oid === INT8 ? Number : (pg.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format)) };
 
 export class PostgresStateStore implements StateStore {
   readonly kind = 'state.postgresql';
@@ -46,11 +44,14 @@ export class PostgresStateStore implements StateStore {
   }
 
   async open(deadline: number): Promise<void> {
-    const pool = new pg.Pool({
+    // Loaded on first use: nodes without a PostgreSQL store never pay for the driver.
+    const driver = (await import('pg')).default;
+    const pool = new driver.Pool({
       ...pgConfig(this.o.connectionString),
       max: this.o.maxConnections ?? 10,
       idleTimeoutMillis: 30_000,
-      types,
+      // BIGINT columns as numbers (times in ms and generations stay far below 2^53).
+      types: { getTypeParser: (oid: number, format?: string) => (oid === INT8 ? Number : (driver.types.getTypeParser as (o: number, f?: string) => unknown)(oid, format)) },
     } as pg.PoolConfig);
     // An idle connection the server dropped must not crash the node.
     pool.on('error', () => {});

@@ -25,6 +25,10 @@ export class Tracker {
   readonly servedBy = new Map<string, Set<string>>();
   readonly timerFires: Array<{ id: string; name: string; body: unknown }> = [];
   readonly reminderFires: Array<{ id: string; name: string; app: string; body: unknown; at: number }> = [];
+  /** Ids whose `inc` has read the state and is pausing before its write. */
+  readonly pausedAfterRead = new Set<string>();
+  /** State transactions the node refused (`inc`): status and the node's error body. */
+  readonly stateRefusals: Array<{ id: string; app: string; status: number; body: string }> = [];
 
   up(id: string): void {
     const n = (this.live.get(id) ?? 0) + 1;
@@ -147,10 +151,14 @@ export async function startActorApp(name: string, tracker: Tracker, config: Reco
             return;
           }
           const pauseMs = Number(JSON.parse(body.toString() || '{}').pauseMs ?? 0);
-          if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+          if (pauseMs > 0) {
+            tracker.pausedAfterRead.add(id);
+            await new Promise((r) => setTimeout(r, pauseMs));
+          }
           const put = await fetch(base, { method: 'POST', body: JSON.stringify([{ operation: 'upsert', request: { key: 'count', value: count + 1 } }]) });
           const putText = await put.text();
           if (put.status !== 204) {
+            tracker.stateRefusals.push({ id, app: name, status: put.status, body: putText });
             res.writeHead(500, { 'content-type': 'application/json' }).end(putText);
             return;
           }
