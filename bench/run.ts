@@ -424,7 +424,12 @@ class Bench {
    */
   async nginxPath(name: string, tls: PairTls, app: { proc: Started; port: number }): Promise<PathReport> {
     const bin = findNginx();
-    if (bin === null) throw new Error('nginx not found (on PATH, in /usr/sbin or as $NGINX_BIN); Debian: apt-get install nginx');
+    if (bin === null) {
+      const asked = process.env['NGINX_BIN'];
+      throw new Error(
+        asked ? `$NGINX_BIN names ${asked}, which does not exist` : 'nginx not found (on PATH, in /usr/sbin, or name it with $NGINX_BIN); Debian: apt-get install nginx',
+      );
+    }
     const pair = await startNginxPair(this.procs, {
       bin,
       dir: join(this.tmp, name),
