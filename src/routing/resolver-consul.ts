@@ -362,6 +362,8 @@ export class ConsulResolver implements Resolver {
   private readonly watches = new Map<string, AppWatch>();
   /** Channels (one per registration, one per watched app) whose last exchange failed, with why. */
   private readonly failing = new Map<string, string>();
+  /** Service ID → when its TTL was last passed (the send time; 0: the agent forgot it). */
+  private readonly renewals = new Map<string, number>();
   private lastError: string | undefined;
   private lastSuccessAt: number | undefined;
   private contacted = false;
@@ -444,6 +446,7 @@ export class ConsulResolver implements Resolver {
   private async dropId(id: string): Promise<void> {
     const keeper = this.keepers.get(id);
     this.keepers.delete(id);
+    this.renewals.delete(id);
     if (keeper !== undefined) await keeper.stop();
     await this.deregisterId(id);
   }
@@ -476,10 +479,11 @@ export class ConsulResolver implements Resolver {
 
   status(): ResolverStatus {
     const healthy = this.contacted && this.failing.size === 0;
-    const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number } = { scheme: this.scheme, healthy };
+    const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number; renewedAt?: number } = { scheme: this.scheme, healthy };
     // The newest failure among the loops still failing says most about why.
     if (!healthy) s.lastError = [...this.failing.values()].at(-1) ?? this.lastError ?? 'consul not contacted yet';
     if (this.lastSuccessAt !== undefined) s.lastSuccessAt = this.lastSuccessAt;
+    if (this.renewals.size > 0) s.renewedAt = Math.min(...this.renewals.values());
     return s;
   }
 
@@ -552,6 +556,12 @@ export class ConsulResolver implements Resolver {
       this.outage = true;
       this.ctx.log('warn', 'consul request failed; keeping the last known instances and retrying in the background', { address: this.options.baseUrl, err: message });
     }
+  }
+
+  /** A registration's TTL was passed at `sentAt` (0: the agent no longer knows it). */
+  renewed(id: string, sentAt: number): void {
+    if (this.closed || !this.keepers.has(id)) return;
+    this.renewals.set(id, sentAt);
   }
 
   /** Clears a channel that stopped (its failure no longer says anything about Consul). */
@@ -664,15 +674,41 @@ class Keeper {
     return this.resolver.options.checkTtlMs;
   }
 
+  /**
+   * Registers, then passes the check at once: the agent keeps the status an existing check had
+   * (a restarted node's lapsed check stays critical whatever the registration says), so only a
+   * pass makes the entry routable again without waiting a heartbeat interval.
+   */
   private async registerOnce(): Promise<boolean> {
     if (this.abort.signal.aborted) return false;
     try {
       await this.resolver.consul.agent.service.register({ ...this.definition, timeout: this.resolver.options.requestTimeoutMs, ctx: this.scope });
       this.resolver.succeeded(this.channel);
-      return true;
     } catch (err) {
       if (!this.abort.signal.aborted) this.resolver.failed(this.channel, this.resolver.describe(err, 'PUT /v1/agent/service/register'));
       return false;
+    }
+    return (await this.pass()) === 'ok';
+  }
+
+  /** One TTL pass. Its send time is when the agent's TTL restarts at the latest: the node's lease. */
+  private async pass(): Promise<'ok' | 'unknown' | 'failed'> {
+    const sent = Date.now();
+    try {
+      await this.resolver.consul.agent.check.pass({ id: checkId(this.id), timeout: this.resolver.options.requestTimeoutMs, ctx: this.scope });
+      this.resolver.succeeded(this.channel);
+      this.resolver.renewed(this.id, sent);
+      return 'ok';
+    } catch (err) {
+      if (this.abort.signal.aborted) return 'failed';
+      if (isUnknownCheck(err)) {
+        // The agent forgot the registration: whoever watches has seen this node go.
+        this.resolver.renewed(this.id, 0);
+        this.resolver.succeeded(this.channel);
+        return 'unknown';
+      }
+      this.resolver.failed(this.channel, this.resolver.describe(err, `PUT /v1/agent/check/pass/${checkId(this.id)}`));
+      return 'failed';
     }
   }
 
@@ -692,20 +728,15 @@ class Keeper {
         attempt = registered ? 0 : attempt + 1;
         continue;
       }
-      try {
-        await this.resolver.consul.agent.check.pass({ id: checkId(this.id), timeout: this.resolver.options.requestTimeoutMs, ctx: this.scope });
-        this.resolver.succeeded(this.channel);
+      const passed = await this.pass();
+      if (signal.aborted) return;
+      if (passed === 'ok') {
         attempt = 0;
-      } catch (err) {
-        if (signal.aborted) return;
-        if (isUnknownCheck(err)) {
-          this.resolver.log('info', 'consul agent no longer knows this registration (restarted or reaped); registering again', { serviceId: this.id });
-          this.resolver.succeeded(this.channel);
-          registered = await this.registerOnce();
-          attempt = registered ? 0 : 1;
-          continue;
-        }
-        this.resolver.failed(this.channel, this.resolver.describe(err, `PUT /v1/agent/check/pass/${checkId(this.id)}`));
+      } else if (passed === 'unknown') {
+        this.resolver.log('info', 'consul agent no longer knows this registration (restarted or reaped); registering again', { serviceId: this.id });
+        registered = await this.registerOnce();
+        attempt = registered ? 0 : 1;
+      } else {
         registered = false;
         attempt = 1;
       }

@@ -62,6 +62,8 @@ export class LocalResolver implements Resolver {
   private healthy = true;
   private lastError: string | undefined;
   private lastSuccessAt: number | undefined;
+  /** When every registration's expiry was last pushed out (the time the rows' expiry counts from). */
+  private renewedAt: number | undefined;
 
   constructor(ctx: ResolverContext) {
     this.ctx = ctx;
@@ -107,7 +109,8 @@ export class LocalResolver implements Resolver {
 
   async register(registration: Registration): Promise<void> {
     this.registrations.set(appKey(registration.appId, registration.namespace), registration);
-    this.write(registration);
+    const at = Date.now();
+    if (this.write(registration, at)) this.renewedAt ??= at;
     this.poll();
   }
 
@@ -159,9 +162,10 @@ export class LocalResolver implements Resolver {
   }
 
   status(): ResolverStatus {
-    const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number } = { scheme: this.scheme, healthy: this.healthy };
+    const s: { scheme: string; healthy: boolean; lastError?: string; lastSuccessAt?: number; renewedAt?: number } = { scheme: this.scheme, healthy: this.healthy };
     if (this.lastError !== undefined) s.lastError = this.lastError;
     if (this.lastSuccessAt !== undefined) s.lastSuccessAt = this.lastSuccessAt;
+    if (this.renewedAt !== undefined && this.registrations.size > 0) s.renewedAt = this.renewedAt;
     return s;
   }
 
@@ -177,15 +181,20 @@ export class LocalResolver implements Resolver {
   }
 
   private refreshRegistrations(): void {
-    for (const r of this.registrations.values()) this.write(r);
+    const at = Date.now();
+    let all = true;
+    for (const r of this.registrations.values()) all = this.write(r, at) && all;
+    if (all) this.renewedAt = at;
     // rows of nodes long gone are swept so the file does not grow
     this.guard(() => this.db?.prepare('DELETE FROM instances WHERE expires_at < ?').run(Date.now() - 60_000));
   }
 
-  private write(r: Registration): void {
-    this.guard(() => {
-      this.upsert?.run(r.nodeId, r.appId, r.namespace, r.address, r.port, JSON.stringify(r.meta), Date.now() + this.ttlMs);
-    });
+  /** Writes one row, expiring a TTL after `at`; false when the registry refused it. */
+  private write(r: Registration, at = Date.now()): boolean {
+    return this.guard(() => {
+      this.upsert?.run(r.nodeId, r.appId, r.namespace, r.address, r.port, JSON.stringify(r.meta), at + this.ttlMs);
+      return true;
+    }) === true;
   }
 
   private query(app: AppKey): Instance[] | null {

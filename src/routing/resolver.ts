@@ -46,6 +46,14 @@ export interface ResolverStatus {
   readonly lastError?: string;
   /** ms since the epoch of the last successful exchange with the backend. */
   readonly lastSuccessAt?: number;
+  /**
+   * This node's lease: ms since the epoch when the oldest of its registrations was last renewed,
+   * taken when the renewal was sent (the backend keeps a registration alive no longer than its
+   * TTL past that); 0 when the backend forgot one. Absent while the node registered nothing.
+   * Actor fencing judges contact by it, since only a renewal keeps others from counting the
+   * node gone.
+   */
+  readonly renewedAt?: number;
 }
 
 export interface Resolver {

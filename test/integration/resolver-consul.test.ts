@@ -203,6 +203,19 @@ describe('consul resolver: registration', () => {
     expect(list.map((s) => [s.ID, s.Port])).toEqual([[serviceId('node-a', 'default', app), 50004]]);
   });
 
+  it('a restarted node whose old check lapsed is passing as soon as register() returns (the agent keeps a re-registered check critical)', async () => {
+    const app = uniqueApp();
+    const check = `service:${serviceId('node-a', 'default', app)}`;
+    const first = makeResolver('node-a').r;
+    await first.register(registration('node-a', app, 50002));
+    first.halt(); // killed: its check lapses to critical one TTL later
+    await eventually(async () => (await agentGet<Record<string, AgentCheck>>('/v1/agent/checks'))[check]?.Status === 'critical', 5000, 'the check to lapse');
+    const second = makeResolver('node-a').r;
+    await second.register(registration('node-a', app, 50002));
+    expect((await agentGet<Record<string, AgentCheck>>('/v1/agent/checks'))[check]?.Status).toBe('passing');
+    expect(second.status().renewedAt).toBeGreaterThan(0);
+  });
+
   it('keeps the TTL check passing while the node lives (well past one TTL)', async () => {
     const app = uniqueApp();
     const { r } = makeResolver('node-a');

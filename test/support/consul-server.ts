@@ -13,7 +13,9 @@
  *   blocking queries (`index` + `wait`, plus up to wait/16 of jitter as Consul adds).
  *
  * Faithful details: a TTL check that is not refreshed in time turns critical with output
- * "TTL expired"; a TTL check registered without Status starts critical; the reaper runs every
+ * "TTL expired"; a TTL check registered without Status starts critical; re-registering a
+ * service keeps the status its existing checks have (the definition's Status only applies to a
+ * new check), so a lapsed check stays critical until it is passed; the reaper runs every
  * `reapInterval` (Consul: 30s) and removes services whose check has been critical longer than
  * DeregisterCriticalServiceAfter, never sooner than `deregisterMin` (Consul: 1m); the index
  * only moves when what a query returns may have changed (a TTL pass that changes nothing does
@@ -545,7 +547,10 @@ export class FakeConsul {
       const ck = this.key(svcNs, p.checkId);
       const existing = this.checks.get(ck);
       if (existing?.timer !== undefined) clearTimeout(existing.timer);
-      const status: CheckStatus = p.status ?? existing?.Status ?? 'critical';
+      // An existing check keeps its status: Consul snapshots the agent's check states and
+      // restores them over the definition's Status (agent.go, addServiceInternal), so a
+      // re-registered check that had lapsed stays critical until its next pass.
+      const status: CheckStatus = existing?.Status ?? p.status ?? 'critical';
       const check: CheckRecord = {
         CheckID: p.checkId,
         Name: p.name,

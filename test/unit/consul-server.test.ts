@@ -125,6 +125,18 @@ describe('fake consul', () => {
     expect(s.catalog()[0]?.Checks).toEqual([{ CheckID: 'service:a', Status: 'critical', Output: '' }]);
   });
 
+  it('a re-registered check keeps its status: a lapsed one stays critical until it is passed (as a real agent)', async () => {
+    const s = await fake();
+    await call(s, 'PUT', '/v1/agent/service/register', service('a'));
+    s.setCheckStatus('service:a', 'critical');
+    // The same registration again, asking for passing: the agent keeps what the check had.
+    await call(s, 'PUT', '/v1/agent/service/register', service('a'));
+    expect(s.catalog()[0]?.Checks[0]?.Status).toBe('critical');
+    expect(JSON.parse((await call(s, 'GET', '/v1/health/service/echo?passing=true')).text)).toEqual([]);
+    await call(s, 'PUT', '/v1/agent/check/pass/service:a');
+    expect(s.catalog()[0]?.Checks[0]?.Status).toBe('passing');
+  });
+
   it('reaps a service critical for longer than DeregisterCriticalServiceAfter, never sooner than the floor', async () => {
     const s = await fake({ reapInterval: 50, deregisterMin: 400 });
     await call(s, 'PUT', '/v1/agent/service/register', service('a'));
