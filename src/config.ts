@@ -118,12 +118,15 @@ export interface NodeConfig {
     readonly callTimeoutMs: number;
     /** Serve no actor when the resolver has not answered for this long. */
     readonly fenceMs: number;
-    /** A member gone from the registry counts as gone only after this (default fence + call timeout + 1 s). */
+    /** A member gone from the registry counts as gone only after this (default fenceTimeout + 1 s). */
     readonly lockDelayMs: number;
     /** How long a leaving node stays registered after its acknowledgement, so others see it. */
     readonly leaveLingerMs: number;
   };
 }
+
+/** What the lock delay adds to the fence timeout: the fencing tick (200 ms), the DELETE of a fenced actor (500 ms), slack. */
+export const FENCE_MARGIN_MS = 1000;
 
 export const DEFAULTS = {
   namespace: 'default',
@@ -322,8 +325,11 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const actorsField = top.sub('actors', ['callTimeout', 'fenceTimeout', 'lockDelay', 'leaveLinger']);
   const actorCallTimeoutMs = actorsField.duration('callTimeout', 60_000);
   const fenceMs = actorsField.duration('fenceTimeout', 5000);
-  const lockDelayMs = actorsField.duration('lockDelay', fenceMs + actorCallTimeoutMs + 1000);
-  if (lockDelayMs < fenceMs + actorCallTimeoutMs) throw configError('actors.lockDelay', 'must be at least fenceTimeout + callTimeout (a cut-off owner must have stopped before its actors move)');
+  if (fenceMs < 500) throw configError('actors.fenceTimeout', 'must be at least 500ms (and more than the resolver\'s heartbeat interval)');
+  // A fenced node cuts its running turns at once (docs/actors.md): the lock delay covers the
+  // fence timeout, the 200 ms fencing tick and the app's DELETE, not the actor call timeout.
+  const lockDelayMs = actorsField.duration('lockDelay', fenceMs + FENCE_MARGIN_MS);
+  if (lockDelayMs < fenceMs + FENCE_MARGIN_MS) throw configError('actors.lockDelay', `must be at least fenceTimeout + ${FENCE_MARGIN_MS / 1000}s (a cut-off owner must have stopped before its actors move)`);
   const config: NodeConfig = {
     nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
     namespace,

@@ -93,9 +93,14 @@ interface ActiveActor {
   barrier: Promise<void> | undefined;
   /** The owner generation the store gave this activation (undefined: not claimed yet, or no store). */
   generation: number | undefined;
+  /** Aborted when the node fences itself: cuts the app call of the running turn. */
+  readonly cut: AbortController;
 }
 
-type RetireReason = 'idle' | 'explicit' | 'rebalance' | 'shutdown';
+type RetireReason = 'idle' | 'explicit' | 'rebalance' | 'shutdown' | 'fence';
+
+/** How long a fenced node waits for the app to answer a DELETE (it is the app on this host). */
+const FENCE_DELETE_TIMEOUT_MS = 500;
 
 const JSON_TYPE = 'application/json';
 const REENTRANCY_HEADER = 'dapr-reentrancy-id';
@@ -262,7 +267,8 @@ export class ActorHost {
     }
     if (this.claim !== undefined && actor.generation === undefined) actor.generation = await this.claim(actor.type, actor.id);
     actor.lastUsed = this.now();
-    const res = await this.app.call(req);
+    const signal = AbortSignal.any([req.signal ?? AbortSignal.timeout(this.callTimeoutMs), actor.cut.signal]);
+    const res = await this.app.call({ ...req, signal });
     actor.activated = true;
     actor.lastUsed = this.now();
     return res;
@@ -275,7 +281,7 @@ export class ActorHost {
     if (existing !== undefined) return existing;
     const cfg = typeConfig(this.cfg as ActorConfig, type);
     const actor: ActiveActor = {
-      type, id, lastUsed: this.now(), activated: false, barrier: this.deactivating.get(key(type, id)), generation: undefined,
+      type, id, lastUsed: this.now(), activated: false, barrier: this.deactivating.get(key(type, id)), generation: undefined, cut: new AbortController(),
       turns: new TurnLock({ reentrancy: cfg.reentrancy.enabled, maxStackDepth: cfg.reentrancy.maxStackDepth, turnTimeoutMs: this.callTimeoutMs, now: this.now }),
       timers: new ActorTimers({
         now: this.now,
@@ -365,6 +371,22 @@ export class ActorHost {
   }
 
   /**
+   * Fencing (the node may have been counted gone): deactivates every actor at once instead of
+   * draining. Queued calls fail as moved (they never reached the app), the running turn's app
+   * call is aborted (its caller gets WEFT_ACTOR_TIMEOUT: it may have reached the app), timers
+   * stop, and the DELETE gets a short timeout. Resolves when every actor is released, so the
+   * lock delay need not wait for the actor call timeout.
+   */
+  async fence(): Promise<number> {
+    const all: ActiveActor[] = [];
+    for (const byId of this.actors.values()) all.push(...byId.values());
+    // Actors already draining (rebalanced away) may still run a turn: cut those too.
+    for (const actor of this.retiring.values()) cutOff(actor);
+    await Promise.all(all.map((a) => this.retire(a, 'fence')));
+    return all.length;
+  }
+
+  /**
    * Resolves when every deactivation under way has ended (its DELETE answered or failed):
    * what the node waits for before it acknowledges a placement table.
    */
@@ -399,6 +421,7 @@ export class ActorHost {
     actor.timers.clear();
     if (reason === 'rebalance') this.rebalanced++;
     this.retiring.set(k, actor);
+    if (reason === 'fence') cutOff(actor);
     const drained = (actor.barrier ?? Promise.resolve()).then(() => actor.turns.drain());
     const deleted = drained.then(() => this.sendDelete(actor, reason)).finally(() => {
       if (this.deactivating.get(k) === deleted) this.deactivating.delete(k);
@@ -416,7 +439,8 @@ export class ActorHost {
   private async sendDelete(actor: ActiveActor, reason: RetireReason): Promise<void> {
     if (!actor.activated) return;
     try {
-      const res = await this.app.call({ verb: 'DELETE', path: actorPath(actor.type, actor.id), headers: [], body: null, signal: AbortSignal.timeout(this.callTimeoutMs) });
+      const timeout = reason === 'fence' ? Math.min(FENCE_DELETE_TIMEOUT_MS, this.callTimeoutMs) : this.callTimeoutMs;
+      const res = await this.app.call({ verb: 'DELETE', path: actorPath(actor.type, actor.id), headers: [], body: null, signal: AbortSignal.timeout(timeout) });
       this.deactivations++;
       if (res.status < 200 || res.status >= 300) this.log('warn', 'app refused to deactivate an actor', { type: actor.type, id: actor.id, status: res.status, reason });
     } catch (err) {
@@ -486,6 +510,12 @@ function asHostError(err: unknown): HostError {
   if (err instanceof ActorError) return err;
   if (err instanceof WeftError) return err;
   return new ActorError('WEFT_ACTOR_INVOKE_METHOD', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/** Fencing: fails the queued calls of an activation as moved and aborts its running app call. */
+function cutOff(actor: ActiveActor): void {
+  actor.turns.abortQueued(new ActorError('WEFT_ACTOR_MOVED', `actor ${actor.type}/${actor.id}: its node fenced itself`));
+  actor.cut.abort(new ActorError('WEFT_ACTOR_TIMEOUT', `actor ${actor.type}/${actor.id}: the call was cut off, its node fenced itself (membership source unreachable)`));
 }
 
 /** Resolves when `p` does or after `ms`, whichever comes first. */

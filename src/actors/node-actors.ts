@@ -77,7 +77,7 @@ export class NodeActors implements ActorApi {
       nodeId: o.nodeId, namespace: o.namespace, resolver: o.resolver, hosts: this.hosts,
       send: (target, call) => this.send(target, call),
       onMetaChange: o.reannounce,
-      lockDelayMs: o.settings.lockDelayMs, fenceMs: o.settings.fenceMs, callTimeoutMs: o.settings.callTimeoutMs,
+      lockDelayMs: o.settings.lockDelayMs, fenceMs: o.settings.fenceMs,
       log: o.log,
     });
     this.reminders = store === undefined ? undefined : new ReminderService({

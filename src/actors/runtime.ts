@@ -65,12 +65,10 @@ export interface ActorRuntimeOptions {
   readonly send: (target: ActorTarget, call: ActorCall) => Promise<ActorOutcome>;
   /** This node's actor meta changed (types or acknowledgement): re-register. */
   readonly onMetaChange: () => void;
-  /** A member absent from the listing counts as gone only after this long (default fenceMs + callTimeoutMs + 1 s). */
+  /** A member absent from the listing counts as gone only after this long (default fenceMs + 1 s: a fenced node cuts its turns at once). */
   readonly lockDelayMs?: number;
   /** Serve no actor when the membership source has not answered for this long (default 5 s). */
   readonly fenceMs?: number;
-  /** The hosts' actor call timeout, for the default lock delay (default 60 s). */
-  readonly callTimeoutMs?: number;
   /** Attempts per call when the node reached answers moved/unavailable (default 5). */
   readonly maxAttempts?: number;
   readonly now?: () => number;
@@ -136,7 +134,7 @@ export class ActorRuntime {
     this.now = options.now ?? Date.now;
     this.log = options.log ?? (() => {});
     this.fenceMs = options.fenceMs ?? 5000;
-    this.lockDelayMs = options.lockDelayMs ?? this.fenceMs + (options.callTimeoutMs ?? 60_000) + 1000;
+    this.lockDelayMs = options.lockDelayMs ?? this.fenceMs + 1000;
     this.maxAttempts = options.maxAttempts ?? 5;
   }
 
@@ -263,9 +261,9 @@ export class ActorRuntime {
       this.applied = [EMPTY_PLACEMENT, this.table];
       this.continuityLost = true;
       if (!this.leaving) this.o.onMetaChange();
-      this.applying = this.applying.then(async () => {
-        await Promise.all([...this.o.hosts.values()].map((h) => h.drainAndDeactivate(() => true)));
-      }).catch(() => {});
+      // At once, not after a drain under way: that one may wait for a turn this cuts.
+      const fencing = Promise.all([...this.o.hosts.values()].map((h) => h.fence()));
+      this.applying = Promise.all([this.applying, fencing]).then(() => {}, () => {});
     }
     this.wasFenced = fenced;
     if (this.applied.length > 1 && this.isSettled()) {
@@ -307,10 +305,21 @@ export class ActorRuntime {
    * may already look like fresh contact, so the stall is judged by the runtime's own tick).
    */
   private fenced(): boolean {
+    // A node that hosts no actor has nothing to fence: a caller-only node hears from its
+    // resolver only once per blocking query, which says nothing about its own lease.
+    if (!this.hosting()) return false;
     const now = this.now();
     if (now - this.lastTickAt > this.fenceMs) return true;
-    const last = this.o.resolver.status().lastSuccessAt;
+    // Contact is the lease: when this node's registrations were last renewed (sent), since only
+    // a renewal keeps the others from counting it gone. A watch answer proves nothing of that.
+    const status = this.o.resolver.status();
+    const last = status.renewedAt ?? status.lastSuccessAt;
     return last !== undefined && now - last > this.fenceMs;
+  }
+
+  private hosting(): boolean {
+    for (const h of this.o.hosts.values()) if (h.types.length > 0) return true;
+    return false;
   }
 
   /** Whether this node may serve `type/id` now (the owner check of every call). */
