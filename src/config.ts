@@ -29,6 +29,18 @@ export interface AppConfig {
   readonly httpPort: number | undefined;
   /** This app's own access policy (replaces `security.accessControl` for calls to it). */
   readonly accessControl: AccessControlSource | undefined;
+  /** Dapr's app health checks (`--enable-app-health-check` and friends); src/appchannel/health.ts. */
+  readonly health: AppHealthConfig;
+}
+
+export interface AppHealthConfig {
+  readonly enabled: boolean;
+  /** Path probed with GET; a 2xx answer is a success. */
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  /** Consecutive failures before the app counts as unhealthy. */
+  readonly threshold: number;
 }
 
 /**
@@ -223,6 +235,18 @@ class Fields {
     return ms;
   }
 
+  /** A bare number in `unitMs` (as a CLI flag gives it), or a duration; from `min` to `max` ms. */
+  durationIn(key: string, unitMs: number, fallback: number, min: number, max: number): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return fallback;
+    const bare = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : undefined;
+    const ms = bare !== undefined ? bare * unitMs : parseDuration(v);
+    const unit = unitMs === 1000 ? 'seconds' : 'milliseconds';
+    if (ms === undefined || !Number.isFinite(ms)) throw configError(this.name(key), `"${String(v)}" is not a number of ${unit} or a duration (e.g. ${unitMs === 1000 ? '5 or 5s' : '500 or 500ms'})`);
+    if (ms < min || ms > max) throw configError(this.name(key), `must be from ${min} ms to ${max} ms (got ${JSON.stringify(v)})`);
+    return ms;
+  }
+
   size(key: string, fallback: number): number {
     const v = this.obj[key];
     if (v === undefined || v === null) return fallback;
@@ -270,7 +294,10 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   if (!Array.isArray(appsRaw)) throw configError('apps', 'must be a list of apps');
   const seen = new Set<string>();
   const apps = appsRaw.map((entry, i): AppConfig => {
-    const a = new Fields(`apps[${i}]`, entry, ['appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort', 'accessControl']);
+    const a = new Fields(`apps[${i}]`, entry, [
+      'appId', 'namespace', 'appPort', 'appHost', 'appProtocol', 'appMaxConnections', 'httpPort', 'accessControl',
+      'enableAppHealthCheck', 'appHealthCheckPath', 'appHealthProbeInterval', 'appHealthProbeTimeout', 'appHealthThreshold',
+    ]);
     if (a.obj['appId'] === undefined) throw configError(`apps[${i}].appId`, 'is required');
     const appId = a.string('appId', '', APP_ID, 'a valid app id (letters, digits, - and _, at most 63; no dots)');
     const ns = a.string('namespace', namespace, NAMESPACE, 'a valid namespace');
@@ -278,6 +305,8 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     if (seen.has(key)) throw configError(`apps[${i}].appId`, `"${appId}" is listed twice in namespace ${ns}`);
     seen.add(key);
     const appPort = a.obj['appPort'] === undefined || a.obj['appPort'] === null ? undefined : a.int('appPort', 0, 1, 65535);
+    const health = appHealth(a);
+    if (health.enabled && appPort === undefined) throw configError(`apps[${i}].enableAppHealthCheck`, 'needs appPort: a caller-only app has nothing to probe');
     return {
       appId,
       namespace: ns,
@@ -287,6 +316,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       appMaxConnections: a.int('appMaxConnections', DEFAULTS.appMaxConnections, 1, 10_000),
       httpPort: a.obj['httpPort'] === undefined || a.obj['httpPort'] === null ? undefined : a.port('httpPort', 0),
       accessControl: accessControlSource(a, 'accessControl'),
+      health,
     };
   });
 
@@ -363,6 +393,26 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     actors: { callTimeoutMs: actorCallTimeoutMs, fenceMs, lockDelayMs, leaveLingerMs: actorsField.duration('leaveLinger', 1000) },
   };
   return deepFreeze(config);
+}
+
+/**
+ * An app's health check settings, named and defaulted as daprd's flags: the interval in seconds
+ * and the timeout in milliseconds when given as bare numbers (as the flags take them), or as
+ * durations (`5s`, `500ms`).
+ */
+function appHealth(a: Fields): AppHealthConfig {
+  const path = a.string('appHealthCheckPath', '/healthz');
+  if (!/^\/[\x21-\x7e]*$/.test(path)) throw configError(a.name('appHealthCheckPath'), `"${path}" must be a path starting with / (printable ASCII, no spaces)`);
+  const intervalMs = a.durationIn('appHealthProbeInterval', 1000, 5000, 1000, 3_600_000);
+  const timeoutMs = a.durationIn('appHealthProbeTimeout', 1, 500, 1, 600_000);
+  if (timeoutMs > intervalMs) throw configError(a.name('appHealthProbeTimeout'), `must not exceed appHealthProbeInterval (${intervalMs} ms): a probe must end before the next starts`);
+  return {
+    enabled: a.bool('enableAppHealthCheck', false),
+    path,
+    intervalMs,
+    timeoutMs,
+    threshold: a.int('appHealthThreshold', 3, 1, 1000),
+  };
 }
 
 /** `security.accessControl` (or an app's): a file path or an inline mapping, checked now. */

@@ -62,6 +62,10 @@ export const Errors = {
   WEFT_NOT_SERVING: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node reached does not serve the target app', retryable: true, invoke: true },
   WEFT_APP_UNAVAILABLE: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node could not reach its app', invoke: true },
   WEFT_APP_ABORTED: { http: 502, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app closed its connection before its answer was complete (it may have run the call)', invoke: true },
+  /** The connection to the app was refused: not a byte was sent, so another instance may run it. */
+  WEFT_APP_REFUSED: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node\'s app refused the connection (nothing was sent to it)', retryable: true, invoke: true },
+  /** The app failed its health checks (`enableAppHealthCheck`): the node did not call it. */
+  WEFT_APP_UNHEALTHY: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app failed its health checks; its node did not call it', retryable: true, invoke: true },
   WEFT_PEER_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call to the target node failed after it was sent', invoke: true },
   WEFT_DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call did not finish before its deadline', invoke: true },
   WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },

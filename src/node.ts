@@ -22,6 +22,7 @@ import { createDispatcher, type Dispatcher } from './dispatch.ts';
 import { loadResiliency } from './resiliency/load.ts';
 import { Invoker } from './invoker.ts';
 import { HttpAppChannel } from './appchannel/http.ts';
+import { AppHealth } from './appchannel/health.ts';
 import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
@@ -83,6 +84,8 @@ export class WeftNode {
   private peer: PeerServer | null = null;
   private security: NodeSecurity | null = null;
   private readonly channels = new Map<string, HttpAppChannel>();
+  /** App health checks, by `${namespace}/${appId}` (apps with enableAppHealthCheck). */
+  private readonly health = new Map<string, AppHealth>();
   private readonly servers: Server[] = [];
   private grpcApi: GrpcApi | null = null;
   private metricsServer: Server | null = null;
@@ -225,6 +228,7 @@ export class WeftNode {
       ready: () => this.ready,
       outboundReady: () => this.state === 'ready',
       servesApp: (appId) => config.apps.some((a) => a.appId === appId),
+      appUnhealthy: (appId) => this.appUnhealthy(appId),
       metadata: () => this.metadata(),
       actors,
     });
@@ -252,6 +256,7 @@ export class WeftNode {
     }
     this.ports = { http: httpPort, grpc: grpcPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
 
+    await this.startHealthChecks();
     this.registrations = config.apps.filter((a) => a.appPort !== undefined).map((app) => ({
       appId: app.appId,
       namespace: app.namespace,
@@ -260,12 +265,53 @@ export class WeftNode {
       port: peerPort,
       meta: { weft_version: RUNTIME_VERSION, http_port: String(appPorts[app.appId] ?? httpPort) },
       healthUrl: `http://${config.http.host}:${httpPort}/v1.0/healthz?appid=${app.appId}`,
+      ...this.appHealthField(app.namespace, app.appId),
     }));
     for (const r of this.registrations) await this.resolver.register(r);
     // Reads each app's /dapr/config once it is up, then announces its actor types (reannounce).
     actors.start();
     this.state = 'ready';
     this.log.info({ ports: this.ports, workers: config.workers, resolver: config.resolver.type, apps: config.apps.map((a) => a.appId), peerTls: security === null ? 'plaintext' : 'mtls' }, 'weft node ready');
+  }
+
+  /**
+   * Starts each app's health checks (first probe awaited, so a dead app is never announced as
+   * routable) and attaches them to its channel, which then refuses calls while it is unhealthy.
+   */
+  private async startHealthChecks(): Promise<void> {
+    for (const app of this.config.apps) {
+      const channel = this.channels.get(`${app.namespace}/${app.appId}`);
+      if (!app.health.enabled || channel === undefined) continue;
+      const checks = new AppHealth(app, (healthy, why) => this.appHealthChanged(app.namespace, app.appId, healthy, why));
+      this.health.set(`${app.namespace}/${app.appId}`, checks);
+      channel.health = checks;
+      await checks.start();
+      if (!checks.healthy) this.log.warn({ appId: app.appId, err: checks.status().lastError }, 'app failed its first health check: not routed to until it passes');
+    }
+  }
+
+  private appHealthField(namespace: string, appId: string): { appHealthy?: boolean } {
+    const checks = this.health.get(`${namespace}/${appId}`);
+    return checks === undefined ? {} : { appHealthy: checks.healthy };
+  }
+
+  /** An app's health changed: announce it so routing leaves it out (or takes it back). */
+  private appHealthChanged(namespace: string, appId: string, healthy: boolean, why: string | undefined): void {
+    if (healthy) this.log.info({ appId }, 'app passes its health checks again: routed to again');
+    else this.log.warn({ appId, err: why, threshold: this.config.apps.find((a) => a.appId === appId && a.namespace === namespace)?.health.threshold }, 'app failed its health checks: no longer routed to');
+    const resolver = this.resolver;
+    if (resolver === null || this.state === 'stopping' || this.state === 'stopped') return;
+    this.registrations = this.registrations.map((r) => (r.appId === appId && r.namespace === namespace ? { ...r, appHealthy: healthy } : r));
+    for (const r of this.registrations) {
+      if (r.appId !== appId || r.namespace !== namespace) continue;
+      resolver.register(r).catch((err: unknown) => this.log.warn({ err: (err as Error).message, appId }, 'could not announce the app\'s health'));
+    }
+  }
+
+  /** Why an app this node serves is not taking calls (its health checks), or undefined. */
+  appUnhealthy(appId: string): string | undefined {
+    const checks = this.config.apps.filter((a) => a.appId === appId).map((a) => this.health.get(`${a.namespace}/${a.appId}`)).find((h) => h !== undefined);
+    return checks === undefined || checks.healthy ? undefined : (checks.status().lastError ?? 'unhealthy');
   }
 
   /** Re-registers the apps with their current actor meta (types hosted, placement acknowledgement). */
@@ -297,12 +343,22 @@ export class WeftNode {
         trustDomain: this.security?.trustDomain ?? null,
         resolver: this.resolver?.status() ?? null,
         apps: this.config.apps.map((a) => a.appId),
+        appHealth: Object.fromEntries([...this.health.values()].map((h) => [h.app.appId, h.status()])),
       },
       appConnectionProperties: primary?.appPort === undefined ? {} : {
         port: primary.appPort,
         protocol: primary.appProtocol,
         channelAddress: primary.appHost,
         maxConcurrency: primary.appMaxConnections,
+        // As Dapr shows it: only with health checks on; interval and timeout as Go durations.
+        ...(primary.health.enabled ? {
+          health: {
+            healthCheckPath: primary.health.path,
+            healthProbeInterval: `${primary.health.intervalMs / 1000}s`,
+            healthProbeTimeout: `${primary.health.timeoutMs}ms`,
+            healthThreshold: primary.health.threshold,
+          },
+        } : {}),
       },
     };
   }
@@ -335,6 +391,7 @@ export class WeftNode {
     this.routing?.close();
     await attempt('outbound', () => this.dispatcher?.close());
     this.security?.close();
+    for (const h of this.health.values()) await attempt('app health checks', () => h.stop());
     await attempt('resolver', () => this.resolver?.close());
     for (const c of this.channels.values()) await attempt('app channel', () => c.close());
     if (this.metricsServer !== null) await attempt('metrics', () => closeServer(this.metricsServer as Server, 100));

@@ -5,7 +5,7 @@
 import type { WireErrorShape } from './protocol.ts';
 
 /** Failures weft decided itself, by stable code, that never reached the app. */
-const NEVER_REACHED_APP = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN']);
+const NEVER_REACHED_APP = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN', 'WEFT_APP_REFUSED', 'WEFT_APP_UNHEALTHY']);
 
 export class CallFailure extends Error {
   readonly wire: WireErrorShape;

@@ -1,7 +1,9 @@
 /**
  * The app channel: how a node calls an app it serves, over HTTP with an undici Pool per app.
  *
- * Failures come back as WeftErrors: the app refusing connections is WEFT_APP_UNAVAILABLE, a
+ * Failures come back as WeftErrors: a refused connection is WEFT_APP_REFUSED (nothing was
+ * sent: the caller may try another instance), an app that failed its health checks
+ * WEFT_APP_UNHEALTHY (not called at all), other failures to reach it WEFT_APP_UNAVAILABLE, a
  * call past its deadline WEFT_DEADLINE_EXCEEDED. The app's own statuses (4xx, 5xx) are answers,
  * not errors: they travel back to the caller unchanged.
  */
@@ -9,6 +11,7 @@ import { Pool, errors as undiciErrors } from 'undici';
 import type { Readable } from 'node:stream';
 import type { AppConfig } from '../config.ts';
 import { WeftError } from '../errors.ts';
+import type { AppHealth } from './health.ts';
 
 export interface AppRequest {
   /** Path below the app's root, without the leading slash. */
@@ -40,6 +43,8 @@ export const HOP_BY_HOP = new Set([
 export class HttpAppChannel {
   readonly app: AppConfig;
   private readonly pool: Pool;
+  /** The app's health checks, when enabled: an unhealthy app is not called. */
+  health: AppHealth | undefined;
 
   constructor(app: AppConfig) {
     if (app.appPort === undefined) throw new WeftError('WEFT_INTERNAL', `app ${app.appId} has no app port`);
@@ -56,6 +61,9 @@ export class HttpAppChannel {
   }
 
   async call(req: AppRequest): Promise<AppResponse> {
+    if (this.health !== undefined && !this.health.healthy) {
+      throw new WeftError('WEFT_APP_UNHEALTHY', `app ${this.app.appId} failed its health checks (${this.health.status().lastError ?? 'unhealthy'})`, { appId: this.app.appId });
+    }
     const path = req.query === '' ? `/${req.method}` : `/${req.method}?${req.query}`;
     try {
       const res = await this.pool.request({
@@ -79,6 +87,9 @@ export class HttpAppChannel {
       return new WeftError('WEFT_DEADLINE_EXCEEDED', `app ${appId} did not answer before the deadline`, { appId, cause: err });
     }
     const code = (err as { code?: string }).code ?? '';
+    if (refused(err)) {
+      return new WeftError('WEFT_APP_REFUSED', `app ${appId} at ${this.app.appHost}:${this.app.appPort} refused the connection (ECONNREFUSED)`, { appId, cause: err });
+    }
     const aborted = appAborted(err, appId);
     if (aborted !== undefined) return aborted;
     if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
@@ -109,6 +120,17 @@ export function appAborted(err: unknown, appId: string | undefined): WeftError |
   const code = (err as { code?: string } | null)?.code;
   if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') return undefined;
   return new WeftError('WEFT_APP_ABORTED', `app ${appId ?? ''} closed its connection before its answer was complete: ${(err as Error).message}`, { appId, cause: err });
+}
+
+/**
+ * A refused connection: the request was never written. (With several addresses tried, Node
+ * reports an AggregateError whose errors must all be refusals.)
+ */
+function refused(err: unknown): boolean {
+  const e = err as { code?: unknown; errors?: unknown } | null;
+  if (e === null || typeof e !== 'object') return false;
+  if (Array.isArray(e.errors) && e.errors.length > 0) return e.errors.every((x) => refused(x));
+  return e.code === 'ECONNREFUSED';
 }
 
 /** undici's header object to a flat name/value list (arrays such as set-cookie kept as separate entries). */

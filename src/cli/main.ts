@@ -53,6 +53,11 @@ default when it is free, else any free port (the ready line says which).
 Options:
   --app-id ID          the app's id (required)
   --app-port N         the port the app listens on
+  --enable-app-health-check     probe the app; while it fails, route no call to it (Dapr's flag)
+  --app-health-check-path P     the path probed with GET (default /healthz)
+  --app-health-probe-interval S seconds between probes (default 5)
+  --app-health-probe-timeout MS probe timeout in milliseconds (default 500)
+  --app-health-threshold N      failures in a row before the app counts as unhealthy (default 3)
   --namespace NS       the app's namespace (default: default)
   --http-port N        Dapr HTTP API port (default 3500)
   --grpc-port N        Dapr gRPC API port (default 50001)
@@ -175,6 +180,8 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     'log-level': { type: 'string' }, 'node-id': { type: 'string' }, 'advertise-address': { type: 'string' },
     'ca-dir': { type: 'string' }, 'trust-domain': { type: 'string' }, 'insecure-plaintext': { type: 'boolean' },
     'resources-path': { type: 'string', multiple: true },
+    'enable-app-health-check': { type: 'boolean' }, 'app-health-check-path': { type: 'string' },
+    'app-health-probe-interval': { type: 'string' }, 'app-health-probe-timeout': { type: 'string' }, 'app-health-threshold': { type: 'string' },
   }, HELP['run'] as string, out);
   if (v === null) return 0;
   const appId = v['app-id'];
@@ -214,6 +221,11 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     ...fileApp, appId,
     ...(v['namespace'] !== undefined ? { namespace: v['namespace'] } : {}),
     ...(v['app-port'] !== undefined ? { appPort: v['app-port'] } : {}),
+    ...(v['enable-app-health-check'] === true ? { enableAppHealthCheck: true } : {}),
+    ...(v['app-health-check-path'] !== undefined ? { appHealthCheckPath: v['app-health-check-path'] } : {}),
+    ...(v['app-health-probe-interval'] !== undefined ? { appHealthProbeInterval: v['app-health-probe-interval'] } : {}),
+    ...(v['app-health-probe-timeout'] !== undefined ? { appHealthProbeTimeout: v['app-health-probe-timeout'] } : {}),
+    ...(v['app-health-threshold'] !== undefined ? { appHealthThreshold: v['app-health-threshold'] } : {}),
   }];
   const fileResolver = typeof raw['resolver'] === 'string' ? { type: raw['resolver'] } : section('resolver');
   const resolverType = (v['resolver'] as string | undefined) ?? (typeof fileResolver['type'] === 'string' ? fileResolver['type'] : DEFAULTS.resolver);

@@ -30,6 +30,8 @@ export interface HttpApiContext {
   ready(): boolean;
   outboundReady(): boolean;
   servesApp(appId: string): boolean;
+  /** Why a served app is failing its health checks (`/v1.0/healthz?appid=` answers it), or undefined. */
+  appUnhealthy?(appId: string): string | undefined;
   metadata(): unknown;
   /** The node's actor runtime (`/v1.0/actors/...`); undefined answers 501. */
   readonly actors?: ActorApi | undefined;
@@ -168,6 +170,8 @@ function health(ctx: HttpApiContext, req: IncomingMessage, res: ServerResponse, 
   const appId = new URLSearchParams(query).get('appid');
   if (appId !== null && !ctx.servesApp(appId)) return sendError(res, new WeftError('WEFT_HEALTH_APPID_MISMATCH', `app id ${appId} is not served by this node`));
   if (!ctx.ready()) return sendError(res, new WeftError('WEFT_HEALTH_NOT_READY', 'dapr is not ready'));
+  const unhealthy = appId === null ? undefined : ctx.appUnhealthy?.(appId);
+  if (appId !== null && unhealthy !== undefined) return sendError(res, new WeftError('WEFT_APP_UNHEALTHY', `app ${appId} failed its health checks: ${unhealthy}`, { appId }));
   noContent(req, res);
 }
 

@@ -289,7 +289,10 @@ interface ConsulClient {
       register(o: Record<string, unknown> & CallOptions): Promise<unknown>;
       deregister(o: { id: string } & CallOptions): Promise<unknown>;
     };
-    check: { pass(o: { id: string } & CallOptions): Promise<unknown> };
+    check: {
+      pass(o: { id: string } & CallOptions): Promise<unknown>;
+      warn(o: { id: string; note?: string } & CallOptions): Promise<unknown>;
+    };
   };
   health: { service(o: Record<string, unknown> & CallOptions): Promise<unknown> };
   status: { leader(o?: CallOptions): Promise<unknown> };
@@ -359,6 +362,7 @@ export class ConsulResolver implements Resolver {
   private readonly client: ConsulClient;
   private readonly httpAgent: HttpAgent;
   private readonly keepers = new Map<string, Keeper>();
+  private readonly keeping = new Map<string, Promise<void>>();
   private readonly watches = new Map<string, AppWatch>();
   /** Channels (one per registration, one per watched app) whose last exchange failed, with why. */
   private readonly failing = new Map<string, string>();
@@ -423,16 +427,29 @@ export class ConsulResolver implements Resolver {
     // An app hosting actors is listed under the shared actors service too (app ids have no dots).
     const actorsId = serviceId(registration.nodeId, registration.namespace, `${registration.appId}.actors`);
     if (Object.hasOwn(registration.meta, ACTOR_TYPES_META)) {
-      await this.keep(actorsId, { ...registration, appId: ACTORS_SERVICE, meta: { ...registration.meta, [META_ACTOR_APP]: registration.appId } });
+      // Actor membership follows the node, not the app's health (see Registration.appHealthy).
+      await this.keep(actorsId, { ...registration, appId: ACTORS_SERVICE, appHealthy: true, meta: { ...registration.meta, [META_ACTOR_APP]: registration.appId } });
     } else if (this.keepers.has(actorsId)) {
       await this.dropId(actorsId);
     }
   }
 
-  private async keep(id: string, registration: Registration): Promise<void> {
+  /** One keeper change at a time per ID: two racing updates would leave an orphan keeper heartbeating. */
+  private keep(id: string, registration: Registration): Promise<void> {
+    const next = (this.keeping.get(id) ?? Promise.resolve()).then(() => this.replaceKeeper(id, registration));
+    const settled = next.catch(() => {});
+    this.keeping.set(id, settled);
+    void settled.then(() => {
+      if (this.keeping.get(id) === settled) this.keeping.delete(id);
+    });
+    return next;
+  }
+
+  private async replaceKeeper(id: string, registration: Registration): Promise<void> {
+    if (this.closed) return;
     const previous = this.keepers.get(id);
     if (previous !== undefined) await previous.stop();
-    const keeper = new Keeper(this, id, this.serviceDefinition(id, registration));
+    const keeper = new Keeper(this, id, this.serviceDefinition(id, registration), registration.appHealthy === false);
     this.keepers.set(id, keeper);
     await keeper.start();
   }
@@ -642,14 +659,17 @@ class Keeper {
   readonly id: string;
   private readonly resolver: ConsulResolver;
   private readonly definition: Record<string, unknown>;
+  /** The app failed its health checks: heartbeats set the check to warning, out of passing-only queries. */
+  private readonly appUnhealthy: boolean;
   private readonly abort = new AbortController();
   private readonly scope = new CancelScope();
   private loop: Promise<void> | null = null;
 
-  constructor(resolver: ConsulResolver, id: string, definition: Record<string, unknown>) {
+  constructor(resolver: ConsulResolver, id: string, definition: Record<string, unknown>, appUnhealthy: boolean) {
     this.resolver = resolver;
     this.id = id;
     this.definition = definition;
+    this.appUnhealthy = appUnhealthy;
   }
 
   /** Makes the first attempt (awaited, never throwing), then keeps going in the background. */
@@ -691,11 +711,17 @@ class Keeper {
     return (await this.pass()) === 'ok';
   }
 
-  /** One TTL pass. Its send time is when the agent's TTL restarts at the latest: the node's lease. */
+  /**
+   * One TTL heartbeat. Its send time is when the agent's TTL restarts at the latest: the node's
+   * lease. An app that failed its health checks is heartbeated as `warning`: out of every
+   * passing-only query, yet never critical, so Consul does not reap the node's entry.
+   */
   private async pass(): Promise<'ok' | 'unknown' | 'failed'> {
     const sent = Date.now();
+    const options = { id: checkId(this.id), timeout: this.resolver.options.requestTimeoutMs, ctx: this.scope };
     try {
-      await this.resolver.consul.agent.check.pass({ id: checkId(this.id), timeout: this.resolver.options.requestTimeoutMs, ctx: this.scope });
+      if (this.appUnhealthy) await this.resolver.consul.agent.check.warn({ ...options, note: 'the app failed its health checks (weft enableAppHealthCheck)' });
+      else await this.resolver.consul.agent.check.pass(options);
       this.resolver.succeeded(this.channel);
       this.resolver.renewed(this.id, sent);
       return 'ok';

@@ -19,6 +19,9 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { parseDuration } from '../duration.ts';
 import { appKey, registerResolver, type AppKey, type Instance, type Registration, type Resolver, type ResolverContext, type ResolverStatus } from './resolver.ts';
 
+/** Row meta key marking an app that failed its health checks (Registration.appHealthy false). */
+const APP_HEALTH_META = 'app_health';
+
 interface Row {
   node_id: string;
   app_id: string;
@@ -96,8 +99,9 @@ export class LocalResolver implements Resolver {
       VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT (namespace, app_id, node_id) DO UPDATE SET address = excluded.address, port = excluded.port,
         meta = excluded.meta, expires_at = excluded.expires_at`);
+    // Routing leaves out apps that failed their health checks (meta app_health); actor membership does not.
     this.select = db.prepare(`SELECT node_id, app_id, namespace, address, port, meta FROM instances
-      WHERE namespace = ? AND app_id = ? AND expires_at > ? ORDER BY node_id`);
+      WHERE namespace = ? AND app_id = ? AND expires_at > ? AND json_extract(meta, '$.${APP_HEALTH_META}') IS NULL ORDER BY node_id`);
     // Actor membership: every live row of the namespace whose meta names actor types.
     this.selectActors = db.prepare(`SELECT node_id, app_id, namespace, address, port, meta FROM instances
       WHERE namespace = ? AND expires_at > ? AND json_type(meta, '$.actor_types') IS NOT NULL ORDER BY node_id, app_id`);
@@ -192,7 +196,8 @@ export class LocalResolver implements Resolver {
   /** Writes one row, expiring a TTL after `at`; false when the registry refused it. */
   private write(r: Registration, at = Date.now()): boolean {
     return this.guard(() => {
-      this.upsert?.run(r.nodeId, r.appId, r.namespace, r.address, r.port, JSON.stringify(r.meta), at + this.ttlMs);
+      const meta = r.appHealthy === false ? { ...r.meta, [APP_HEALTH_META]: 'unhealthy' } : r.meta;
+      this.upsert?.run(r.nodeId, r.appId, r.namespace, r.address, r.port, JSON.stringify(meta), at + this.ttlMs);
       return true;
     }) === true;
   }

@@ -31,6 +31,12 @@ export interface Registration extends Instance {
   readonly healthUrl?: string;
   /** Tags for resolvers that have them. */
   readonly tags?: readonly string[];
+  /**
+   * false: the app failed its health checks. The registration stays (the node lives, its lease
+   * is renewed) but `watch` leaves the instance out until it is registered healthy again;
+   * `watchActors` still lists it (actor membership follows the node, not the app's health).
+   */
+  readonly appHealthy?: boolean;
 }
 
 export interface AppKey {

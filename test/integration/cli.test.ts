@@ -134,6 +134,30 @@ describe('weft run', () => {
   });
 });
 
+describe('weft run: app health check flags', () => {
+  it('takes Dapr\'s flags, shows them in the metadata with the app\'s health, and names a bad one', async () => {
+    const { createServer } = await import('node:http');
+    const app = createServer((req, res) => res.writeHead(req.url === '/ready' ? 204 : 404).end());
+    await new Promise<void>((r) => app.listen(0, '127.0.0.1', r));
+    try {
+      const appPort = String((app.address() as { port: number }).port);
+      const bad = await run(['run', '--app-id', 'h', '--app-port', appPort, '--app-health-threshold', '0', ...ports]);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toContain('apps[0].appHealthThreshold: must be an integer from 1 to 1000 (got "0")');
+      const node = weft(['run', '--app-id', 'h', '--app-port', appPort, '--registry', registry, ...ports, '--json',
+        '--enable-app-health-check', '--app-health-check-path', '/ready', '--app-health-probe-interval', '2', '--app-health-probe-timeout', '300', '--app-health-threshold', '4']);
+      const r = await ready(node);
+      const meta = (await (await request(`http://127.0.0.1:${r.http}/v1.0/metadata`)).body.json()) as { appConnectionProperties: { health: unknown }; extended: { appHealth: Record<string, { state: string }> } };
+      expect(meta.appConnectionProperties.health).toEqual({ healthCheckPath: '/ready', healthProbeInterval: '2s', healthProbeTimeout: '300ms', healthThreshold: 4 });
+      expect(meta.extended.appHealth['h']?.state).toBe('healthy');
+      node.kill('SIGTERM');
+      expect(await exited(node)).toBe(0);
+    } finally {
+      app.close();
+    }
+  });
+});
+
 describe('weft run --config', () => {
   it('keeps every field of the file the flags do not override', async () => {
     const file = join(dir, 'run-bad.yaml');

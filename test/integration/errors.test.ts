@@ -131,10 +131,10 @@ describe.each([
     await stillServes();
   });
 
-  it('an app whose port is closed is 500 WEFT_APP_UNAVAILABLE naming the app', async () => {
+  it('an app whose port is closed is 500 WEFT_APP_REFUSED naming the app (retried elsewhere; here there is no elsewhere)', async () => {
     const e = await errorOf(await request(url(a, '/v1.0/invoke/noapp/method/x')));
-    expect(e).toMatchObject({ status: 500, errorCode: 'ERR_DIRECT_INVOKE', weftCode: 'WEFT_APP_UNAVAILABLE' });
-    expect(e.message).toMatch(/id: noapp, err: app noapp at 127\.0\.0\.1:\d+ failed: ECONNREFUSED/);
+    expect(e).toMatchObject({ status: 500, errorCode: 'ERR_DIRECT_INVOKE', weftCode: 'WEFT_APP_REFUSED' });
+    expect(e.message).toMatch(/id: noapp, err: app noapp at 127\.0\.0\.1:\d+ refused the connection \(ECONNREFUSED\)/);
     await stillServes();
   });
 

@@ -98,7 +98,8 @@ export async function startApp(handler: Handler): Promise<TestApp> {
 }
 
 export interface NodeOptions {
-  readonly apps?: ReadonlyArray<{ appId: string; appPort?: number; namespace?: string; httpPort?: number }>;
+  /** App entries as the config takes them (health check keys and the like pass through). */
+  readonly apps?: ReadonlyArray<{ appId: string; appPort?: number; namespace?: string; httpPort?: number } & Record<string, unknown>>;
   readonly workers?: number;
   readonly extra?: Record<string, unknown>;
   readonly resolver?: Record<string, unknown>;

@@ -30,6 +30,17 @@ describe('node config', () => {
     expect(Object.isFrozen(c.http)).toBe(true);
   });
 
+  it('app health checks: off by default with daprd\'s defaults; interval in seconds and timeout in ms as the flags take them', () => {
+    const c = validateConfig({ apps: [{ appId: 'a', appPort: 1 }, { appId: 'b', appPort: 2, enableAppHealthCheck: true, appHealthCheckPath: '/ready', appHealthProbeInterval: '2', appHealthProbeTimeout: 250, appHealthThreshold: 5 }, { appId: 'c', appPort: 3, appHealthProbeInterval: '1m', appHealthProbeTimeout: '2s' }] }, {});
+    expect(c.apps[0]?.health).toEqual({ enabled: false, path: '/healthz', intervalMs: 5000, timeoutMs: 500, threshold: 3 });
+    expect(c.apps[1]?.health).toEqual({ enabled: true, path: '/ready', intervalMs: 2000, timeoutMs: 250, threshold: 5 });
+    expect(c.apps[2]?.health).toMatchObject({ intervalMs: 60_000, timeoutMs: 2000 });
+  });
+
+  it('actors: the lock delay defaults to fenceTimeout + 1s (a fenced node cuts its turns at once)', () => {
+    expect(validateConfig({}, {}).actors).toMatchObject({ fenceMs: 5000, lockDelayMs: 6000, callTimeoutMs: 60_000 });
+  });
+
   it('reads apps, sizes, durations and the API token from the environment', () => {
     const c = validateConfig({
       apps: [{ appId: 'orders', appPort: 3000 }, { appId: 'front', namespace: 'shop' }],
@@ -51,6 +62,15 @@ describe('node config', () => {
     [{ apps: [{ appId: 'a', appPort: 'x' }] }, 'apps[0].appPort: must be an integer from 1 to 65535 (got "x")'],
     [{ apps: [{ appId: 'a' }, { appId: 'a' }] }, 'apps[1].appId: "a" is listed twice in namespace default'],
     [{ apps: 'orders' }, 'apps: must be a list of apps'],
+    [{ apps: [{ appId: 'a', appPort: 1, enableAppHealthCheck: 'yes' }] }, 'apps[0].enableAppHealthCheck: must be true or false'],
+    [{ apps: [{ appId: 'a', enableAppHealthCheck: true }] }, 'apps[0].enableAppHealthCheck: needs appPort'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthCheckPath: 'healthz' }] }, 'apps[0].appHealthCheckPath: "healthz" must be a path starting with /'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthProbeInterval: 'often' }] }, 'apps[0].appHealthProbeInterval: "often" is not a number of seconds or a duration'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthProbeInterval: 0 }] }, 'apps[0].appHealthProbeInterval: must be from 1000 ms'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthProbeTimeout: -5 }] }, 'apps[0].appHealthProbeTimeout: must be from 1 ms to 600000 ms (got -5)'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthProbeInterval: 1, appHealthProbeTimeout: 1500 }] }, 'apps[0].appHealthProbeTimeout: must not exceed appHealthProbeInterval'],
+    [{ apps: [{ appId: 'a', appPort: 1, appHealthThreshold: 0 }] }, 'apps[0].appHealthThreshold: must be an integer from 1 to 1000 (got 0)'],
+    [{ actors: { fenceTimeout: '5s', lockDelay: '5500ms' } }, 'actors.lockDelay: must be at least fenceTimeout + 1s'],
     [{ workers: -1 }, 'workers: must be an integer from 0 to 64 (got -1)'],
     [{ maxBodySize: 'huge' }, 'maxBodySize: "huge" is not a size (e.g. 4Mi, 512Ki, 1048576)'],
     [{ timeouts: { invoke: 'soon' } }, 'timeouts.invoke: "soon" is not a duration (e.g. 500ms, 5s, 1m30s, PT5S)'],
