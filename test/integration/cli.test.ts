@@ -145,10 +145,10 @@ describe('weft run: app health check flags', () => {
       expect(bad.code).toBe(2);
       expect(bad.err).toContain('apps[0].appHealthThreshold: must be an integer from 1 to 1000 (got "0")');
       const node = weft(['run', '--app-id', 'h', '--app-port', appPort, '--registry', registry, ...ports, '--json',
-        '--enable-app-health-check', '--app-health-check-path', '/ready', '--app-health-probe-interval', '2', '--app-health-probe-timeout', '300', '--app-health-threshold', '4']);
+        '--enable-app-health-check', '--app-health-check-path', '/ready', '--app-health-probe-interval', '3', '--app-health-probe-timeout', '2500', '--app-health-threshold', '4']);
       const r = await ready(node);
       const meta = (await (await request(`http://127.0.0.1:${r.http}/v1.0/metadata`)).body.json()) as { appConnectionProperties: { health: unknown }; extended: { appHealth: Record<string, { state: string }> } };
-      expect(meta.appConnectionProperties.health).toEqual({ healthCheckPath: '/ready', healthProbeInterval: '2s', healthProbeTimeout: '300ms', healthThreshold: 4 });
+      expect(meta.appConnectionProperties.health).toEqual({ healthCheckPath: '/ready', healthProbeInterval: '3s', healthProbeTimeout: '2500ms', healthThreshold: 4 });
       expect(meta.extended.appHealth['h']?.state).toBe('healthy');
       node.kill('SIGTERM');
       expect(await exited(node)).toBe(0);
