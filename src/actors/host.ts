@@ -99,8 +99,6 @@ interface ActiveActor {
 
 type RetireReason = 'idle' | 'explicit' | 'rebalance' | 'shutdown' | 'fence';
 
-/** How long a fenced node waits for the app to answer a DELETE (it is the app on this host). */
-const FENCE_DELETE_TIMEOUT_MS = 500;
 
 const JSON_TYPE = 'application/json';
 const REENTRANCY_HEADER = 'dapr-reentrancy-id';
@@ -374,8 +372,9 @@ export class ActorHost {
    * Fencing (the node may have been counted gone): deactivates every actor at once instead of
    * draining. Queued calls fail as moved (they never reached the app), the running turn's app
    * call is aborted (its caller gets WEFT_ACTOR_TIMEOUT: it may have reached the app), timers
-   * stop, and the DELETE gets a short timeout. Resolves when every actor is released, so the
-   * lock delay need not wait for the actor call timeout.
+   * stop, and the DELETE follows at once (not cut short: a node acknowledges tables only after
+   * its DELETEs are answered). The lock delay then waits for the app's DELETEs, not for the
+   * actor call timeout.
    */
   async fence(): Promise<number> {
     const all: ActiveActor[] = [];
@@ -439,8 +438,7 @@ export class ActorHost {
   private async sendDelete(actor: ActiveActor, reason: RetireReason): Promise<void> {
     if (!actor.activated) return;
     try {
-      const timeout = reason === 'fence' ? Math.min(FENCE_DELETE_TIMEOUT_MS, this.callTimeoutMs) : this.callTimeoutMs;
-      const res = await this.app.call({ verb: 'DELETE', path: actorPath(actor.type, actor.id), headers: [], body: null, signal: AbortSignal.timeout(timeout) });
+      const res = await this.app.call({ verb: 'DELETE', path: actorPath(actor.type, actor.id), headers: [], body: null, signal: AbortSignal.timeout(this.callTimeoutMs) });
       this.deactivations++;
       if (res.status < 200 || res.status >= 300) this.log('warn', 'app refused to deactivate an actor', { type: actor.type, id: actor.id, status: res.status, reason });
     } catch (err) {
