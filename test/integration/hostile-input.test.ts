@@ -17,6 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, echoHandler, rawRequest, type TestApp } from '../support/cluster.ts';
+import { FakeConsul } from '../support/consul-server.ts';
 
 const UNKNOWN_CAP = 64;
 
@@ -398,4 +399,46 @@ describe.each([
       await inflightIsZero();
     });
   });
+});
+
+describe('unknown ids through Consul: blocking queries stay bounded and go away', () => {
+  const fake = new FakeConsul({ reapInterval: 100, deregisterMin: 0 });
+  const cluster = new Cluster();
+  let node: WeftNode;
+  const cap = 16;
+
+  beforeAll(async () => {
+    await fake.start();
+    node = await cluster.node({
+      apps: [{ appId: 'front' }],
+      resolver: { type: 'consul', consul: { address: fake.address, wait: '10s', backoff: { initial: '50ms', max: '300ms' } } },
+      extra: { routing: { unknownIdleTimeout: '300ms', maxUnknown: cap } },
+    });
+  });
+  afterAll(async () => {
+    await cluster.close();
+    await fake.stop();
+  });
+
+  it('holds at most maxUnknown watches for 1,000 distinct unknown ids, then none', async () => {
+    const ghosts = (): number => fake.blockingQueries.filter((n) => n.startsWith('consul-ghost-')).length;
+    const pool = new Pool(`http://127.0.0.1:${node.ports.http}`, { connections: 8 });
+    let next = 0;
+    let most = 0;
+    const codes = new Set<string>();
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < 1000) {
+        const res = await pool.request({ path: `/v1.0/invoke/consul-ghost-${next++}/method/x`, method: 'GET' });
+        codes.add(`${res.statusCode} ${((await res.body.json()) as { weftCode: string }).weftCode}`);
+        most = Math.max(most, ghosts());
+      }
+    }));
+    await pool.close();
+    expect([...codes]).toEqual(['500 WEFT_APP_NOT_FOUND']);
+    expect(most).toBeGreaterThan(0);
+    // the cap, plus the queries of evicted watches the server has not yet seen close (≤ one per caller)
+    expect(most).toBeLessThanOrEqual(cap + 16);
+    expect(await gauge(node, 'weft_routing_watches')).toBeLessThanOrEqual(cap);
+    expect(await eventually(async () => ghosts() === 0 && (await gauge(node, 'weft_routing_watches')) === 0)).toBe(true);
+  }, 120_000);
 });

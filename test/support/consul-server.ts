@@ -168,6 +168,11 @@ export class FakeConsul {
     return this.server !== null;
   }
 
+  /** The service names of the blocking queries held open now (one per watch a client keeps). */
+  get blockingQueries(): string[] {
+    return [...this.waiters].map((w) => w.name);
+  }
+
   async start(): Promise<void> {
     if (this.server !== null) return;
     const tls = this.options.tls;
