@@ -6,12 +6,17 @@ import { BroadcastChannel } from 'node:worker_threads';
 import type { Transferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { randomUUID } from 'node:crypto';
-import type { IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WorkerData } from '../workers/protocol.ts';
-import { METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
+import type { CancelMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WireErrorShape, WorkerData } from '../workers/protocol.ts';
+import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
 
 export interface Dispatcher {
   readonly mode: 'workers' | 'inline';
-  run(task: InvokeTask, transfer: Transferable[]): Promise<InvokeResult>;
+  /**
+   * Runs one call on the outbound side. When `signal` aborts (the caller went away, or the
+   * deadline passed) the outbound side cancels the peer call; the task still settles (with an
+   * error, or a streamed result whose port the caller must close).
+   */
+  run(task: InvokeTask, transfer: Transferable[], signal?: AbortSignal): Promise<InvokeResult>;
   publish(snapshot: RoutingSnapshot): void;
   /** The TLS identities the outbound side presents; publish them before any snapshot needing them. */
   setIdentities(identities: IdentitySet): void;
@@ -38,6 +43,8 @@ class PoolDispatcher implements Dispatcher {
   private readonly pool: Piscina;
   private readonly routing: BroadcastChannel;
   private readonly metrics: BroadcastChannel;
+  private readonly cancels: BroadcastChannel;
+  private lastCallId = 0;
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
   private identities: IdentitySet | null = null;
   private closed = false;
@@ -68,6 +75,8 @@ class PoolDispatcher implements Dispatcher {
     this.metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
     this.metrics.unref();
     this.metrics.onmessage = (event: unknown) => onMetrics((event as { data: MetricsBatch }).data);
+    this.cancels = new BroadcastChannel(`${CANCEL_CHANNEL}:${channel}`);
+    this.cancels.unref();
     this.pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: threads,
@@ -80,8 +89,19 @@ class PoolDispatcher implements Dispatcher {
     });
   }
 
-  run(task: InvokeTask, transfer: Transferable[]): Promise<InvokeResult> {
-    return this.pool.run(task, { transferList: transfer as never }) as Promise<InvokeResult>;
+  run(task: InvokeTask, transfer: Transferable[], signal?: AbortSignal): Promise<InvokeResult> {
+    if (signal === undefined) return this.pool.run(task, { transferList: transfer as never }) as Promise<InvokeResult>;
+    // Not piscina's own abort: it would end the worker thread, and every call on it.
+    const callId = (this.lastCallId = this.lastCallId >= Number.MAX_SAFE_INTEGER ? 1 : this.lastCallId + 1);
+    const onAbort = (): void => {
+      if (!this.closed) this.cancels.postMessage({ type: 'cancel', callId, error: wireOf(signal.reason) } satisfies CancelMessage);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    const running = this.pool.run({ ...task, callId }, { transferList: transfer as never }) as Promise<InvokeResult>;
+    const untie = (): void => signal.removeEventListener('abort', onAbort);
+    running.then(untie, untie);
+    if (signal.aborted) onAbort();
+    return running;
   }
 
   publish(snapshot: RoutingSnapshot): void {
@@ -108,12 +128,19 @@ class PoolDispatcher implements Dispatcher {
     this.closed = true;
     this.routing.close();
     this.metrics.close();
+    this.cancels.close();
     await this.pool.destroy();
   }
 }
 
+/** An abort reason as it crosses the thread boundary. */
+function wireOf(reason: unknown): WireErrorShape {
+  const r = reason as { code?: unknown; message?: unknown } | undefined;
+  return typeof r?.code === 'string' ? { code: r.code, message: String(r.message) } : { code: 'WEFT_CANCELLED', message: 'the call was cancelled' };
+}
+
 interface OutboundLike {
-  invoke(task: InvokeTask): Promise<InvokeResult>;
+  invoke(task: InvokeTask, signal?: AbortSignal): Promise<InvokeResult>;
   setSnapshot(snapshot: RoutingSnapshot): void;
   setIdentities(identities: IdentitySet): void;
   close(): void;
@@ -127,8 +154,8 @@ class InlineDispatcher implements Dispatcher {
     this.outbound = outbound;
   }
 
-  run(task: InvokeTask): Promise<InvokeResult> {
-    return this.outbound.invoke(task);
+  run(task: InvokeTask, _transfer: Transferable[], signal?: AbortSignal): Promise<InvokeResult> {
+    return this.outbound.invoke(task, signal);
   }
 
   publish(snapshot: RoutingSnapshot): void {

@@ -25,6 +25,7 @@ import { HttpAppChannel } from './appchannel/http.ts';
 import { AppHealth } from './appchannel/health.ts';
 import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
+import { closeServer, trackConnections } from './ingress/close.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
 import type { NodeSecurity } from './security/node-security.ts';
 import { NodeActors } from './actors/node-actors.ts';
@@ -48,6 +49,7 @@ export interface StartOptions {
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {
+  trackConnections(server);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -57,19 +59,10 @@ function listen(server: Server, host: string, port: number): Promise<number> {
   });
 }
 
-function closeServer(server: Server, graceMs: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, graceMs);
-    timer.unref();
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    server.closeIdleConnections();
-  });
+/** How a stop went. */
+export interface StopReport {
+  /** Parts whose calls were still running when the grace ran out, and were cut off. */
+  readonly forced: readonly string[];
 }
 
 export class WeftNode {
@@ -151,7 +144,8 @@ export class WeftNode {
       onCall: (head, status, started, caller) => {
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         const src = caller?.appId ?? (security === null ? head.callerAppId : 'unknown');
-        this.metrics.served(head.appId, src, typeof status === 'number' ? String(status) : status.code, ms);
+        if (typeof status !== 'number' && status.code === 'WEFT_CANCELLED') this.metrics.servedCancelled(head.appId, src);
+        else this.metrics.served(head.appId, src, typeof status === 'number' ? String(status) : status.code, ms);
       },
       // Actor calls other nodes routed here (ownership check, turn, app callback).
       actor: (head, headers, body, signal, msLeft) => {
@@ -364,11 +358,12 @@ export class WeftNode {
   }
 
   /** Graceful stop: no new calls, deregister, finish calls in flight (bounded), close everything. */
-  async stop(): Promise<void> {
-    if (this.state === 'stopping' || this.state === 'stopped') return;
+  async stop(): Promise<StopReport> {
+    if (this.state === 'stopping' || this.state === 'stopped') return { forced: [] };
     this.state = 'stopping';
     const grace = this.config.timeouts.shutdown;
     const errors: unknown[] = [];
+    const forced: string[] = [];
     const attempt = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
       try {
         await fn();
@@ -381,10 +376,15 @@ export class WeftNode {
     await attempt('actors', () => this.actors?.leave());
     for (const r of this.registrations) await attempt('deregister', () => this.resolver?.deregister(r));
     await Promise.all([
-      ...this.servers.map((s) => attempt('http api', () => closeServer(s, grace))),
+      ...this.servers.map((s) => attempt('http api', async () => {
+        if (!(await closeServer(s, grace))) forced.push('http api');
+      })),
       attempt('grpc api', () => this.grpcApi?.close(grace)),
-      attempt('peer server', () => this.peer?.close(grace)),
+      attempt('peer server', async () => {
+        if (this.peer !== null && !(await this.peer.close(grace))) forced.push('peer server');
+      }),
     ]);
+    if (forced.length > 0) this.log.warn({ forced }, 'stopping: calls still running at the end of the grace were cut off');
     // Stop routing updates before the dispatcher closes: a resolver poll landing while the
     // worker pool shuts down would publish into a closed BroadcastChannel and throw.
     await attempt('actors', () => this.actors?.close());
@@ -394,10 +394,11 @@ export class WeftNode {
     for (const h of this.health.values()) await attempt('app health checks', () => h.stop());
     await attempt('resolver', () => this.resolver?.close());
     for (const c of this.channels.values()) await attempt('app channel', () => c.close());
-    if (this.metricsServer !== null) await attempt('metrics', () => closeServer(this.metricsServer as Server, 100));
+    if (this.metricsServer !== null) await attempt('metrics', async () => void await closeServer(this.metricsServer as Server, 100));
     this.state = 'stopped';
     this.log.info('weft node stopped');
     this.log.flush?.();
     if (errors.length > 0 && errors.every((e) => e instanceof WeftError)) throw errors[0];
+    return { forced };
   }
 }

@@ -57,19 +57,23 @@ export class MuxStream {
     const stream = this.stream();
     const id = this.nextId;
     this.nextId = id >= MAX_ID ? 1 : id + 1;
-    return new Promise<MuxResponse>((resolve, reject) => {
+    const answer = new Promise<MuxResponse>((resolve, reject) => {
       const entry: Pending = { resolve, reject, timer: undefined };
       // The peer enforces the deadline too; this guards against a peer that never answers.
       entry.timer = setTimeout(() => this.abandon(stream, id, { code: 'WEFT_DEADLINE_EXCEEDED', message: `no answer from ${this.where} before the deadline` }), msLeft + 50);
       stream.pending.set(id, entry);
-      if (signal !== null) {
-        signal.addEventListener('abort', () => {
-          const r = signal.reason as { code?: unknown; message?: unknown } | undefined;
-          this.abandon(stream, id, typeof r?.code === 'string' ? { code: r.code, message: String(r.message) } : { code: 'WEFT_CANCELLED', message: 'call cancelled' });
-        }, { once: true });
-      }
       stream.call.write({ id, head, body, timeoutMs: msLeft, cancel: false });
     });
+    if (signal === null) return answer;
+    const onAbort = (): void => {
+      const r = signal.reason as { code?: unknown; message?: unknown } | undefined;
+      this.abandon(stream, id, typeof r?.code === 'string' ? { code: r.code, message: String(r.message) } : { code: 'WEFT_CANCELLED', message: 'call cancelled' });
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    const untie = (): void => signal.removeEventListener('abort', onAbort);
+    answer.then(untie, untie);
+    return answer;
   }
 
   /** Fails one call locally and tells the peer to stop working on it. */

@@ -91,7 +91,7 @@ interface AppGuards {
   readonly outlier: OutlierDetector;
 }
 
-/** A signal that never aborts: the main thread does not cancel tasks. */
+/** A signal that never aborts: for tasks the main thread will not cancel. */
 const NEVER = new AbortController().signal;
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
@@ -328,7 +328,7 @@ export class Outbound {
    * per-attempt timeout, the retries and the circuit breaker; the app's retry budget caps
    * retries; the outlier detector keeps failing instances out of the rotation for a while.
    */
-  async invoke(task: InvokeTask): Promise<InvokeResult> {
+  async invoke(task: InvokeTask, signal: AbortSignal = NEVER): Promise<InvokeResult> {
     const appKey = `${task.namespace}/${task.appId}`;
     const streaming = task.port !== null;
     let lastPeer: PeerAddress | null = null;
@@ -353,7 +353,7 @@ export class Outbound {
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
         attempts = attemptNo;
-        const r = await (streaming ? this.sendStream(head, task, peer) : this.sendUnary(head, task, peer, attemptNo, signal));
+        const r = await (streaming ? this.sendStream(head, task, peer, signal) : this.sendUnary(head, task, peer, attemptNo, signal));
         lastCode = r.error?.code ?? (r.failure === undefined ? '' : `HTTP_${r.failure.status}`);
         return r;
       };
@@ -378,7 +378,7 @@ export class Outbound {
           return this.pick(appKey, usable, failed, attemptNo === 1);
         },
         deadline: task.deadline,
-        signal: NEVER,
+        signal,
         now: Date.now,
         random: this.random,
         sleep,
@@ -412,8 +412,8 @@ export class Outbound {
       const ok = status >= 200 && status < 400;
       return { value: result, failure: ok ? undefined : { kind: 'http', status, neverReachedApp: false, bodyReplayable: true } };
     } catch (err) {
-      const reason: unknown = signal.aborted ? signal.reason : undefined;
-      const f = reason instanceof WeftError ? failure(reason.code, reason.message)
+      const reason = signal.aborted ? wireReason(signal.reason) : undefined;
+      const f = reason !== undefined ? new CallFailure(reason, false)
         : err instanceof CallFailure ? err
         : failure('WEFT_PEER_FAILED', (err as Error).message);
       return { value: undefined, failure: transportFailure(f, true), error: new WeftError(f.wire.code as 'WEFT_INTERNAL', f.wire.message) };
@@ -421,8 +421,8 @@ export class Outbound {
   }
 
   /** A streamed call: one attempt only, its outcome (even a failure) goes over the task's port. */
-  private async sendStream(head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<Attempted> {
-    await this.stream(this.client(peer, task), head, task, peer);
+  private async sendStream(head: CallHead, task: InvokeTask, peer: PeerAddress, signal: AbortSignal): Promise<Attempted> {
+    await this.stream(this.client(peer, task), head, task, peer, signal);
     return { value: { type: 'stream', port: null, attempts: 1, nodeId: peer.nodeId }, failure: undefined };
   }
 
@@ -487,43 +487,65 @@ export class Outbound {
     });
   }
 
+  /**
+   * The rest of a large (or open-ended) answer, fetched from the peer and written to the port as
+   * each part arrives. The reader closing the port (the caller went away) cancels the fetch at
+   * once, and with it the app's request on the peer.
+   */
   private async fetchRest(client: grpc.Client, res: InvokeResponse, head: { status: number; headers: string[] }, port: MessagePort, deadline: number, peer: PeerAddress): Promise<void> {
     const writer = new PortWriter(port);
     writer.head(head);
     const call = client.makeServerStreamRequest(PeerMethods.fetchBody, encodeFetchBodyRequest, decodeStreamFrame, { ticket: res.bodyTicket }, new grpc.Metadata(), { deadline });
+    const over = endOf(call);
+    writer.onClose(() => {
+      if (!over.ended) call.cancel();
+    });
     try {
       await writer.write(res.body);
       for await (const frame of call as AsyncIterable<StreamFrame>) await writer.write(frame.data);
       writer.end();
     } catch (err) {
-      call.cancel();
+      if (!over.ended) call.cancel();
       writer.error(describe(err, peer));
     } finally {
       writer.close();
     }
   }
 
-  /** A call whose request body streams from the main thread over `task.port`; the answer streams back on it. */
-  private async stream(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress): Promise<void> {
+  /**
+   * A call whose request body streams from the main thread over `task.port`; the answer streams
+   * back on it. The call ends, one way or another, by its deadline:
+   * - the peer's answer (or its refusal: access denied, app unreachable) may come before the
+   *   body has all been sent: sending stops there, and the port's close tells the main thread;
+   * - the main thread cancelling (port closed, or `signal`) cancels the peer call at once;
+   * - a request body that fails (too large, the client went away) cancels the peer call, and
+   *   its failure is the one reported.
+   */
+  private async stream(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, signal: AbortSignal): Promise<void> {
     const port = task.port as MessagePort;
     const reader = new PortReader(port);
     const writer = new PortWriter(port);
     const call = client.makeBidiStreamRequest(PeerMethods.invokeStream, encodeStreamFrame, decodeStreamFrame, new grpc.Metadata(), { deadline: task.deadline });
-    let sending = true;
+    const over = endOf(call);
+    const cancel = (): void => {
+      if (!over.ended) call.cancel();
+    };
+    writer.onClose(cancel);
+    signal.addEventListener('abort', cancel, { once: true });
+    let bodyFailure: unknown;
     const send = (async () => {
-      call.write({ call: head, status: 0, headers: [], data: EMPTY });
-      for await (const chunk of reader.chunks()) {
-        if (!call.write({ call: null, status: 0, headers: [], data: chunk })) {
-          await new Promise((resolve) => call.once('drain', resolve));
+      try {
+        call.write({ call: head, status: 0, headers: [], data: EMPTY });
+        for await (const chunk of reader.chunks()) {
+          if (over.ended) return;
+          if (!call.write({ call: null, status: 0, headers: [], data: chunk })) await Promise.race([once(call, 'drain'), over.promise]);
         }
+        if (!over.ended) call.end();
+      } catch (err) {
+        bodyFailure ??= err;
+        cancel();
       }
-      call.end();
-    })().catch((err: unknown) => {
-      call.cancel();
-      return err;
-    }).finally(() => {
-      sending = false;
-    });
+    })();
     try {
       let first = true;
       for await (const frame of call as AsyncIterable<StreamFrame>) {
@@ -533,17 +555,17 @@ export class Outbound {
         }
         await writer.write(frame.data);
       }
-      const sendErr = await send;
-      if (sendErr !== undefined && first) throw sendErr;
+      if (first) throw failure('WEFT_PEER_FAILED', `${peer.nodeId} ended the call without an answer`);
       writer.end();
     } catch (err) {
-      if (sending) call.cancel();
       // A failed request body explains the failure better than the cancelled call it caused.
-      const sendErr = await send;
-      const cause = sendErr ?? err;
       // Never retried: part of the body may have reached the app.
-      writer.error(describe(cause, peer));
+      writer.error(describe(bodyFailure ?? err, peer));
     } finally {
+      signal.removeEventListener('abort', cancel);
+      // Stops the sender if it still waits for body chunks (the answer came first).
+      reader.fail({ code: 'WEFT_CANCELLED', message: 'the call is over' });
+      await send;
       reader.close();
     }
   }
@@ -560,6 +582,26 @@ export class Outbound {
     for (const t of this.draining) clearTimeout(t);
     this.draining.clear();
   }
+}
+
+/** Tracks the end of a gRPC call (its status, whatever it is). */
+function endOf(call: grpc.Call): { ended: boolean; readonly promise: Promise<void> } {
+  const state = { ended: false, promise: Promise.resolve() };
+  state.promise = new Promise<void>((resolve) => call.once('status', () => {
+    state.ended = true;
+    resolve();
+  }));
+  return state;
+}
+
+function once(emitter: NodeJS.EventEmitter, event: string): Promise<void> {
+  return new Promise((resolve) => emitter.once(event, () => resolve()));
+}
+
+/** A cancellation's reason (a WeftError on this thread, `{code, message}` from the main thread). */
+function wireReason(reason: unknown): WireErrorShape | undefined {
+  const r = reason as { code?: unknown; message?: unknown } | undefined;
+  return typeof r?.code === 'string' ? { code: r.code, message: String(r.message) } : undefined;
 }
 
 function transportFailure(f: CallFailure, replayable: boolean): Failure {

@@ -9,7 +9,7 @@ import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { move, workerData } from 'piscina';
 import { CounterBatcher } from './counters.ts';
 import { Outbound, optionsFrom } from './outbound.ts';
-import { METRICS_CHANNEL, ROUTING_CHANNEL, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type WorkerData } from './protocol.ts';
+import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, type CancelMessage, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type WireErrorShape, type WorkerData } from './protocol.ts';
 
 const { channel, settings } = workerData as WorkerData;
 const metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
@@ -31,6 +31,27 @@ routing.onmessage = (event: unknown) => {
 };
 routing.postMessage({ type: 'snapshot-request' } satisfies RoutingMessage);
 
+/**
+ * Calls the main thread may cancel, by id. A cancel can overtake its task (they travel on
+ * different channels), so a cancel for an id not running here is remembered for a while: the
+ * task, if it comes to this worker, is abandoned at once. Bounded: the oldest are forgotten.
+ */
+const running = new Map<number, AbortController>();
+const cancelledEarly = new Map<number, WireErrorShape>();
+const MAX_EARLY_CANCELS = 1024;
+const cancels = new BroadcastChannel(`${CANCEL_CHANNEL}:${channel}`);
+cancels.unref();
+cancels.onmessage = (event: unknown) => {
+  const msg = (event as { data: CancelMessage }).data;
+  const controller = running.get(msg.callId);
+  if (controller !== undefined) {
+    controller.abort(msg.error);
+    return;
+  }
+  cancelledEarly.set(msg.callId, msg.error);
+  if (cancelledEarly.size > MAX_EARLY_CANCELS) cancelledEarly.delete(cancelledEarly.keys().next().value as number);
+};
+
 const kTransferable = Symbol.for('Piscina.transferable');
 const kValue = Symbol.for('Piscina.valueOf');
 
@@ -43,5 +64,18 @@ function movable(result: InvokeResult): unknown {
 
 export default async function run(task: InvokeTaskMessage): Promise<unknown> {
   if (task.type === 'ping') return { type: 'pong', routingVersion: outbound.routingVersion };
-  return movable(await outbound.invoke(task));
+  const callId = task.callId;
+  if (callId === undefined) return movable(await outbound.invoke(task));
+  const controller = new AbortController();
+  const early = cancelledEarly.get(callId);
+  if (early !== undefined) {
+    cancelledEarly.delete(callId);
+    controller.abort(early);
+  }
+  running.set(callId, controller);
+  try {
+    return movable(await outbound.invoke(task, controller.signal));
+  } finally {
+    running.delete(callId);
+  }
 }

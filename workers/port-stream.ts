@@ -31,6 +31,7 @@ export class PortWriter {
   private credit = 0;
   private waiter: (() => void) | null = null;
   private closed = false;
+  private onClosed: (() => void) | null = null;
 
   constructor(port: MessagePort) {
     this.port = port;
@@ -43,11 +44,24 @@ export class PortWriter {
     port.on('close', () => {
       this.closed = true;
       this.wake();
+      const cb = this.onClosed;
+      this.onClosed = null;
+      cb?.();
     });
   }
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /**
+   * Runs `cb` once when the port closes (either side closed it: for the sender of an answer,
+   * the reader went away). Whoever feeds this writer from a network call cancels that call
+   * here at once, rather than at its next write, which may never come (an idle event stream).
+   */
+  onClose(cb: () => void): void {
+    if (this.closed) cb();
+    else this.onClosed = cb;
   }
 
   head(head: ResponseHead): void {
@@ -104,6 +118,7 @@ export class PortReader {
   private readonly queue: ReadEvent[] = [];
   private waiter: ((e: ReadEvent) => void) | null = null;
   private done = false;
+  private onFinished: (() => void) | null = null;
 
   constructor(port: MessagePort) {
     this.port = port;
@@ -145,9 +160,38 @@ export class PortReader {
     this.push({ type: 'error', error });
   }
 
-  close(): void {
-    this.done = true;
+  /**
+   * Gives up on the stream: the consumer's next event is `error`, the other side hears why
+   * (its reader of this port gets the error; its writer sees the port close) and the port closes.
+   */
+  cancel(error: WireErrorShape): void {
+    if (this.done) return;
+    this.fail(error);
+    try {
+      this.port.postMessage({ type: 'error', error: { code: error.code, message: error.message } } satisfies StreamMessage);
+    } catch {
+      // already closed
+    }
+    this.finish();
     this.port.close();
+  }
+
+  /** Runs `cb` once the stream is over: its end or error was taken, or it was closed or cancelled. */
+  onDone(cb: () => void): void {
+    if (this.done) cb();
+    else this.onFinished = cb;
+  }
+
+  close(): void {
+    this.finish();
+    this.port.close();
+  }
+
+  private finish(): void {
+    this.done = true;
+    const cb = this.onFinished;
+    this.onFinished = null;
+    cb?.();
   }
 
   private taken(e: ReadEvent): ReadEvent {
@@ -158,7 +202,7 @@ export class PortReader {
         // the writer has gone; nothing more will arrive that needs credit
       }
     } else if (e.type !== 'head') {
-      this.done = true;
+      this.finish();
     }
     return e;
   }

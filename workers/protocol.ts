@@ -7,7 +7,8 @@
  *   shared 64 KiB pool, which would clone the whole pool).
  * - A body too large to hold whole (request or response) streams over a MessagePort of its
  *   own (`StreamMessage`) with credit-based flow control.
- * - Routing snapshots, TLS identities and metric batches travel on BroadcastChannels named below.
+ * - Routing snapshots, TLS identities, metric batches and cancellations travel on
+ *   BroadcastChannels named below.
  * - Errors cross as `{code, message}` and are rebuilt with `WeftError.from`.
  */
 
@@ -15,6 +16,8 @@ import type { MessagePort } from 'node:worker_threads';
 
 export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
+/** The main thread tells the workers which calls to abandon (`CancelMessage`). */
+export const CANCEL_CHANNEL = 'weft:cancel';
 
 /** The outbound side's fixed settings, from the node's config. */
 export interface OutboundSettings {
@@ -113,6 +116,19 @@ export interface InvokeTask {
   /** An actor call's type and id, sent in the call head (`method` is the actor method). */
   readonly actorType?: string;
   readonly actorId?: string;
+  /**
+   * Set when the caller may give up on the call (it went away, or its deadline passed): a
+   * `CancelMessage` naming this id then makes the worker cancel the peer call. Unique per node.
+   * A streamed call is also cancelled by its port closing.
+   */
+  readonly callId?: number;
+}
+
+/** Abandon call `callId`: the worker cancels its peer call (the far node then cancels the app's request). */
+export interface CancelMessage {
+  readonly type: 'cancel';
+  readonly callId: number;
+  readonly error: WireErrorShape;
 }
 
 export type InvokeTaskMessage = InvokeTask | { readonly type: 'ping' };

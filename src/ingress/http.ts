@@ -208,20 +208,49 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
     if (whole === null) return reject(req, res, new WeftError('WEFT_BAD_REQUEST', 'the request body ended before its content-length'));
     body = whole;
   } else {
-    body = req.pipe(limit(ctx.maxBodySize));
+    body = streamedBody(req, ctx.maxBodySize);
   }
 
+  const gone = callerGone(res);
   const outcome = await ctx.invoker.invoke({
     appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
     method, verb: req.method ?? 'GET', query, headers: forwardHeaders(req, form), body,
-    deadline: Date.now() + timeoutMs,
+    deadline: Date.now() + timeoutMs, signal: gone,
   });
+  // Nobody is left to answer: the invoker has cancelled the call downstream.
+  if (gone.aborted) return;
   await write(res, outcome, req);
+}
+
+/**
+ * Aborts when the caller goes away before its answer is all written: its connection closed
+ * (mid-body, while the call runs, or while the answer streams).
+ */
+function callerGone(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/**
+ * A request body that streams on (chunked, or over WHOLE_BODY_LIMIT): each chunk is passed on
+ * as it comes, and the stream fails (rather than waiting forever) if the client goes away part way.
+ */
+function streamedBody(req: IncomingMessage, max: number): Readable {
+  const body = limit(max);
+  req.pipe(body);
+  req.once('close', () => {
+    if (!req.complete) body.destroy(new WeftError('WEFT_CANCELLED', 'the caller went away while sending the request body'));
+  });
+  return body;
 }
 
 async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage): Promise<void> {
   if (outcome.type === 'error') {
-    // e.g. a chunked body found over the limit part way: drop the rest so the answer arrives
+    // e.g. a chunked body found over the limit part way, or a refusal before the body was all
+    // sent: drop the rest so the answer arrives and the connection can take the next request
     if (!req.complete) discard(req);
     return sendError(res, outcome.error, false);
   }
@@ -232,6 +261,8 @@ async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage
   }
   const { reader } = outcome;
   res.writeHead(outcome.head.status, outcome.head.headers as string[]);
+  // The head goes out now, not with the first chunk: an event stream may wait long for that.
+  res.flushHeaders();
   const onClose = (): void => reader.close();
   res.once('close', onClose);
   try {
@@ -252,7 +283,7 @@ async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage
   } finally {
     res.off('close', onClose);
     reader.close();
-    if (!req.complete) req.resume();
+    if (!req.complete) discard(req);
   }
 }
 
@@ -381,7 +412,10 @@ function discard(req: IncomingMessage): void {
   });
   req.once('end', () => clearTimeout(timer));
   req.once('close', () => clearTimeout(timer));
-  // a body that was piped and unpiped is paused: a 'data' listener alone would not restart it
+  // A body still piped to a streamed call is unpiped now: unpiped later (when that stream
+  // closes) it would be paused again, part read, and the connection would hang. A body that
+  // was piped and unpiped is paused: a 'data' listener alone would not restart it.
+  req.unpipe();
   req.resume();
 }
 

@@ -58,6 +58,8 @@ export class Metrics {
   private readonly reqRecv: Cached<{ inc(): void }>;
   private readonly resSent: Cached<{ inc(): void }>;
   private readonly resSentLatency: Cached<{ observe(v: number): void }>;
+  private readonly reqCancelled: Cached<{ inc(): void }>;
+  private readonly recvCancelled: Cached<{ inc(): void }>;
   private readonly accessControl: Cached<{ inc(): void }>;
   private readonly renewals: Cached<{ inc(): void }>;
   private readonly certExpiry: Gauge;
@@ -78,7 +80,7 @@ export class Metrics {
     const reqRecv = new Counter({ name: 'weft_service_invocation_req_recv_total', help: 'Calls received from other nodes for local apps', labelNames: ['app_id', 'src_app_id'], registers: reg });
     const resSent = new Counter({ name: 'weft_service_invocation_res_sent_total', help: 'Answers sent to other nodes, by status', labelNames: ['app_id', 'src_app_id', 'status'], registers: reg });
     const resSentLat = new Histogram({ name: 'weft_service_invocation_res_sent_latency_ms', help: 'Time a local app took to answer a call from another node, in ms', labelNames: ['app_id', 'src_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
-    this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet answered', registers: reg });
+    this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet over (a streamed answer counts until its last byte)', registers: reg });
     const watchCount = (): number => this.watchCount();
     new Gauge({
       name: 'weft_routing_watches', help: 'Target apps the routing table watches now (idle ones expire)', registers: reg,
@@ -86,6 +88,8 @@ export class Metrics {
         this.set(watchCount());
       },
     });
+    const reqCancelled = new Counter({ name: 'weft_service_invocation_cancelled_total', help: 'Calls from local apps that the caller gave up before they were over (its connection closed, its gRPC call was cancelled); counted here, not as answers received', labelNames: ['app_id', 'dst_app_id'], registers: reg });
+    const recvCancelled = new Counter({ name: 'weft_service_invocation_recv_cancelled_total', help: 'Calls from other nodes for local apps that the calling node cancelled; the app\'s request was abandoned', labelNames: ['app_id', 'src_app_id'], registers: reg });
     const acl = new Counter({ name: 'weft_access_control_total', help: 'Calls from other nodes checked against the target app\'s access policy, by verified caller (app and namespace from its certificate; "unknown" when it had none) and action', labelNames: ['app_id', 'src_app_id', 'src_namespace', 'action'], registers: reg });
     const renewals = new Counter({ name: 'weft_identity_certificates_total', help: 'Certificates this node issued for itself and its apps, by kind (node, workload) and result (issued, renewed, failed)', labelNames: ['kind', 'result'], registers: reg });
     this.certExpiry = new Gauge({ name: 'weft_identity_certificate_expiry_seconds', help: 'When the certificate currently held for an identity expires (Unix time, s)', labelNames: ['spiffe_id'], registers: reg });
@@ -97,6 +101,8 @@ export class Metrics {
     this.reqRecv = new Cached((l) => reqRecv.labels(...l));
     this.resSent = new Cached((l) => resSent.labels(...l));
     this.resSentLatency = new Cached((l) => resSentLat.labels(...l));
+    this.reqCancelled = new Cached((l) => reqCancelled.labels(...l));
+    this.recvCancelled = new Cached((l) => recvCancelled.labels(...l));
     for (const [name, help, labelNames] of [
       ['weft_invoke_retries_total', 'Attempts retried on another instance, by the failure that caused them', ['app_id', 'reason']],
       ['weft_peer_channels_opened_total', 'gRPC channels opened to peer nodes', []],
@@ -117,10 +123,21 @@ export class Metrics {
     this.resRecvLatency.get(appId, dstAppId, status).observe(ms);
   }
 
+  /** A local app's call that its caller gave up (not a failure: nothing was answered). */
+  cancelled(appId: string, dstAppId: string): void {
+    this.reqCancelled.get(appId, dstAppId).inc();
+  }
+
   served(appId: string, srcAppId: string, status: string, ms: number): void {
     this.reqRecv.get(appId, srcAppId).inc();
     this.resSent.get(appId, srcAppId, status).inc();
     this.resSentLatency.get(appId, srcAppId, status).observe(ms);
+  }
+
+  /** A call from another node that the calling node cancelled: received, never answered. */
+  servedCancelled(appId: string, srcAppId: string): void {
+    this.reqRecv.get(appId, srcAppId).inc();
+    this.recvCancelled.get(appId, srcAppId).inc();
   }
 
   /** One access-control decision on this node (allow or deny). */

@@ -108,6 +108,9 @@ export class PeerServer {
   private readonly hooks: PeerServerHooks;
   private readonly tickets = new Map<string, Ticket>();
   private readonly inflight = new Set<AbortController>();
+  /** Open Mux streams: on close, each is ended once its running calls are answered. */
+  private readonly muxes = new Set<() => void>();
+  private closing = false;
   readonly server: grpc.Server;
 
   constructor(hooks: PeerServerHooks, options: grpc.ServerOptions = {}) {
@@ -162,18 +165,25 @@ export class PeerServer {
     }
   }
 
-  /** Stops taking calls, lets those in flight finish for up to `graceMs`, then cancels the rest. */
-  async close(graceMs: number): Promise<void> {
-    await new Promise<void>((resolve) => {
+  /**
+   * Stops taking calls, lets those in flight finish for up to `graceMs`, then cancels the rest.
+   * Resolves false when it had to.
+   */
+  async close(graceMs: number): Promise<boolean> {
+    // Mux streams live as long as their channel: without this, shutdown would always wait
+    // its full grace for them. New calls on them are refused (retryable, never reached the app).
+    this.closing = true;
+    for (const endWhenIdle of this.muxes) endWhenIdle();
+    const graceful = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         for (const c of this.inflight) c.abort(new WeftError('WEFT_SHUTTING_DOWN'));
         this.server.forceShutdown();
-        resolve();
+        resolve(false);
       }, graceMs);
       timer.unref();
       this.server.tryShutdown(() => {
         clearTimeout(timer);
-        resolve();
+        resolve(true);
       });
     });
     for (const t of this.tickets.values()) {
@@ -181,6 +191,7 @@ export class PeerServer {
       t.stream.destroy();
     }
     this.tickets.clear();
+    return graceful;
   }
 
   /**
@@ -279,6 +290,18 @@ export class PeerServer {
   /** Many calls on one stream: each request frame is a whole call, answered by id. */
   private mux(call: grpc.ServerDuplexStream<MuxRequest, MuxResponse>): void {
     const running = new Map<number, AbortController>();
+    let ending = false;
+    let ended = false;
+    // No more calls come (the caller ended the stream, or this server is closing): answer
+    // those running, then end the stream.
+    const endWhenIdle = (): void => {
+      ending = true;
+      if (ended || running.size > 0) return;
+      ended = true;
+      this.muxes.delete(endWhenIdle);
+      call.end();
+    };
+    this.muxes.add(endWhenIdle);
     call.write({ id: 0, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: '', errorMessage: '' });
     call.on('data', (req: MuxRequest) => {
       if (req.cancel) {
@@ -287,36 +310,40 @@ export class PeerServer {
       }
       const head = req.head;
       if (head === null || req.id === 0) return;
+      if (ending) {
+        if (!ended) call.write({ id: req.id, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: 'WEFT_SHUTTING_DOWN', errorMessage: 'the node is shutting down' });
+        return;
+      }
       const started = process.hrtime.bigint();
       const who: Who = { caller: undefined };
+      const settled = (): void => {
+        running.delete(req.id);
+        if (ending) endWhenIdle();
+      };
       this.whole(call, head, req.body, req.timeoutMs === 0 ? Infinity : req.timeoutMs, null, who, (c) => running.set(req.id, c)).then(
         (res) => {
-          running.delete(req.id);
-          call.write({ id: req.id, status: res.status, headers: res.headers, body: res.body, bodyTicket: res.bodyTicket, errorCode: '', errorMessage: '' });
+          if (!ended) call.write({ id: req.id, status: res.status, headers: res.headers, body: res.body, bodyTicket: res.bodyTicket, errorCode: '', errorMessage: '' });
+          settled();
           this.hooks.onCall?.(head, res.status, started, who.caller);
         },
         (err: unknown) => {
-          running.delete(req.id);
           const e = WeftError.from(err, head.appId);
-          call.write({ id: req.id, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: e.code, errorMessage: e.message });
+          if (!ended) call.write({ id: req.id, status: 0, headers: [], body: EMPTY, bodyTicket: '', errorCode: e.code, errorMessage: e.message });
+          settled();
           this.hooks.onCall?.(head, e, started, who.caller);
         },
       );
     });
     const stop = (): void => {
+      ended = true;
+      this.muxes.delete(endWhenIdle);
       for (const c of running.values()) c.abort(new WeftError('WEFT_CANCELLED', 'the caller closed the stream'));
       running.clear();
     };
     call.on('cancelled', stop);
     call.on('error', stop);
-    call.on('end', () => {
-      // the caller sends no more calls; answer those running, then close
-      const finish = (): void => {
-        if (running.size === 0) call.end();
-        else setTimeout(finish, 20).unref();
-      };
-      finish();
-    });
+    call.on('end', endWhenIdle);
+    if (this.closing) endWhenIdle();
   }
 
   private async invokeStream(call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>): Promise<void> {
@@ -366,10 +393,15 @@ export class PeerServer {
     this.tickets.delete(call.request.ticket);
     clearTimeout(ticket.timer);
     const controller = new AbortController();
-    call.on('cancelled', () => {
-      controller.abort(new WeftError('WEFT_CANCELLED', 'the caller stopped reading the answer'));
+    // Either ends the app's request (its socket closes): the caller going away, or the deadline.
+    const stop = (err: WeftError): void => {
+      controller.abort(err);
       ticket.stream.destroy();
-    });
+    };
+    call.on('cancelled', () => stop(new WeftError('WEFT_CANCELLED', 'the caller stopped reading the answer')));
+    const msLeft = msUntil(call.getDeadline());
+    const timer = Number.isFinite(msLeft) ? setTimeout(() => stop(new WeftError('WEFT_DEADLINE_EXCEEDED', 'the answer did not end before the deadline')), Math.max(0, msLeft)) : undefined;
+    timer?.unref();
     try {
       for (;;) {
         const { value, done } = await ticket.it.next();
@@ -379,7 +411,9 @@ export class PeerServer {
       call.end();
     } catch (err) {
       ticket.stream.destroy();
-      call.emit('error', toServiceError(appAborted(err, undefined) ?? WeftError.from(err)));
+      call.emit('error', toServiceError(controller.signal.aborted ? controller.signal.reason as WeftError : appAborted(err, undefined) ?? WeftError.from(err)));
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
@@ -410,9 +444,19 @@ function appHeaders(head: CallHead, caller: CallerIdentity): string[] {
   return out;
 }
 
+/** Resolves on the event loop's next turn: by then, whatever had arrived with the app's head has been read. */
+const NOT_YET = Symbol('not yet');
+function nextTurn(): Promise<typeof NOT_YET> {
+  return new Promise((resolve) => setImmediate(resolve, NOT_YET));
+}
+
 /**
  * Reads the app's answer into memory when it is small. A larger one (by content-length, or
  * found while reading) comes back as the bytes read so far plus the rest of the stream.
+ *
+ * An answer without a content-length (chunked: an event stream, a body made as it goes) is
+ * never waited for: what had already arrived goes with the head, the rest follows as it comes
+ * (so no chunk waits for the next). A small chunked answer usually arrives whole with its head.
  */
 async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): Promise<{ body: Uint8Array; rest: Rest | null }> {
   const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -420,15 +464,32 @@ async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): P
   if (length !== undefined && Number(length) > limit) return { body: EMPTY, rest: { it, stream: res.body } };
   const chunks: Buffer[] = [];
   let total = 0;
+  const collected = (): Buffer => (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total));
   for (;;) {
     if (signal.aborted) throw signal.reason;
-    const { value, done } = await it.next();
-    if (done === true) break;
-    chunks.push(value);
-    total += value.length;
-    if (total > limit) return { body: Buffer.concat(chunks, total), rest: { it, stream: res.body } };
+    const next = it.next();
+    const r = length === undefined ? await Promise.race([next, nextTurn()]) : await next;
+    if (r === NOT_YET) return { body: collected(), rest: { it: resumed(next, it), stream: res.body } };
+    if (r.done === true) break;
+    chunks.push(r.value);
+    total += r.value.length;
+    if (total > limit) return { body: collected(), rest: { it, stream: res.body } };
   }
-  return { body: chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, total), rest: null };
+  return { body: collected(), rest: null };
+}
+
+/** `it`, whose next result is the already pending `first`. */
+function resumed(first: Promise<IteratorResult<Buffer>>, it: AsyncIterator<Buffer>): AsyncIterator<Buffer> {
+  // Handled here too: a stream that fails while its ticket waits must not be an unhandled rejection.
+  first.catch(() => {});
+  let pending: Promise<IteratorResult<Buffer>> | null = first;
+  return {
+    next: () => {
+      const p = pending;
+      pending = null;
+      return p ?? it.next();
+    },
+  };
 }
 
 export function headerValue(headers: readonly string[], name: string): string | undefined {
@@ -436,14 +497,12 @@ export function headerValue(headers: readonly string[], name: string): string | 
   return undefined;
 }
 
+/** The app's answer as frames: the head at once (an event stream may be long in sending its first byte), then each chunk as it comes. */
 async function writeFrames(call: grpc.ServerDuplexStream<StreamFrame, StreamFrame>, status: number, headers: string[], body: Readable, signal: AbortSignal): Promise<void> {
-  let first = true;
+  call.write({ call: null, status, headers, data: EMPTY });
   for await (const chunk of body) {
-    const frame: StreamFrame = first ? { call: null, status, headers, data: chunk as Buffer } : { call: null, status: 0, headers: [], data: chunk as Buffer };
-    first = false;
-    if (!call.write(frame)) await drained(call, signal);
+    if (!call.write({ call: null, status: 0, headers: [], data: chunk as Buffer })) await drained(call, signal);
   }
-  if (first) call.write({ call: null, status, headers, data: EMPTY });
 }
 
 function drained(stream: NodeJS.EventEmitter, signal: AbortSignal): Promise<void> {
