@@ -180,10 +180,10 @@ describe.each([
   });
   afterAll(() => cluster.close());
 
-  it('a streamed body to an app that refuses connections gets 500 WEFT_APP_UNAVAILABLE', async () => {
+  it('a streamed body to an app that refuses connections gets 500 WEFT_APP_REFUSED', async () => {
     const res = await sendLarge(a.ports.http, '/v1.0/invoke/noapp/method/x', 2 * 1024 * 1024);
     expect(res.status).toBe(500);
-    expect(JSON.parse(res.body)).toMatchObject({ errorCode: 'ERR_DIRECT_INVOKE', weftCode: 'WEFT_APP_UNAVAILABLE' });
+    expect(JSON.parse(res.body)).toMatchObject({ errorCode: 'ERR_DIRECT_INVOKE', weftCode: 'WEFT_APP_REFUSED' });
     expect(await inflight(a)).toBe(0);
   });
 
