@@ -187,7 +187,10 @@ describe('bench report', () => {
     // Per thread: the main thread is the task whose id is the pid; the kinds add up to at most the whole.
     const threads = threadCpuSeconds(process.pid)!;
     const total = cpuSeconds(process.pid)!;
-    expect(threads.main).toBe(mainThreadCpuSeconds(process.pid));
+    // Read again a moment later: the same thread, so the same figure or a tick (10 ms) or two more.
+    const mainAgain = mainThreadCpuSeconds(process.pid)!;
+    expect(mainAgain).toBeGreaterThanOrEqual(threads.main);
+    expect(mainAgain - threads.main).toBeLessThan(0.05);
     expect(threads.main).toBeLessThanOrEqual(total);
     const sum = threads.main + threads.workers + threads.v8 + threads.libuv + threads.other;
     expect(sum).toBeLessThanOrEqual(cpuSeconds(process.pid)! + 0.011);
