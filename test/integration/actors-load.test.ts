@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../support/cluster.ts';
-import { exited, ProcessGroup, type NodeProcess } from '../support/processes.ts';
+import { actorNodeArgs, exited, placementSettled, ProcessGroup, type NodeProcess } from '../support/processes.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -41,25 +41,15 @@ describe('actors under join, graceful leave and SIGKILL (node processes)', () =>
     const start = async (name: string): Promise<{ app: ActorApp; proc: NodeProcess }> => {
       const app = await startActorApp(name, tracker);
       apps.push(app);
-      const proc = await procs.node(['run', '--config', configFile, '--app-id', 'bank', '--app-port', String(app.port),
-        '--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0', '--registry', cluster.registry, '--log-level', 'error']);
+      const proc = await procs.node(actorNodeArgs(configFile, app.port, cluster.registry));
       app.nodePort = proc.ready.http;
       return { app, proc };
-    };
-    const settledAll = async (list: NodeProcess[], ms: number): Promise<void> => {
-      const end = Date.now() + ms;
-      while (Date.now() < end) {
-        const ok = await Promise.all(list.map(async (p) => /weft_actor_placement_settled\{[^}]*\} 1/.test(await (await fetch(`http://127.0.0.1:${p.ready.metrics}/metrics`)).text())));
-        if (ok.every(Boolean)) return;
-        await sleep(100);
-      }
-      throw new Error('placement did not settle');
     };
 
     const a = await start('a');
     const b = await start('b');
     const c = await start('c');
-    await settledAll([a.proc, b.proc, c.proc], 15_000);
+    await placementSettled([a.proc, b.proc, c.proc], 15_000);
 
     const live: NodeProcess[] = [a.proc, b.proc, c.proc];
     const ids = Array.from({ length: 1000 }, (_, i) => `load-${i}`);

@@ -19,7 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../support/cluster.ts';
-import { exited, ProcessGroup, type NodeProcess } from '../support/processes.ts';
+import { actorNodeArgs, exited, placementSettled, ProcessGroup, type NodeProcess } from '../support/processes.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
 import pg from 'pg';
 import { findPostgres, PostgresServer } from '../support/postgres.ts';
@@ -72,19 +72,9 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
     ].join('\n'));
     const app = await startActorApp(name, tracker);
     apps.push(app);
-    const proc = await procs.node(['run', '--config', configFile, '--app-id', 'bank', '--app-port', String(app.port),
-      '--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0', '--registry', registry, '--log-level', 'error']);
+    const proc = await procs.node(actorNodeArgs(configFile, app.port, registry));
     app.nodePort = proc.ready.http;
     return { app, proc };
-  };
-  const settled = async (list: NodeProcess[], ms: number): Promise<void> => {
-    const end = Date.now() + ms;
-    while (Date.now() < end) {
-      const ok = await Promise.all(list.map(async (p) => /weft_actor_placement_settled\{[^}]*\} 1/.test(await (await fetch(`http://127.0.0.1:${p.ready.metrics}/metrics`)).text())));
-      if (ok.every(Boolean)) return;
-      await sleep(100);
-    }
-    throw new Error('placement did not settle');
   };
   const inc = (node: NodeProcess, id: string, body = '{}', timeout = '10s'): Promise<Response> =>
     fetch(`http://127.0.0.1:${node.ready.http}/v1.0/actors/Counter/${encodeURIComponent(id)}/method/inc`, { method: 'PUT', body, headers: { 'weft-timeout': timeout }, signal: AbortSignal.timeout(15_000) });
@@ -94,7 +84,7 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
     const a = await start('a', tracker, 'kill');
     const b = await start('b', tracker, 'kill');
     const c = await start('c', tracker, 'kill');
-    await settled([a.proc, b.proc, c.proc], 20_000);
+    await placementSettled([a.proc, b.proc, c.proc], 20_000);
     const live: NodeProcess[] = [a.proc, b.proc, c.proc];
 
     // Reminders on 30 actors, spread over the three nodes.
@@ -189,7 +179,7 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
     const tracker = new Tracker();
     const x = await start('x', tracker, 'fence');
     const y = await start('y', tracker, 'fence');
-    await settled([x.proc, y.proc], 20_000);
+    await placementSettled([x.proc, y.proc], 20_000);
     // An id that x owns.
     let id = '';
     for (let i = 0; id === '' && i < 200; i++) {

@@ -64,3 +64,20 @@ export class ProcessGroup {
     }));
   }
 }
+
+/** `weft run` of app `bank` beside a test actor app (test/support/actor-app.ts), every port free, logs at error. */
+export function actorNodeArgs(configFile: string, appPort: number, registry: string): string[] {
+  return ['run', '--config', configFile, '--app-id', 'bank', '--app-port', String(appPort),
+    '--http-port', '0', '--grpc-port', '0', '--peer-port', '0', '--metrics-port', '0', '--registry', registry, '--log-level', 'error'];
+}
+
+/** Resolves once every node's actor placement table is settled (its metrics say so); throws after `ms`. */
+export async function placementSettled(list: readonly NodeProcess[], ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await Promise.all(list.map(async (p) => /weft_actor_placement_settled\{[^}]*\} 1/.test(await (await fetch(`http://127.0.0.1:${p.ready.metrics}/metrics`)).text())));
+    if (ok.every(Boolean)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('placement did not settle');
+}
