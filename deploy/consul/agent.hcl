@@ -1,5 +1,7 @@
 # Consul client agent for a node-per-host cluster: one of these on every host that runs a
-# weft node, joined to the Consul servers. weft talks only to this local agent
+# weft node, joined to the Consul servers. Written for Consul 1.10 and 1.11 and checked with
+# `consul validate deploy/consul/` on 1.10.12; 1.12 to 1.16 also accept it (they read the
+# top-level TLS keys below as deprecated aliases of their `tls {}` block, with a warning). weft talks only to this local agent
 # (CONSUL_HTTP_ADDR=127.0.0.1:8500); the agent forwards to the servers and keeps the host's
 # registrations in sync, so the servers see each host's weft node through its own agent.
 #
@@ -10,9 +12,10 @@ data_dir   = "/opt/consul"        # keeps registrations and check state across a
 server     = false
 
 # The address other agents (and, with serviceAddress: agent, other weft nodes) reach this
-# host on: the first private IPv4 address. Set it explicitly on multi-homed hosts.
-bind_addr      = "{{ GetPrivateInterfaces | include \"type\" \"IPv4\" | attr \"address\" }}"
-advertise_addr = "{{ GetPrivateInterfaces | include \"type\" \"IPv4\" | attr \"address\" }}"
+# host on: the IPv4 address of the interface with the default route. Set it explicitly on
+# multi-homed hosts.
+bind_addr      = "{{ GetDefaultInterfaces | include \"type\" \"IPv4\" | attr \"address\" }}"
+advertise_addr = "{{ GetDefaultInterfaces | include \"type\" \"IPv4\" | attr \"address\" }}"
 
 # The HTTP API for processes on this host only. In Kubernetes, where weft reaches the agent
 # at the host IP (status.hostIP), use "127.0.0.1 {{ GetPrivateIP }}" instead.
@@ -29,20 +32,18 @@ retry_join = ["consul-server-1.internal", "consul-server-2.internal", "consul-se
 # A client agent that is stopped leaves the cluster, and its services go with it.
 leave_on_terminate = true
 
-# Gossip encryption: the same key on every agent (`consul keygen`).
-encrypt = "REPLACE-WITH-consul-keygen-OUTPUT"
+# Gossip encryption: the same key on every agent. It is a secret, so it goes in a file of its
+# own beside this one, /etc/consul.d/secrets.hcl (mode 0600), which the agent merges:
+#   encrypt = "<output of consul keygen>"
+#   acl { tokens { agent = "<this agent's token>" } }
 
 # RPC TLS between agents and servers (auto_encrypt hands clients their certificates).
-tls {
-  defaults {
-    ca_file         = "/etc/consul.d/tls/consul-agent-ca.pem"
-    verify_incoming = false
-    verify_outgoing = true
-  }
-  internal_rpc {
-    verify_server_hostname = true
-  }
-}
+# Top-level keys: Consul 1.10 and 1.11 have no `tls {}` block (it came in 1.12, which still
+# reads these keys as deprecated aliases).
+ca_file                = "/etc/consul.d/tls/consul-agent-ca.pem"
+verify_incoming        = false
+verify_outgoing        = true
+verify_server_hostname = true
 auto_encrypt {
   tls = true
 }
@@ -52,11 +53,8 @@ acl {
   default_policy = "deny"
   down_policy    = "extend-cache"
   enable_token_persistence = true
-  tokens {
-    # The agent's own token (node:write for this node). weft brings its own token
-    # (CONSUL_HTTP_TOKEN) with the policy in weft-policy.hcl.
-    agent = "REPLACE-WITH-AGENT-TOKEN"
-  }
+  # The agent's own token (node:write for this node) is in secrets.hcl (above). weft brings
+  # its own token (CONSUL_HTTP_TOKEN) with the policy in acl/weft-policy.hcl.
 }
 
 # weft uses TTL checks, which run no code on the agent: keep script checks off.

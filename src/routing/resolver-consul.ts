@@ -12,7 +12,7 @@
  *     datacenter: dc1
  *     tags: [weft]
  *     meta: { zone: eu-1a }
- *     checkTtl: 10s
+ *     checkTtl: 6s
  *     deregisterCriticalServiceAfter: 1m
  *     consulNamespace: team-a          # Consul Enterprise only
  *     wait: 30s                        # blocking-query wait
@@ -206,7 +206,7 @@ export function parseConsulOptions(raw: Readonly<Record<string, unknown>>, env: 
     if (Object.keys(meta).length > META_MAX_PAIRS - 16) throw configError(field('meta'), `has more than ${META_MAX_PAIRS - 16} keys (Consul allows ${META_MAX_PAIRS} in all)`);
   }
 
-  const checkTtlMs = duration('checkTtl', 10_000, 300, 3_600_000);
+  const checkTtlMs = duration('checkTtl', 6000, 300, 3_600_000);
   const deregisterAfterMs = duration('deregisterCriticalServiceAfter', 60_000, 1000, 7 * 24 * 3_600_000);
   const waitMs = duration('wait', 30_000, 1000, 600_000);
   const requestTimeoutMs = duration('requestTimeout', 5000, 100, 120_000);

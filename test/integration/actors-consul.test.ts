@@ -6,10 +6,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../support/cluster.ts';
 import { FakeConsul } from '../support/consul-server.ts';
+import { realConsul } from '../support/real-consul.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
 import type { WeftNode } from '../../src/node.ts';
 
-const REAL_ADDR = process.env['CONSUL_HTTP_ADDR'] || undefined;
+// A real agent when there is one (CONSUL_HTTP_ADDR, or a dev agent from CONSUL_BIN), else the test server.
+const real = await realConsul();
+afterAll(() => real?.stop());
+const REAL_ADDR = real?.address;
 
 describe('actors placed through consul', () => {
   const cluster = new Cluster();

@@ -29,9 +29,13 @@ import '../../src/routing/resolver-consul.ts';
 import { initCa } from '../../src/security/ca.ts';
 import { Cluster, echoHandler, url, type TestApp } from '../support/cluster.ts';
 import { FakeConsul } from '../support/consul-server.ts';
+import { realConsul } from '../support/real-consul.ts';
 import { exited, ProcessGroup, type NodeProcess } from '../support/processes.ts';
 
-const REAL_ADDR = process.env['CONSUL_HTTP_ADDR'] || undefined;
+// A real agent when there is one (CONSUL_HTTP_ADDR, or a dev agent from CONSUL_BIN), else the test server.
+const real = await realConsul();
+afterAll(() => real?.stop());
+const REAL_ADDR = real?.address;
 const onReal = REAL_ADDR !== undefined;
 /** Tests that must stop or restart Consul: the test server only. */
 const fakeOnly = onReal ? it.skip : it;

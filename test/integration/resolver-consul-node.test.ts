@@ -9,8 +9,12 @@ import type { WeftNode } from '../../src/node.ts';
 import '../../src/routing/resolver-consul.ts';
 import { Cluster, echoHandler, url } from '../support/cluster.ts';
 import { FakeConsul } from '../support/consul-server.ts';
+import { realConsul } from '../support/real-consul.ts';
 
-const REAL_ADDR = process.env['CONSUL_HTTP_ADDR'] || undefined;
+// A real agent when there is one (CONSUL_HTTP_ADDR, or a dev agent from CONSUL_BIN), else the test server.
+const real = await realConsul();
+afterAll(() => real?.stop());
+const REAL_ADDR = real?.address;
 
 async function callEcho(node: WeftNode, appId: string): Promise<{ status: number; name: string | undefined }> {
   const res = await request(url(node, `/v1.0/invoke/${appId}/method/echo/x`), { method: 'POST', body: 'hi' });

@@ -11,14 +11,18 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { configError } from '../../src/config.ts';
 import { ConsulResolver, parseConsulOptions, serviceId } from '../../src/routing/resolver-consul.ts';
 import { createResolver, type Instance, type Registration } from '../../src/routing/resolver.ts';
 import { initCa, issueNodeCert } from '../../src/security/ca.ts';
 import { FakeConsul } from '../support/consul-server.ts';
+import { realConsul } from '../support/real-consul.ts';
 
-const REAL_ADDR = process.env['CONSUL_HTTP_ADDR'] || undefined;
+// A real agent when there is one (CONSUL_HTTP_ADDR, or a dev agent from CONSUL_BIN), else the test server.
+const real = await realConsul();
+afterAll(() => real?.stop());
+const REAL_ADDR = real?.address;
 const onReal = REAL_ADDR !== undefined;
 /** Tests that need to stop, restart or reconfigure the agent: the test server only. */
 const fakeOnly = onReal ? it.skip : it;
@@ -540,7 +544,7 @@ describe('consul resolver: configuration', () => {
     const o = parse({});
     expect(o).toMatchObject({
       baseUrl: 'http://127.0.0.1:8500', token: undefined, tls: undefined, datacenter: undefined, tags: [], meta: {},
-      checkTtlMs: 10_000, deregisterAfterMs: 60_000, consulNamespace: undefined, waitMs: 30_000,
+      checkTtlMs: 6000, deregisterAfterMs: 60_000, consulNamespace: undefined, waitMs: 30_000,
     });
   });
 

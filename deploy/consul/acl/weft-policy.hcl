@@ -1,6 +1,6 @@
 # ACL policy for the token weft nodes use (CONSUL_HTTP_TOKEN / resolver.consul.token).
 #
-#   consul acl policy create -name weft -rules @deploy/consul/weft-policy.hcl
+#   consul acl policy create -name weft -rules @deploy/consul/acl/weft-policy.hcl
 #   consul acl token create -description "weft nodes" -policy-name weft
 #
 # weft registers one service per app id (service:write), passes its TTL checks (covered by
