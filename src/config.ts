@@ -19,7 +19,12 @@ export interface AppConfig {
   /** Port of the app's own HTTP server; undefined for a caller-only app. */
   readonly appPort: number | undefined;
   readonly appHost: string;
-  readonly appProtocol: 'http';
+  /**
+   * How the node talks to the app (Dapr's `--app-protocol` values): `http` (HTTP/1.1), `https`
+   * (HTTP/1.1 over TLS), `h2c` (HTTP/2 cleartext), `grpc` (Dapr's AppCallback over gRPC), `grpcs`
+   * (the same over TLS). With TLS the app's certificate is not verified, as in Dapr.
+   */
+  readonly appProtocol: AppProtocol;
   /** Max concurrent connections from the node to this app. */
   readonly appMaxConnections: number;
   /**
@@ -42,6 +47,9 @@ export interface AppHealthConfig {
   /** Consecutive failures before the app counts as unhealthy. */
   readonly threshold: number;
 }
+
+export const APP_PROTOCOLS = ['http', 'https', 'h2c', 'grpc', 'grpcs'] as const;
+export type AppProtocol = (typeof APP_PROTOCOLS)[number];
 
 /**
  * Dapr `Configuration` access control: the path of a YAML file (a whole Configuration document,
@@ -312,7 +320,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
       namespace: ns,
       appPort,
       appHost: a.string('appHost', DEFAULTS.host),
-      appProtocol: a.oneOf('appProtocol', 'http', ['http'] as const),
+      appProtocol: a.oneOf('appProtocol', 'http', APP_PROTOCOLS),
       appMaxConnections: a.int('appMaxConnections', DEFAULTS.appMaxConnections, 1, 10_000),
       httpPort: a.obj['httpPort'] === undefined || a.obj['httpPort'] === null ? undefined : a.port('httpPort', 0),
       accessControl: accessControlSource(a, 'accessControl'),

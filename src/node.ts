@@ -23,6 +23,7 @@ import { loadResiliency } from './resiliency/load.ts';
 import { Invoker } from './invoker.ts';
 import { HttpAppChannel } from './appchannel/http.ts';
 import { AppHealth } from './appchannel/health.ts';
+import { createAppChannel, speaksHttp, type AppChannel } from './appchannel/channel.ts';
 import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
 import { closeServer, trackConnections } from './ingress/close.ts';
@@ -76,7 +77,7 @@ export class WeftNode {
   private routing: RoutingTable | null = null;
   private peer: PeerServer | null = null;
   private security: NodeSecurity | null = null;
-  private readonly channels = new Map<string, HttpAppChannel>();
+  private readonly channels = new Map<string, AppChannel>();
   /** App health checks, by `${namespace}/${appId}` (apps with enableAppHealthCheck). */
   private readonly health = new Map<string, AppHealth>();
   private readonly servers: Server[] = [];
@@ -118,7 +119,7 @@ export class WeftNode {
       registryPath: typeof registryOption === 'string' && registryOption !== '' ? registryOption.replace(/^~(?=\/)/, homedir()) : defaultRegistryPath(),
     });
     for (const app of config.apps) {
-      if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, new HttpAppChannel(app));
+      if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, createAppChannel(app));
     }
 
     // mTLS unless plaintext was asked for explicitly (config.ts refuses a missing CA elsewhere).
@@ -187,7 +188,8 @@ export class WeftNode {
     this.metrics.watchRouting(() => routing.watchCount);
     const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
     const actors = new NodeActors({
-      nodeId: this.nodeId, namespace: config.namespace, apps: config.apps, channels: this.channels,
+      // Actor callbacks are HTTP, as in Dapr: an app on a gRPC app protocol hosts no actors.
+      nodeId: this.nodeId, namespace: config.namespace, apps: config.apps.filter(speaksHttp), channels: this.channels,
       resolver: this.resolver, dispatcher, registry: this.metrics.registry, settings: config.actors,
       reannounce: () => this.reannounce(),
       log: (level, msg, fields) => this.log[level](fields ?? {}, msg),
@@ -276,6 +278,11 @@ export class WeftNode {
     for (const app of this.config.apps) {
       const channel = this.channels.get(`${app.namespace}/${app.appId}`);
       if (!app.health.enabled || channel === undefined) continue;
+      // The checks are HTTP probes: an app on a gRPC app protocol is not probed (Dapr probes those with its gRPC health check, which weft does not call yet).
+      if (!(channel instanceof HttpAppChannel)) {
+        this.log.warn({ appId: app.appId, appProtocol: app.appProtocol }, 'app health checks are HTTP probes: not run for an app on a gRPC app protocol');
+        continue;
+      }
       const checks = new AppHealth(app, (healthy, why) => this.appHealthChanged(app.namespace, app.appId, healthy, why));
       this.health.set(`${app.namespace}/${app.appId}`, checks);
       channel.health = checks;

@@ -8,7 +8,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Transferable } from 'node:worker_threads';
 import { WeftError } from '../errors.ts';
 import type { AppConfig } from '../config.ts';
-import type { HttpAppChannel } from '../appchannel/http.ts';
+import type { AppChannel } from '../appchannel/channel.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
 import type { Dispatcher } from '../dispatch.ts';
 import type { Resolver } from '../routing/resolver.ts';
@@ -28,7 +28,7 @@ export interface NodeActorsOptions {
   readonly nodeId: string;
   readonly namespace: string;
   readonly apps: readonly AppConfig[];
-  readonly channels: ReadonlyMap<string, HttpAppChannel>;
+  readonly channels: ReadonlyMap<string, AppChannel>;
   readonly resolver: Resolver;
   readonly dispatcher: Dispatcher;
   readonly registry: Registry;
@@ -274,7 +274,7 @@ export class NodeActors implements ActorApi {
 }
 
 /** The host's AppCaller on the app's HTTP channel: the whole answer, without hop-by-hop headers. */
-function appCaller(channel: HttpAppChannel, timeoutMs: number): AppCaller {
+function appCaller(channel: AppChannel, timeoutMs: number): AppCaller {
   return {
     async call(req: AppCallRequest): Promise<AppCallResponse> {
       const q = req.path.indexOf('?');

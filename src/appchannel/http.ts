@@ -1,5 +1,7 @@
 /**
- * The app channel: how a node calls an app it serves, over HTTP with an undici Pool per app.
+ * The HTTP app channel (app protocols http, https and h2c; see channel.ts): an undici Pool per
+ * app over HTTP/1.1 (https: over TLS, the app's certificate not verified, as in Dapr), or one
+ * HTTP/2 cleartext connection multiplexing the calls (h2c).
  *
  * Failures come back as WeftErrors: a refused connection is WEFT_APP_REFUSED (nothing was
  * sent: the caller may try another instance), an app that failed its health checks
@@ -7,28 +9,13 @@
  * call past its deadline WEFT_DEADLINE_EXCEEDED. The app's own statuses (4xx, 5xx) are answers,
  * not errors: they travel back to the caller unchanged.
  */
-import { Pool, errors as undiciErrors } from 'undici';
-import type { Readable } from 'node:stream';
+import { H2CClient, Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { AppConfig } from '../config.ts';
 import { WeftError } from '../errors.ts';
 import type { AppHealth } from './health.ts';
+import type { AppChannel, AppRequest, AppResponse } from './channel.ts';
 
-export interface AppRequest {
-  /** Path below the app's root, without the leading slash. */
-  readonly method: string;
-  readonly verb: string;
-  readonly query: string;
-  /** Flat name/value list, already cleaned of hop-by-hop headers. */
-  readonly headers: readonly string[];
-  readonly body: Uint8Array | AsyncIterable<Uint8Array> | null;
-  readonly signal: AbortSignal;
-}
-
-export interface AppResponse {
-  readonly status: number;
-  readonly headers: string[];
-  readonly body: Readable;
-}
+export type { AppRequest, AppResponse } from './channel.ts';
 
 /**
  * Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus ones undici sets
@@ -40,24 +27,35 @@ export const HOP_BY_HOP = new Set([
   'transfer-encoding', 'upgrade', 'host', 'http2-settings', 'expect',
 ]);
 
-export class HttpAppChannel {
+export class HttpAppChannel implements AppChannel {
   readonly app: AppConfig;
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher & { close(): Promise<void>; destroy(): Promise<void> };
   /** The app's health checks, when enabled: an unhealthy app is not called. */
   health: AppHealth | undefined;
 
   constructor(app: AppConfig) {
     if (app.appPort === undefined) throw new WeftError('WEFT_INTERNAL', `app ${app.appId} has no app port`);
     this.app = app;
-    this.pool = new Pool(`http://${app.appHost}:${app.appPort}`, {
-      connections: app.appMaxConnections,
-      pipelining: 1,
+    const host = app.appHost.includes(':') ? `[${app.appHost}]` : app.appHost;
+    const common = {
       keepAliveTimeout: 30_000,
       // Deadlines are enforced through the request's AbortSignal; undici's own timers stay
       // generous so that they never fire first with a less precise error.
       headersTimeout: 0,
       bodyTimeout: 0,
-    });
+    };
+    if (app.appProtocol === 'h2c') {
+      // One connection, its streams bounded by appMaxConnections (the app's HTTP/2 settings may lower it).
+      this.pool = new H2CClient(`http://${host}:${app.appPort}`, { ...common, maxConcurrentStreams: app.appMaxConnections, pipelining: app.appMaxConnections });
+    } else {
+      this.pool = new Pool(`${app.appProtocol === 'https' ? 'https' : 'http'}://${host}:${app.appPort}`, {
+        ...common,
+        connections: app.appMaxConnections,
+        pipelining: 1,
+        // The app's own certificate, usually self-signed: not verified, as Dapr does not.
+        ...(app.appProtocol === 'https' ? { connect: { rejectUnauthorized: false } } : {}),
+      });
+    }
   }
 
   async call(req: AppRequest): Promise<AppResponse> {

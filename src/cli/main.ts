@@ -46,7 +46,7 @@ Options:
   run: `Usage: weft run --app-id ID [options] [-- CMD ARGS...]
 
 Runs a node serving one app. With CMD, starts it with DAPR_HTTP_PORT, DAPR_GRPC_PORT,
-APP_PORT and APP_ID set, stops the node when CMD exits and stops CMD when the node stops.
+APP_PORT, APP_ID and APP_PROTOCOL set, stops the node when CMD exits and stops CMD when the node stops.
 Without --app-port the node serves a caller-only app id. Ports not given use the Dapr
 default when it is free, else any free port (the ready line says which).
 
@@ -58,6 +58,8 @@ Options:
   --app-health-probe-interval S seconds between probes (default 5)
   --app-health-probe-timeout MS probe timeout in milliseconds (default 500)
   --app-health-threshold N      failures in a row before the app counts as unhealthy (default 3)
+  --app-protocol P     how the node calls the app: http (default), https, h2c, grpc (Dapr's
+                       AppCallback) or grpcs; with TLS the app's certificate is not verified
   --namespace NS       the app's namespace (default: default)
   --http-port N        Dapr HTTP API port (default 3500)
   --grpc-port N        Dapr gRPC API port (default 50001)
@@ -174,7 +176,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   const own = dash === -1 ? args : args.slice(0, dash);
   const cmd = dash === -1 ? [] : args.slice(dash + 1);
   const v = parse(own, {
-    'app-id': { type: 'string' }, 'app-port': { type: 'string' }, namespace: { type: 'string' },
+    'app-id': { type: 'string' }, 'app-port': { type: 'string' }, 'app-protocol': { type: 'string' }, namespace: { type: 'string' },
     'http-port': { type: 'string' }, 'grpc-port': { type: 'string' }, 'peer-port': { type: 'string' }, 'metrics-port': { type: 'string' },
     workers: { type: 'string' }, resolver: { type: 'string' }, registry: { type: 'string' }, config: { type: 'string' },
     'log-level': { type: 'string' }, 'node-id': { type: 'string' }, 'advertise-address': { type: 'string' },
@@ -226,6 +228,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     ...(v['app-health-probe-interval'] !== undefined ? { appHealthProbeInterval: v['app-health-probe-interval'] } : {}),
     ...(v['app-health-probe-timeout'] !== undefined ? { appHealthProbeTimeout: v['app-health-probe-timeout'] } : {}),
     ...(v['app-health-threshold'] !== undefined ? { appHealthThreshold: v['app-health-threshold'] } : {}),
+    ...(v['app-protocol'] !== undefined ? { appProtocol: v['app-protocol'] } : {}),
   }];
   const fileResolver = typeof raw['resolver'] === 'string' ? { type: raw['resolver'] } : section('resolver');
   const resolverType = (v['resolver'] as string | undefined) ?? (typeof fileResolver['type'] === 'string' ? fileResolver['type'] : DEFAULTS.resolver);
@@ -257,6 +260,8 @@ async function runCommand(args: string[], out: Out): Promise<number> {
         ...(node.ports.grpc === null ? {} : { DAPR_GRPC_PORT: String(node.ports.grpc) }),
         APP_ID: appId,
         ...(app?.appPort !== undefined ? { APP_PORT: String(app.appPort) } : {}),
+        // Dapr's CLI sets no variable for the protocol; weft tells the app which one it will speak.
+        ...(app !== undefined ? { APP_PROTOCOL: app.appProtocol } : {}),
       },
     });
   }

@@ -27,6 +27,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { GrpcStatus, WeftError, type GrpcStatusCode } from '../errors.ts';
 import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
+import { TYPE_URL_HEADER } from '../appchannel/grpc.ts';
 import { TIMEOUT_HEADER } from './http.ts';
 import { ERROR_APP_KEY, ERROR_CODE_KEY } from '../peer/codec.ts';
 import type { ActorApi } from './actors-http.ts';
@@ -104,7 +105,7 @@ interface InvokeServiceRequest {
   } | null;
 }
 interface InvokeResponse {
-  data: { value: Buffer };
+  data: { type_url: string; value: Buffer };
   content_type: string;
 }
 
@@ -276,6 +277,9 @@ export class GrpcApi {
     const headers = forwardHeaders(call);
     const contentType = message.content_type ?? '';
     if (contentType !== '') headers.push('content-type', contentType);
+    // For a gRPC app: the Any's type URL reaches it unchanged (an HTTP app ignores the header).
+    const typeUrl = message.data?.type_url ?? '';
+    if (typeUrl !== '') headers.push(TYPE_URL_HEADER, typeUrl);
 
     let deadline = Date.now() + ctx.invokeTimeoutMs;
     const asked = call.getDeadline();
@@ -327,6 +331,12 @@ export class GrpcApi {
       body = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks);
     }
 
+    // A gRPC app's own status (src/appchannel/grpc.ts): back to the caller unchanged.
+    const grpcStatus = headerValue(head.headers, 'grpc-status');
+    if (!ok && grpcStatus !== undefined && /^\d+$/.test(grpcStatus)) {
+      call.sendMetadata(new grpc.Metadata());
+      throw appGrpcStatus(Number(grpcStatus), head.headers);
+    }
     const md = responseMetadata(head.headers);
     if (!ok) {
       md.set(HTTP_STATUS_KEY, String(head.status));
@@ -334,7 +344,7 @@ export class GrpcApi {
       throw appErrorStatus(head.status, body);
     }
     call.sendMetadata(md);
-    return { data: { value: body }, content_type: headerValue(head.headers, 'content-type') ?? '' };
+    return { data: { type_url: headerValue(head.headers, TYPE_URL_HEADER) ?? '', value: body }, content_type: headerValue(head.headers, 'content-type') ?? '' };
   }
 }
 
@@ -424,6 +434,31 @@ function appErrorStatus(status: number, body: Buffer): Partial<grpc.StatusObject
   const metadata = new grpc.Metadata();
   metadata.set('grpc-status-details-bin', encodeStatus(code, text, [{ typeUrl: ERROR_INFO_TYPE, value: info }]));
   return { code: code as number as grpc.status, details: text, metadata };
+}
+
+/**
+ * A gRPC app's non-OK status as it sent it: code, message, and its trailers (the details in
+ * `grpc-status-details-bin` among them, base64 on the way through, as on the wire).
+ */
+function appGrpcStatus(code: number, headers: readonly string[]): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  let details = '';
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = (headers[i] as string).toLowerCase();
+    const value = headers[i + 1] as string;
+    if (name === 'grpc-message') {
+      try {
+        details = decodeURIComponent(value);
+      } catch {
+        details = value;
+      }
+      continue;
+    }
+    if (name === 'grpc-status' || name === 'content-type' || name === TYPE_URL_HEADER || HOP_BY_HOP.has(name) || !/^[0-9a-z_.-]+$/.test(name)) continue;
+    if (name.endsWith('-bin')) metadata.add(name, Buffer.from(value, 'base64'));
+    else if (!name.startsWith('grpc-') && /^[ -~]*$/.test(value)) metadata.add(name, value);
+  }
+  return { code: code as grpc.status, details, metadata };
 }
 
 /**

@@ -14,7 +14,8 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import type { Readable } from 'node:stream';
 import { WeftError } from '../errors.ts';
 import { normalizeMethod } from '../method-path.ts';
-import { appAborted, type AppResponse, type HttpAppChannel } from '../appchannel/http.ts';
+import { appAborted } from '../appchannel/http.ts';
+import type { AppChannel, AppResponse } from '../appchannel/channel.ts';
 import {
   type CallHead, type FetchBodyRequest, type InvokeRequest, type InvokeResponse, type MuxRequest, type MuxResponse, type StreamFrame,
   decodeMuxRequest, decodeMuxResponse, encodeMuxRequest, encodeMuxResponse,
@@ -32,7 +33,7 @@ export interface CallerIdentity {
 
 export interface PeerServerHooks {
   /** The app channel for an app this node serves, or undefined. */
-  lookup(appId: string, namespace: string): HttpAppChannel | undefined;
+  lookup(appId: string, namespace: string): AppChannel | undefined;
   /**
    * Decides who is calling (from the verified client certificate when TLS is on) and whether
    * they may; throws a WeftError to refuse. Without TLS the head's caller fields are used.
@@ -199,7 +200,7 @@ export class PeerServer {
    * cancellation of `cancelSource` (the gRPC call; a Mux stream cancels per call instead).
    * `release()` unties them: a large answer handed to a ticket outlives the call that started it.
    */
-  private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who): { channel: HttpAppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
+  private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who): { channel: AppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });

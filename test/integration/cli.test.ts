@@ -106,16 +106,16 @@ describe('weft run', () => {
     expect(await exited(node)).toBe(3);
   });
 
-  it('hands DAPR_HTTP_PORT, DAPR_GRPC_PORT (the bound ports) and APP_ID to the app command', async () => {
+  it('hands DAPR_HTTP_PORT, DAPR_GRPC_PORT (the bound ports), APP_ID and APP_PROTOCOL to the app command', async () => {
     const out = join(dir, 'env.json');
-    const script = `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({p: process.env.DAPR_HTTP_PORT, id: process.env.APP_ID, g: process.env.DAPR_GRPC_PORT}))`;
-    const node = weft(['run', '--app-id', 'envapp', ...ports, '--registry', registry, '--json', '--', process.execPath, '-e', script]);
+    const script = `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({p: process.env.DAPR_HTTP_PORT, id: process.env.APP_ID, g: process.env.DAPR_GRPC_PORT, proto: process.env.APP_PROTOCOL}))`;
+    const node = weft(['run', '--app-id', 'envapp', '--app-protocol', 'grpc', ...ports, '--registry', registry, '--json', '--', process.execPath, '-e', script]);
     const r = await ready(node);
     expect(await exited(node)).toBe(0);
     const { readFileSync } = await import('node:fs');
-    const env = JSON.parse(readFileSync(out, 'utf8')) as { p: string; id: string; g: string };
+    const env = JSON.parse(readFileSync(out, 'utf8')) as { p: string; id: string; g: string; proto: string };
     expect(r.grpc).toBeGreaterThan(0);
-    expect(env).toEqual({ p: String(r.http), id: 'envapp', g: String(r.grpc) });
+    expect(env).toEqual({ p: String(r.http), id: 'envapp', g: String(r.grpc), proto: 'grpc' });
   });
 
   it('refuses bad usage with exit code 2 and says why', async () => {
@@ -128,6 +128,9 @@ describe('weft run', () => {
     const unknown = await run(['run', '--app-id', 'x', '--bogus']);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/Unknown option '--bogus'/);
+    const badProtocol = await run(['run', '--app-id', 'x', '--app-port', '3000', '--app-protocol', 'spdy']);
+    expect(badProtocol.code).toBe(2);
+    expect(badProtocol.err).toContain('apps[0].appProtocol: must be one of http, https, h2c, grpc, grpcs (got "spdy")');
     const json = await run(['run', '--json']);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.out)).toEqual({ error: { code: 'WEFT_CONFIG', message: '--app-id: is required (see weft run --help)' } });

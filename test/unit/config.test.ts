@@ -54,6 +54,13 @@ describe('node config', () => {
     expect(c.apiToken).toBe('tok');
   });
 
+  it('takes each of Dapr\'s app protocols, http by default', () => {
+    for (const appProtocol of ['http', 'https', 'h2c', 'grpc', 'grpcs']) {
+      expect(validateConfig({ apps: [{ appId: 'a', appPort: 3000, appProtocol }] }, {}).apps[0]?.appProtocol).toBe(appProtocol);
+    }
+    expect(validateConfig({ apps: [{ appId: 'a', appPort: 3000 }] }, {}).apps[0]?.appProtocol).toBe('http');
+  });
+
   it.each([
     [{ http: { port: 70000 } }, 'http.port: must be an integer from 0 to 65535 (got 70000)'],
     [{ http: { prot: 1 } }, 'http.prot: unknown field (known: host, port, enabled)'],
@@ -71,6 +78,7 @@ describe('node config', () => {
     [{ apps: [{ appId: 'a', appPort: 1, appHealthProbeInterval: 1, appHealthProbeTimeout: 1500 }] }, 'apps[0].appHealthProbeTimeout: must not exceed appHealthProbeInterval'],
     [{ apps: [{ appId: 'a', appPort: 1, appHealthThreshold: 0 }] }, 'apps[0].appHealthThreshold: must be an integer from 1 to 1000 (got 0)'],
     [{ actors: { fenceTimeout: '5s', lockDelay: '5500ms' } }, 'actors.lockDelay: must be at least fenceTimeout + 1s'],
+    [{ apps: [{ appId: 'a', appPort: 3000, appProtocol: 'http3' }] }, 'apps[0].appProtocol: must be one of http, https, h2c, grpc, grpcs (got "http3")'],
     [{ workers: -1 }, 'workers: must be an integer from 0 to 64 (got -1)'],
     [{ maxBodySize: 'huge' }, 'maxBodySize: "huge" is not a size (e.g. 4Mi, 512Ki, 1048576)'],
     [{ timeouts: { invoke: 'soon' } }, 'timeouts.invoke: "soon" is not a duration (e.g. 500ms, 5s, 1m30s, PT5S)'],
