@@ -102,6 +102,8 @@ export const Errors = {
   WEFT_ACTOR_REMINDER_CREATE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_CREATE', summary: 'the actor reminder could not be created' },
   WEFT_ACTOR_REMINDER_GET: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_GET', summary: 'the actor reminder could not be read' },
   WEFT_ACTOR_REMINDER_DELETE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_DELETE', summary: 'the actor reminder could not be deleted' },
+  /** A proxied gRPC call (by `dapr-app-id` metadata) to an app whose node calls it over HTTP. */
+  WEFT_APP_NOT_GRPC: { http: 501, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app does not speak gRPC (app protocol grpc or grpcs is needed for proxied gRPC calls)', invoke: true },
   WEFT_CONFIG: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_CONFIG', summary: 'the configuration is not valid' },
   WEFT_INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_INTERNAL', summary: 'an internal error' },
 } as const satisfies Record<string, ErrorSpec>;

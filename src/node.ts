@@ -28,6 +28,7 @@ import { PeerServer } from './peer/server.ts';
 import { createHttpApi } from './ingress/http.ts';
 import { closeServer, trackConnections } from './ingress/close.ts';
 import { createGrpcApi, type GrpcApi } from './ingress/grpc.ts';
+import { grpcStatusName, installFallback, proxyHandler } from './ingress/grpc-proxy.ts';
 import type { NodeSecurity } from './security/node-security.ts';
 import { NodeActors } from './actors/node-actors.ts';
 import { chooseActorStore } from './state/components.ts';
@@ -82,6 +83,8 @@ export class WeftNode {
   private readonly health = new Map<string, AppHealth>();
   private readonly servers: Server[] = [];
   private grpcApi: GrpcApi | null = null;
+  /** Peer channels of proxied gRPC calls, on the main thread (src/ingress/grpc-proxy.ts). */
+  private proxyOutbound: { close(): void } | null = null;
   private metricsServer: Server | null = null;
   private registrations: Registration[] = [];
   private actors: NodeActors | null = null;
@@ -147,6 +150,12 @@ export class WeftNode {
         const src = caller?.appId ?? (security === null ? head.callerAppId : 'unknown');
         if (typeof status !== 'number' && status.code === 'WEFT_CANCELLED') this.metrics.servedCancelled(head.appId, src);
         else this.metrics.served(head.appId, src, typeof status === 'number' ? String(status) : status.code, ms);
+      },
+      onProxyCall: (head, outcome, started, caller) => {
+        const ms = Number(process.hrtime.bigint() - started) / 1e6;
+        const src = caller?.appId ?? (security === null ? head.callerAppId : 'unknown');
+        const status = outcome instanceof WeftError ? outcome.code : outcome.cancelled ? 'CANCELLED' : grpcStatusName(outcome.code);
+        this.metrics.served(head.appId, src, status, ms);
       },
       // Actor calls other nodes routed here (ownership check, turn, app callback).
       actor: (head, headers, body, signal, msLeft) => {
@@ -248,6 +257,20 @@ export class WeftNode {
         metadata: () => this.metadata(),
         actors,
       });
+      // Dapr's proxy mode on the same port. Its streams open on peer channels of their own, on
+      // this thread: a relayed message is passed on as it comes, and a thread hop per message
+      // would cost more than the relay itself; separate connections also keep a large stream's
+      // flow control off the connections that carry invocations.
+      const { Outbound } = await import('../workers/outbound.ts');
+      const outbound = new Outbound({ tls: security !== null, onTlsFailure: (peer, message) => security?.tlsFailure('outgoing', peer, message) });
+      this.proxyOutbound = outbound;
+      security?.onIdentities((set) => outbound.setIdentities(set));
+      const routing = this.routing;
+      const proxying = installFallback(this.grpcApi.server, proxyHandler({
+        callerAppId: primary?.appId ?? '', namespace: primary?.namespace ?? config.namespace, apiToken: config.apiToken,
+        routing, channel: (peer, appId, ns) => outbound.peerChannel(peer, appId, ns), plaintext: security === null, metrics: this.metrics,
+      }));
+      if (!proxying) this.log.warn('gRPC proxy mode is off: this grpc-js version does not keep its handlers where weft looks for them');
       grpcPort = await this.grpcApi.bind(config.grpc.host, config.grpc.port);
     }
     this.ports = { http: httpPort, grpc: grpcPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
@@ -397,6 +420,7 @@ export class WeftNode {
     await attempt('actors', () => this.actors?.close());
     this.routing?.close();
     await attempt('outbound', () => this.dispatcher?.close());
+    this.proxyOutbound?.close();
     this.security?.close();
     for (const h of this.health.values()) await attempt('app health checks', () => h.stop());
     await attempt('resolver', () => this.resolver?.close());

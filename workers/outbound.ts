@@ -305,6 +305,16 @@ export class Outbound {
     return client;
   }
 
+  /**
+   * The pooled channel to a peer node for calls from one local app (with mTLS it presents that
+   * app's certificate). Proxied gRPC calls open their Peer/Proxy streams on it from the main
+   * thread (src/ingress/grpc-proxy.ts). Throws a CallFailure when this node holds no certificate
+   * for the caller.
+   */
+  peerChannel(peer: PeerAddress, callerAppId: string, callerNamespace: string): grpc.Client {
+    return this.client(peer, { callerAppId, callerNamespace });
+  }
+
   /** Round robin over the usable instances, skipping those that already failed this call. */
   /**
    * Only a call's first attempt moves the app's cursor: if retries moved it too, a failing

@@ -220,15 +220,7 @@ export class GrpcApi {
   }
 
   private authenticate(md: grpc.Metadata): void {
-    const expected = this.ctx.apiToken;
-    if (expected === undefined) return;
-    const given = md.get('dapr-api-token')[0];
-    if (typeof given === 'string') {
-      const a = Buffer.from(given);
-      const b = Buffer.from(expected);
-      if (a.length === b.length && timingSafeEqual(a, b)) return;
-    }
-    throw new WeftError('WEFT_UNAUTHORIZED', 'invalid api token');
+    checkApiToken(md, this.ctx.apiToken);
   }
 
   private async invokeService(call: grpc.ServerUnaryCall<InvokeServiceRequest, InvokeResponse>): Promise<InvokeResponse> {
@@ -346,6 +338,18 @@ export class GrpcApi {
     call.sendMetadata(md);
     return { data: { type_url: headerValue(head.headers, TYPE_URL_HEADER) ?? '', value: body }, content_type: headerValue(head.headers, 'content-type') ?? '' };
   }
+}
+
+/** Throws WEFT_UNAUTHORIZED unless `md` carries the API token (when one is configured). */
+export function checkApiToken(md: grpc.Metadata, expected: string | undefined): void {
+  if (expected === undefined) return;
+  const given = md.get('dapr-api-token')[0];
+  if (typeof given === 'string') {
+    const a = Buffer.from(given);
+    const b = Buffer.from(expected);
+    if (a.length === b.length && timingSafeEqual(a, b)) return;
+  }
+  throw new WeftError('WEFT_UNAUTHORIZED', 'invalid api token');
 }
 
 export function createGrpcApi(ctx: GrpcApiContext): GrpcApi {
@@ -466,7 +470,7 @@ function appGrpcStatus(code: number, headers: readonly string[]): Partial<grpc.S
  * a value grpc-js would refuse as metadata (an app id with non-ASCII or control characters) is
  * left out, so that every call gets its status.
  */
-function weftStatus(err: WeftError): Partial<grpc.StatusObject> {
+export function weftStatus(err: WeftError): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
   metadata.set(ERROR_CODE_KEY, err.code);
   if (err.appId !== undefined && /^[ -~]*$/.test(err.appId)) metadata.set(ERROR_APP_KEY, err.appId);

@@ -427,6 +427,7 @@ export const PeerMethods = {
   invokeStream: `/${PEER_SERVICE}/InvokeStream`,
   fetchBody: `/${PEER_SERVICE}/FetchBody`,
   mux: `/${PEER_SERVICE}/Mux`,
+  proxy: `/${PEER_SERVICE}/Proxy`,
 } as const;
 
 /** Trailer carrying weft's stable error code on a status weft decided. */

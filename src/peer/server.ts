@@ -24,6 +24,8 @@ import {
   encodeInvokeResponse, encodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, decodeInvokeResponse,
 } from './codec.ts';
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
+import { GrpcAppChannel } from '../appchannel/grpc.ts';
+import { identity, proxyHead, relayable, splice, type SpliceResult } from './proxy.ts';
 
 /** What the server knows about the caller once its transport identity is checked. */
 export interface CallerIdentity {
@@ -44,6 +46,8 @@ export interface PeerServerHooks {
    * undefined when the call failed before that.
    */
   onCall?(head: CallHead, status: number | WeftError, started: bigint, caller: CallerIdentity | undefined): void;
+  /** Called once per finished proxied gRPC call (Proxy), for metrics: its gRPC status, or the WeftError that refused it. */
+  onProxyCall?(head: CallHead, outcome: SpliceResult | WeftError, started: bigint, caller: CallerIdentity | undefined): void;
   /**
    * An actor call (the head names `actorType`/`actorId`): the node's actor runtime checks
    * ownership, takes the actor's turn and calls the app. Resolves with the app's answer
@@ -84,6 +88,11 @@ const serviceDefinition: grpc.ServiceDefinition = {
     path: PeerMethods.fetchBody, requestStream: false, responseStream: true,
     requestSerialize: encodeFetchBodyRequest, requestDeserialize: decodeFetchBodyRequest,
     responseSerialize: encodeStreamFrame, responseDeserialize: passThrough,
+  },
+  Proxy: {
+    path: PeerMethods.proxy, requestStream: true, responseStream: true,
+    requestSerialize: identity, requestDeserialize: identity,
+    responseSerialize: identity, responseDeserialize: identity,
   },
 };
 
@@ -139,6 +148,9 @@ export class PeerServer {
       },
       FetchBody: (call: grpc.ServerWritableStream<FetchBodyRequest, StreamFrame>) => {
         void this.fetchBody(call);
+      },
+      Proxy: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        void this.proxy(call);
       },
     });
   }
@@ -382,6 +394,42 @@ export class PeerServer {
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
+    }
+  }
+
+  /**
+   * A proxied gRPC call (src/peer/proxy.ts): checked like any call (served here, caller and
+   * access policy from the certificate, with the method path as the operation and no verb),
+   * then relayed to the app's own gRPC server under the same method path and deadline.
+   */
+  private async proxy(call: grpc.ServerDuplexStream<Buffer, Buffer>): Promise<void> {
+    const started = process.hrtime.bigint();
+    const p = proxyHead(call.metadata);
+    const head: CallHead = {
+      appId: p.appId, namespace: p.namespace, method: p.path.replace(/^\//, ''), verb: '', query: '', headers: [],
+      callerAppId: p.callerAppId, callerNamespace: p.callerNamespace, actorType: '', actorId: '',
+    };
+    let caller: CallerIdentity | undefined;
+    try {
+      if (!/^\/[^/]+\/[^/]+$/.test(p.path)) throw new WeftError('WEFT_BAD_REQUEST', `"${p.path}" is not a gRPC method path`);
+      const channel = this.hooks.lookup(head.appId, head.namespace);
+      if (channel === undefined) throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
+      caller = this.hooks.authorize(call, head);
+      if (!(channel instanceof GrpcAppChannel)) {
+        throw new WeftError('WEFT_APP_NOT_GRPC', `app ${head.appId} is on app protocol ${channel.app.appProtocol}: proxied gRPC calls need grpc or grpcs`, { appId: head.appId });
+      }
+      const md = relayable(call.metadata);
+      md.set('dapr-caller-app-id', caller.appId);
+      md.set('dapr-caller-namespace', caller.namespace);
+      md.set('dapr-callee-app-id', head.appId);
+      const deadline = call.getDeadline();
+      const app = channel.client.makeBidiStreamRequest(p.path, identity, identity, md, Number.isFinite(msUntil(deadline)) ? { deadline } : {});
+      const result = await splice(call, app);
+      this.hooks.onProxyCall?.(head, result, started, caller);
+    } catch (err) {
+      const e = WeftError.from(err, head.appId);
+      call.emit('error', toServiceError(e));
+      this.hooks.onProxyCall?.(head, e, started, caller);
     }
   }
 

@@ -267,7 +267,7 @@ describe.each([
     expect(err?.details).toMatch(/hosts actor type T/);
   });
 
-  it('any other service (Dapr\'s proxy mode, by dapr-app-id) is UNIMPLEMENTED', async () => {
+  it('any other service: without dapr-app-id UNIMPLEMENTED; proxied to an HTTP app, UNIMPLEMENTED WEFT_APP_NOT_GRPC', async () => {
     const Other = grpc.makeGenericClientConstructor({
       Hello: {
         path: '/helloworld.Greeter/SayHello', requestStream: false, responseStream: false,
@@ -276,13 +276,18 @@ describe.each([
       },
     }, 'Greeter');
     const other = new Other(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure()) as unknown as Client;
+    const hello = (md: grpc.Metadata): Promise<grpc.ServiceError | null> => new Promise((resolve) => {
+      (other['Hello'] as Client[string]).call(other, Buffer.alloc(0), md, {}, (e) => resolve(e));
+    });
     try {
+      const none = await hello(new grpc.Metadata());
+      expect(none?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(none?.details).toContain('/helloworld.Greeter/SayHello');
       const md = new grpc.Metadata();
       md.set('dapr-app-id', 'echo');
-      const err = await new Promise<grpc.ServiceError | null>((resolve) => {
-        (other['Hello'] as Client[string]).call(other, Buffer.alloc(0), md, {}, (e) => resolve(e));
-      });
+      const err = await hello(md);
       expect(err?.code).toBe(grpc.status.UNIMPLEMENTED);
+      expect(err?.metadata.get('weft-code')).toEqual(['WEFT_APP_NOT_GRPC']);
     } finally {
       other.close();
     }
