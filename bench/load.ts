@@ -340,7 +340,9 @@ export async function searchMaxRate(target: LoadTarget, options: SearchOptions):
 // The program: `node bench/load.ts --url URL [--mode open|closed|search] ...`
 
 const USAGE = `usage: node bench/load.ts --url URL [options]
-  --url URL         http://host:port/path: HTTP; grpc://host:port/<appId>/<method>: Dapr's InvokeService.
+  --url URL         http://host:port/path: HTTP; grpc://host:port/<appId>/<method>: Dapr's InvokeService;
+                    grpc+oninvoke://host:port: a gRPC app's OnInvoke; grpc+call://host:port/<pkg.Svc>/<Method>[?k=v]:
+                    any unary method, the body raw, the query as metadata (bench/target-grpc.ts).
                     {id} in the path (or the gRPC method) takes the values 0 .. ids-1 in turn, one per request
   --ids N           how many values {id} takes (default 1000)
   --mode open|closed|search   open: constant rate (default); closed: max rate; search: max rate with p99 < limit
@@ -417,7 +419,7 @@ async function main(): Promise<void> {
     headers,
     ids,
   };
-  const target: LoadTarget = values.url.startsWith('grpc://') ? new GrpcTarget(targetOptions) : new Target(targetOptions);
+  const target: LoadTarget = /^grpc(\+oninvoke|\+call)?:\/\//.test(values.url) ? new GrpcTarget(targetOptions) : new Target(targetOptions);
   const stop = (): void => {
     void target.close().finally(() => process.exit(130));
   };

@@ -5,9 +5,9 @@
 import type { PairTls } from './nginx.ts';
 
 /** What a mode name measures: the baseline, the nginx pair, or a weft path by API with the nodes' --workers. */
-export type Mode = { api: 'baseline' } | { api: 'nginx'; tls: PairTls } | { api: 'http' | 'actors' | 'grpc'; workers: number };
+export type Mode = { api: 'baseline' } | { api: 'nginx'; tls: PairTls } | { api: 'http' | 'actors' | 'grpc' | 'grpc-app' | 'grpc-proxy'; workers: number };
 
-export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N, nginx, nginx-plain, nginx-mtls';
+export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N, grpc-app, grpc-app=N, grpc-proxy, grpc-proxy=N, nginx, nginx-plain, nginx-mtls';
 
 /**
  * The modes a run measures, in order: `nginx` stands for both nginx pairs; the nginx pair brings
@@ -39,9 +39,9 @@ export function modeOf(mode: string): Mode | undefined {
   if (mode === 'nginx-mtls') return { api: 'nginx', tls: 'mtls' };
   if (mode === 'workers') return { api: 'http', workers: 2 };
   if (mode === 'inline') return { api: 'http', workers: 0 };
-  // actors and grpc run the nodes with the node's own default, inline.
-  if (mode === 'actors' || mode === 'grpc') return { api: mode, workers: 0 };
-  const m = /^(workers|actors|grpc)=(\d+)$/.exec(mode);
+  // actors and the gRPC paths run the nodes with the node's own default, inline.
+  if (mode === 'actors' || mode === 'grpc' || mode === 'grpc-app' || mode === 'grpc-proxy') return { api: mode, workers: 0 };
+  const m = /^(workers|actors|grpc|grpc-app|grpc-proxy)=(\d+)$/.exec(mode);
   if (m === null) return undefined;
-  return { api: m[1] === 'workers' ? 'http' : (m[1] as 'actors' | 'grpc'), workers: Number(m[2]) };
+  return { api: m[1] === 'workers' ? 'http' : (m[1] as 'actors' | 'grpc' | 'grpc-app' | 'grpc-proxy'), workers: Number(m[2]) };
 }

@@ -43,7 +43,7 @@ export interface Latency {
   max: number;
 }
 
-export type PathApi = 'http' | 'grpc' | 'actors';
+export type PathApi = 'http' | 'grpc' | 'actors' | 'grpc-app' | 'grpc-proxy';
 
 export interface PathReport {
   /** baseline, workers, inline, actors-baseline, actors, grpc, ... */
@@ -51,7 +51,9 @@ export interface PathReport {
   /**
    * What the path calls: `http` (service invocation over the HTTP API, and the baseline),
    * `grpc` (InvokeService over the gRPC API), `actors` (actor method calls over the HTTP API,
-   * and their own baseline). Absent (reports before these paths existed): `http`.
+   * and their own baseline), `grpc-app` (InvokeService to an app on app protocol grpc, and its
+   * own baseline), `grpc-proxy` (proxy mode, and its own baseline). Absent (reports before these
+   * paths existed): `http`.
    */
   api?: PathApi;
   /** The name of the path `addedMs` is measured against. Absent: `baseline`. */
@@ -148,6 +150,18 @@ export function toMarkdown(r: Report): string {
     out.push(
       `- grpc: generator (grpc-js, a pre-encoded InvokeServiceRequest, ${s['connections']} channels) → node A's gRPC API \`InvokeService\` → node B → echo app \`/test\`; ` +
         `compared with the HTTP baseline (the echo app speaks HTTP only), so its added latency also holds the difference between the generator's gRPC client and its HTTP one`,
+    );
+  }
+  if (r.paths.some((p) => apiOf(p) === 'grpc-app')) {
+    out.push(
+      `- grpc-app: generator (grpc-js, a pre-encoded InvokeServiceRequest) → node A's gRPC API \`InvokeService\` → node B → a gRPC app (examples/grpc-echo-app.ts, app protocol grpc) \`AppCallback/OnInvoke\`; ` +
+        `its baseline, grpc-app-baseline: generator → the app's \`OnInvoke\` directly (a pre-encoded InvokeRequest)`,
+    );
+  }
+  if (r.paths.some((p) => apiOf(p) === 'grpc-proxy')) {
+    out.push(
+      `- grpc-proxy: generator (grpc-js, the raw body as the message) → node A's gRPC port, \`/weft.bench.Echo/Echo\` with \`dapr-app-id: testapp\` (proxy mode) → node B → the gRPC app's own \`Echo\`; ` +
+        `its baseline, grpc-proxy-baseline: generator → the app's \`Echo\` directly`,
     );
   }
   if (r.paths.some((p) => p.proxy === 'nginx')) {

@@ -3,7 +3,7 @@
  * (the method is in perf.md; docs/benchmark.md explains how to read the output).
  *
  *   node bench/run.ts [--duration 60] [--rate 1000] [--connections 16] [--body 1024]
- *                     [--warmup 10] [--modes baseline,workers,inline,actors,grpc,nginx] [--ids 1000] [--plaintext] [--quick] [--json]
+ *                     [--warmup 10] [--modes baseline,workers,inline,actors,grpc,grpc-app,grpc-proxy,nginx] [--ids 1000] [--plaintext] [--quick] [--json]
  *
  * For each path it starts what the path needs, runs the load generator (bench/load.ts, in a
  * process of its own) against it, and reads each process's CPU and memory from /proc around
@@ -22,6 +22,12 @@
  *   `grpc=N` with N workers.
  *   The nodes talk mTLS (a node's default) with certificates from a CA made by `weft ca init`,
  *   or plaintext (`--insecure-plaintext`) with `--plaintext`.
+ * - grpc-app: first its own baseline, `grpc-app-baseline`: generator → a gRPC app
+ *   (examples/grpc-echo-app.ts) `AppCallback/OnInvoke` directly; then generator → node A's
+ *   `InvokeService` → node B (app protocol grpc) → the app's `OnInvoke`. `grpc-app=N` with N workers.
+ * - grpc-proxy: first `grpc-proxy-baseline`: generator → the same app's own `weft.bench.Echo/Echo`
+ *   directly; then the same call on node A's gRPC port with `dapr-app-id: testapp` (proxy mode)
+ *   → node B → the app. `grpc-proxy=N` with N workers (proxied streams stay on the main thread).
  * - nginx-plain, nginx-mtls (`nginx` for both): generator → nginx A → nginx B → the same echo
  *   app (bench/nginx.ts), the C peer weft's figures are quoted against as ratios.
  * Then, per path, the closed-loop maximum rate and a short search for the highest rate
@@ -152,6 +158,8 @@ const USAGE = `usage: node bench/run.ts [options]
   --modes LIST          default baseline,workers,inline (workers = --workers 2; also workers=N);
                         also actors (actor calls and their own direct baseline; actors=N: N workers)
                         and grpc (InvokeService over the gRPC API; grpc=N), e.g. baseline,actors,grpc;
+                        grpc-app (InvokeService to a gRPC app, against the app called directly; grpc-app=N)
+                        and grpc-proxy (proxy mode by dapr-app-id, against the app's method called directly);
                         and nginx: the nginx pair, A → B plaintext and mTLS (nginx-plain, nginx-mtls for one),
                         with the baseline and, when no weft mode is listed, inline added; needs nginx
                         (PATH, /usr/sbin or \$NGINX_BIN)
@@ -177,6 +185,8 @@ const ACTOR_METHOD = 'get';
 const ACTOR_ID = 'bench-{id}';
 /** The invocation the HTTP paths make (node A's HTTP API; nginx A takes the same URL). */
 const INVOKE_PATH = '/v1.0/invoke/testapp/method/test';
+/** The gRPC app's own method (examples/grpc-echo-app.ts), the proxy-mode path's target. */
+const GRPC_ECHO_PATH = '/weft.bench.Echo/Echo';
 
 const say = (line: string): void => {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -456,6 +466,13 @@ class Bench {
     return this.startApp('echo-app', 'examples/echo-app.ts', { ECHO_NAME: 'testapp' });
   }
 
+  /** The gRPC app, started on first use and kept for the rest of the run. */
+  #grpcApp: Promise<{ proc: Started; port: number }> | null = null;
+  grpcApp(): Promise<{ proc: Started; port: number }> {
+    this.#grpcApp ??= this.startApp('grpc-echo-app', 'examples/grpc-echo-app.ts', {});
+    return this.#grpcApp;
+  }
+
   /** The actor app, started on first use and kept for the rest of the run. */
   #actorApp: Promise<{ proc: Started; port: number }> | null = null;
   actorApp(): Promise<{ proc: Started; port: number }> {
@@ -473,13 +490,13 @@ class Bench {
   }
 
   /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
-  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null): Promise<{ proc: Started; http: number; grpc: number }> {
+  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null, appProtocol = 'http'): Promise<{ proc: Started; http: number; grpc: number }> {
     const args = [
       ...this.settings.nodeArgs,
       join(ROOT, 'bin/weft.js'),
       'run',
       '--app-id', appId,
-      ...(appPort === null ? [] : ['--app-port', String(appPort)]),
+      ...(appPort === null ? [] : ['--app-port', String(appPort), '--app-protocol', appProtocol]),
       '--http-port', '0',
       '--grpc-port', '0',
       '--peer-port', '0',
@@ -588,25 +605,36 @@ async function main(): Promise<void> {
         const { api, workers } = spec;
         // Actor calls are PUTs (Dapr's verb for them), with the same body as the others.
         const method = api === 'actors' ? 'PUT' : settings.method;
-        const target = api === 'actors' ? await bench.actorApp() : app;
+        const grpcApp = api === 'grpc-app' || api === 'grpc-proxy';
+        const target = api === 'actors' ? await bench.actorApp() : grpcApp ? await bench.grpcApp() : app;
         if (api === 'actors' && !paths.some((p) => p.name === 'actors-baseline')) {
           // The actor path's own baseline: the same calls, straight to the actor app.
           const direct = await bench.path('actors-baseline', null, `http://127.0.0.1:${target.port}/actors${actorPath}`, method, [target.proc], ['app']);
           paths.push({ ...direct, api: 'actors', addedMs: null });
         }
+        if (grpcApp && !paths.some((p) => p.name === `${api}-baseline`)) {
+          // The gRPC app's own baseline: the same call, straight to the app.
+          const directUrl = api === 'grpc-app' ? `grpc+oninvoke://127.0.0.1:${target.port}` : `grpc+call://127.0.0.1:${target.port}${GRPC_ECHO_PATH}`;
+          const direct = await bench.path(`${api}-baseline`, null, directUrl, method, [target.proc], ['app']);
+          paths.push({ ...direct, api, addedMs: null });
+        }
         const appId = api === 'actors' ? 'actorapp' : 'testapp';
         const registry = join(tmp, `registry-${mode}.sqlite`);
-        const b = await bench.startNode(`${mode}-node-B`, appId, workers, registry, target.port);
+        const b = await bench.startNode(`${mode}-node-B`, appId, workers, registry, target.port, grpcApp ? 'grpc' : 'http');
         const a = await bench.startNode(`${mode}-node-A`, 'loadgen', workers, registry, null);
         say(`${mode}: node A http :${a.http} grpc :${a.grpc}, node B http :${b.http} (--workers ${workers})`);
         const httpUrl = `http://127.0.0.1:${a.http}${INVOKE_PATH}`;
         const url =
-          api === 'actors' ? `http://127.0.0.1:${a.http}/v1.0/actors${actorPath}` : api === 'grpc' ? `grpc://127.0.0.1:${a.grpc}/testapp/test` : httpUrl;
+          api === 'actors' ? `http://127.0.0.1:${a.http}/v1.0/actors${actorPath}`
+          : api === 'grpc' || api === 'grpc-app' ? `grpc://127.0.0.1:${a.grpc}/testapp/test`
+          : api === 'grpc-proxy' ? `grpc+call://127.0.0.1:${a.grpc}${GRPC_ECHO_PATH}?dapr-app-id=testapp`
+          : httpUrl;
         try {
           // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService does too.
           await untilRoutable(api === 'grpc' ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
           const p = await bench.path(mode, workers, url, method, [a.proc, b.proc, target.proc], ['node A', 'node B', 'app']);
-          paths.push({ ...p, api, baseline: api === 'actors' ? 'actors-baseline' : 'baseline', tls: settings.mtls ? 'mtls' : 'plain', addedMs: null });
+          const baseline = api === 'actors' ? 'actors-baseline' : grpcApp ? `${api}-baseline` : 'baseline';
+          paths.push({ ...p, api, baseline, tls: settings.mtls ? 'mtls' : 'plain', addedMs: null });
         } finally {
           await bench.procs.stop(a.proc);
           await bench.procs.stop(b.proc);

@@ -10,6 +10,12 @@
  *
  * URL: `grpc://host:port/<appId>/<method>[?query]`, e.g. `grpc://127.0.0.1:50001/testapp/test`.
  * `{id}` in the method or query works as in the HTTP target (one encoded request per id).
+ * Two other forms call a gRPC app's own methods, for the gRPC-app and proxy-mode paths:
+ * - `grpc+oninvoke://host:port`: Dapr's `AppCallback/OnInvoke` with a pre-encoded InvokeRequest
+ *   (method `test`, the body as data): a gRPC app called directly, as its node would call it;
+ * - `grpc+call://host:port/<package.Service>/<Method>[?key=value...]`: that method, the body as the
+ *   raw request message; the query's pairs are sent as metadata (e.g. `dapr-app-id=testapp` for
+ *   Dapr's proxy mode on a node's gRPC port).
  * An OK answer counts as status 200; a gRPC error as an error whose code is `GRPC_<STATUS>`
  * (DEADLINE_EXCEEDED counts as a timeout).
  */
@@ -17,6 +23,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DEFAULT_IDS, expandIds, ID_PLACEHOLDER, type LoadTarget } from './target.ts';
 
 export const INVOKE_SERVICE_PATH = '/dapr.proto.runtime.v1.Dapr/InvokeService';
+export const ON_INVOKE_PATH = '/dapr.proto.runtime.v1.AppCallback/OnInvoke';
 
 /** common.v1.HTTPExtension.Verb by name. */
 export const VERB_NUMBERS: Readonly<Record<string, number>> = {
@@ -60,20 +67,33 @@ function varintField(field: number, value: number): Buffer {
   return value === 0 ? Buffer.alloc(0) : Buffer.from([(field << 3) | 0, ...varint(value)]);
 }
 
-/** The wire bytes of a `dapr.proto.runtime.v1.InvokeServiceRequest`. */
-export function encodeInvokeServiceRequest(f: InvokeServiceFields): Buffer {
+/** The wire bytes of a `dapr.proto.common.v1.InvokeRequest` (what OnInvoke takes). */
+export function encodeInvokeRequest(f: Omit<InvokeServiceFields, 'appId'>): Buffer {
   const verb = VERB_NUMBERS[f.verb.toUpperCase()];
   if (verb === undefined) throw new Error(`not an HTTPExtension verb: ${f.verb}`);
   const any = bytesField(2, f.data);
   const httpExtension = Buffer.concat([varintField(1, verb), bytesField(2, f.querystring)]);
-  const invokeRequest = Buffer.concat([
+  return Buffer.concat([
     bytesField(1, f.method),
     // An empty body is still an Any (with nothing in it), as the SDKs send it.
     Buffer.from([(2 << 3) | 2, ...varint(any.length)]), any,
     bytesField(3, f.contentType),
     bytesField(4, httpExtension),
   ]);
-  return Buffer.concat([bytesField(1, f.appId), bytesField(3, invokeRequest)]);
+}
+
+/** The wire bytes of a `dapr.proto.runtime.v1.InvokeServiceRequest`. */
+export function encodeInvokeServiceRequest(f: InvokeServiceFields): Buffer {
+  return Buffer.concat([bytesField(1, f.appId), bytesField(3, encodeInvokeRequest(f))]);
+}
+
+/** What a `grpc+oninvoke:` or `grpc+call:` URL asks for: the address, the method path, metadata pairs. */
+export function parseAppCallUrl(url: string): { address: string; path: string; metadata: [string, string][]; onInvoke: boolean } {
+  const onInvoke = /^grpc\+oninvoke:\/\/([^/?#]+)\/?$/.exec(url);
+  if (onInvoke !== null) return { address: onInvoke[1]!, path: ON_INVOKE_PATH, metadata: [], onInvoke: true };
+  const m = /^grpc\+call:\/\/([^/?#]+)(\/[^/?#]+\/[^/?#]+)(?:\?([^#]*))?$/.exec(url);
+  if (m === null) throw new Error(`a gRPC app target is grpc+oninvoke://host:port or grpc+call://host:port/<package.Service>/<Method>[?key=value] (got ${url})`);
+  return { address: m[1]!, path: m[2]!, metadata: [...new URLSearchParams(m[3] ?? '')], onInvoke: false };
 }
 
 /** `grpc://host:port/<appId>/<method>[?query]` → the address and the call's fields (templates kept). */
@@ -109,32 +129,47 @@ export class GrpcTarget implements LoadTarget {
   readonly messages: Buffer[];
   readonly #clients: grpc.Client[];
   readonly #headers: [string, string][];
+  readonly #path: string;
   #next = 0;
   #client = 0;
 
   constructor(options: GrpcTargetOptions) {
-    const target = parseGrpcUrl(options.url);
     this.connections = options.connections ?? 16;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     const bodySize = options.bodySize ?? 1024;
     const data = Buffer.alloc(bodySize, 'x');
-    const ids = options.ids ?? DEFAULT_IDS;
-    // One template for method and query together, so that one {id} counter drives both.
-    const SEP = '\u0000';
-    const calls = expandIds(target.method + SEP + target.querystring, ids);
-    this.messages = calls.map((call) => {
-      const [method = '', querystring = ''] = call.split(SEP);
-      return encodeInvokeServiceRequest({
-        appId: target.appId, method: decodeURIComponent(method), data, contentType: bodySize > 0 ? 'application/octet-stream' : '',
-        verb: options.method ?? 'POST', querystring,
+    let address: string;
+    let metadata: [string, string][] = [];
+    if (options.url.startsWith('grpc+')) {
+      const app = parseAppCallUrl(options.url);
+      address = app.address;
+      metadata = app.metadata;
+      this.#path = app.path;
+      this.messages = [app.onInvoke
+        ? encodeInvokeRequest({ method: 'test', data, contentType: bodySize > 0 ? 'application/octet-stream' : '', verb: options.method ?? 'POST', querystring: '' })
+        : data];
+    } else {
+      const target = parseGrpcUrl(options.url);
+      address = target.address;
+      this.#path = INVOKE_SERVICE_PATH;
+      const ids = options.ids ?? DEFAULT_IDS;
+      // One template for method and query together, so that one {id} counter drives both.
+      const SEP = '\u0000';
+      const calls = expandIds(target.method + SEP + target.querystring, ids);
+      this.messages = calls.map((call) => {
+        const [method = '', querystring = ''] = call.split(SEP);
+        return encodeInvokeServiceRequest({
+          appId: target.appId, method: decodeURIComponent(method), data, contentType: bodySize > 0 ? 'application/octet-stream' : '',
+          verb: options.method ?? 'POST', querystring,
+        });
       });
-    });
-    if (target.appId.includes(ID_PLACEHOLDER)) throw new Error('{id} is not supported in the app id');
-    this.#headers = Object.entries(options.headers ?? {});
+      if (target.appId.includes(ID_PLACEHOLDER)) throw new Error('{id} is not supported in the app id');
+    }
+    this.#headers = [...metadata, ...Object.entries(options.headers ?? {})];
     this.#clients = [];
     for (let i = 0; i < this.connections; i++) {
       // A local subchannel pool per client: otherwise grpc-js shares one connection among them all.
-      this.#clients.push(new grpc.Client(target.address, grpc.credentials.createInsecure(), {
+      this.#clients.push(new grpc.Client(address, grpc.credentials.createInsecure(), {
         'grpc.use_local_subchannel_pool': 1,
         'grpc.max_receive_message_length': -1,
         'grpc.enable_retries': 0,
@@ -149,7 +184,7 @@ export class GrpcTarget implements LoadTarget {
     if (++this.#client === this.#clients.length) this.#client = 0;
     const metadata = new grpc.Metadata();
     for (const [k, v] of this.#headers) metadata.set(k, v);
-    client.makeUnaryRequest(INVOKE_SERVICE_PATH, identity, identity, message, metadata, { deadline: Date.now() + this.timeoutMs }, (err) => {
+    client.makeUnaryRequest(this.#path, identity, identity, message, metadata, { deadline: Date.now() + this.timeoutMs }, (err) => {
       if (err === null || err === undefined) done(200, null);
       else done(0, grpcError(err));
     });

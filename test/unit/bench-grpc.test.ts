@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClosedLoop, runOpenLoop } from '../../bench/load.ts';
-import { encodeInvokeServiceRequest, GrpcTarget, parseGrpcUrl } from '../../bench/target-grpc.ts';
+import { encodeInvokeServiceRequest, GrpcTarget, ON_INVOKE_PATH, parseAppCallUrl, parseGrpcUrl } from '../../bench/target-grpc.ts';
 
 // Decodes what the generator sends with the same definition weft's gRPC API loads.
 const definition = protoLoader.loadSync('dapr/proto/runtime/v1/dapr.proto', {
@@ -38,6 +38,47 @@ describe('bench gRPC target', () => {
     expect(parseGrpcUrl('grpc://127.0.0.1:50001/testapp/test')).toEqual({ address: '127.0.0.1:50001', appId: 'testapp', method: 'test', querystring: '' });
     expect(parseGrpcUrl('grpc://h:1/app.ns/a/b-{id}?x={id}')).toEqual({ address: 'h:1', appId: 'app.ns', method: 'a/b-{id}', querystring: 'x={id}' });
     expect(() => parseGrpcUrl('grpc://h:1/onlyapp')).toThrow(/grpc:\/\//);
+  });
+
+  it('parses the gRPC app URLs: OnInvoke, and any method with metadata from the query', () => {
+    expect(parseAppCallUrl('grpc+oninvoke://127.0.0.1:5')).toEqual({ address: '127.0.0.1:5', path: ON_INVOKE_PATH, metadata: [], onInvoke: true });
+    expect(parseAppCallUrl('grpc+call://h:1/weft.bench.Echo/Echo?dapr-app-id=testapp')).toEqual({ address: 'h:1', path: '/weft.bench.Echo/Echo', metadata: [['dapr-app-id', 'testapp']], onInvoke: false });
+    expect(() => parseAppCallUrl('grpc+call://h:1/NoMethod')).toThrow(/grpc\+call/);
+  });
+
+  it('sends OnInvoke a pre-encoded InvokeRequest, and a raw method its body with the query as metadata', async () => {
+    const appCallback = protoLoader.loadSync('dapr/proto/runtime/v1/appcallback.proto', {
+      includeDirs: [new URL('../../proto/', import.meta.url).pathname], keepCase: true, longs: Number, enums: Number, defaults: false, oneofs: true,
+    })['dapr.proto.runtime.v1.AppCallback'] as grpc.ServiceDefinition;
+    const got: unknown[] = [];
+    const app = new grpc.Server();
+    app.addService(appCallback, {
+      OnInvoke: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        got.push(call.request);
+        cb(null, {});
+      },
+    });
+    const raw = (b: Buffer): Buffer => b;
+    app.addService({ Echo: { path: '/weft.bench.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } }, {
+      Echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        got.push({ bytes: call.request.length, app: call.metadata.get('dapr-app-id')[0] });
+        cb(null, call.request);
+      },
+    });
+    const appPort = await new Promise<number>((resolve, reject) => app.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    try {
+      for (const url of [`grpc+oninvoke://127.0.0.1:${appPort}`, `grpc+call://127.0.0.1:${appPort}/weft.bench.Echo/Echo?dapr-app-id=testapp`]) {
+        const target = new GrpcTarget({ url, bodySize: 100, connections: 1 });
+        const status = await new Promise<number>((resolve) => target.send((s) => resolve(s)));
+        await target.close();
+        expect(status).toBe(200);
+      }
+      expect(got[0]).toMatchObject({ method: 'test', content_type: 'application/octet-stream', http_extension: { verb: 3 } });
+      expect((got[0] as { data: { value: Buffer } }).data.value.length).toBe(100);
+      expect(got[1]).toEqual({ bytes: 100, app: 'testapp' });
+    } finally {
+      app.forceShutdown();
+    }
   });
 
   describe('against a server', () => {

@@ -138,6 +138,8 @@ describe('bench modes', () => {
     expect(modeOf('nginx-plain')).toEqual({ api: 'nginx', tls: 'plain' });
     expect(modeOf('nginx-mtls')).toEqual({ api: 'nginx', tls: 'mtls' });
     expect(modeOf('workers=3')).toEqual({ api: 'http', workers: 3 });
+    expect(modeOf('grpc-app')).toEqual({ api: 'grpc-app', workers: 0 });
+    expect(modeOf('grpc-proxy=2')).toEqual({ api: 'grpc-proxy', workers: 2 });
     expect(modeOf('nginx')).toBeUndefined(); // expanded before it is read
   });
 
