@@ -630,8 +630,8 @@ async function main(): Promise<void> {
           : api === 'grpc-proxy' ? `grpc+call://127.0.0.1:${a.grpc}${GRPC_ECHO_PATH}?dapr-app-id=testapp`
           : httpUrl;
         try {
-          // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService does too.
-          await untilRoutable(api === 'grpc' ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
+          // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService (and proxy mode) does too.
+          await untilRoutable(api === 'grpc' || grpcApp ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
           const p = await bench.path(mode, workers, url, method, [a.proc, b.proc, target.proc], ['node A', 'node B', 'app']);
           const baseline = api === 'actors' ? 'actors-baseline' : grpcApp ? `${api}-baseline` : 'baseline';
           paths.push({ ...p, api, baseline, tls: settings.mtls ? 'mtls' : 'plain', addedMs: null });
