@@ -118,6 +118,12 @@ describe('weft run', () => {
     expect(env).toEqual({ p: String(r.http), id: 'envapp', g: String(r.grpc), proto: 'grpc' });
   });
 
+  it('refuses an app protocol that is not Dapr\'s with exit code 2, naming the field', async () => {
+    const badProtocol = await run(['run', '--app-id', 'x', '--app-port', '3000', '--app-protocol', 'spdy']);
+    expect(badProtocol.code).toBe(2);
+    expect(badProtocol.err).toContain('apps[0].appProtocol: must be one of http, https, h2c, grpc, grpcs (got "spdy")');
+  });
+
   it('refuses bad usage with exit code 2 and says why', async () => {
     const noId = await run(['run', '--http-port', '0']);
     expect(noId.code).toBe(2);
@@ -128,9 +134,6 @@ describe('weft run', () => {
     const unknown = await run(['run', '--app-id', 'x', '--bogus']);
     expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/Unknown option '--bogus'/);
-    const badProtocol = await run(['run', '--app-id', 'x', '--app-port', '3000', '--app-protocol', 'spdy']);
-    expect(badProtocol.code).toBe(2);
-    expect(badProtocol.err).toContain('apps[0].appProtocol: must be one of http, https, h2c, grpc, grpcs (got "spdy")');
     const json = await run(['run', '--json']);
     expect(json.code).toBe(2);
     expect(JSON.parse(json.out)).toEqual({ error: { code: 'WEFT_CONFIG', message: '--app-id: is required (see weft run --help)' } });
