@@ -12,6 +12,7 @@ import { parseDuration, parseSize } from './duration.ts';
 import { parseAccessControl } from './security/acl.ts';
 import { TRUST_DOMAIN } from './security/spiffe.ts';
 import { APP_ID, NAMESPACE } from './appid.ts';
+import { tracingConfig, type TracingConfig } from './observability/tracing-config.ts';
 
 export interface AppConfig {
   readonly appId: string;
@@ -132,6 +133,8 @@ export interface NodeConfig {
    * `state.sqlite` / `state.postgresql` component with `actorStateStore: "true"` (docs/state.md).
    */
   readonly resourcesPaths: readonly string[];
+  /** Traces (docs/tracing.md): Dapr `Configuration` spec.tracing and the OTEL_* environment. */
+  readonly tracing: TracingConfig;
   /** Actor placement and turns (docs/actors.md). */
   readonly actors: {
     /** A turn running longer is released and its caller fails. */
@@ -287,7 +290,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
   const top = new Fields('', raw, [
     'nodeId', 'namespace', 'advertiseAddress', 'http', 'grpc', 'peer', 'metrics', 'workers', 'apiToken',
     'maxBodySize', 'timeouts', 'apps', 'resolver', 'logLevel', 'resiliency', 'retryBudget', 'outlierDetection',
-    'security', 'actors', 'routing', 'resourcesPath',
+    'security', 'actors', 'routing', 'resourcesPath', 'tracing',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _, at most 63)');
   const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
@@ -398,6 +401,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     },
     security,
     resourcesPaths,
+    tracing: tracingConfig(top.obj['tracing'], env),
     actors: { callTimeoutMs: actorCallTimeoutMs, fenceMs, lockDelayMs, leaveLingerMs: actorsField.duration('leaveLinger', 1000) },
   };
   return deepFreeze(config);

@@ -6,8 +6,9 @@ import { BroadcastChannel } from 'node:worker_threads';
 import type { Transferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { randomUUID } from 'node:crypto';
-import type { CancelMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, WireErrorShape, WorkerData } from '../workers/protocol.ts';
-import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL } from '../workers/protocol.ts';
+import type { CancelMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, SpanBatch, WireErrorShape, WorkerData } from '../workers/protocol.ts';
+import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, SPANS_CHANNEL } from '../workers/protocol.ts';
+import type { SpanSink } from './observability/tracing.ts';
 
 export interface Dispatcher {
   readonly mode: 'workers' | 'inline';
@@ -27,6 +28,11 @@ export interface Dispatcher {
 export interface DispatchEvents {
   /** A peer's certificate was refused (wrong node, wrong trust domain). */
   onTlsFailure?(peer: string, message: string): void;
+  /**
+   * Tracing on: where the outbound side's finished spans go (the node's one exporter). Workers
+   * send theirs in batches on the spans channel; inline, the outbound adds them directly.
+   */
+  readonly spans?: (SpanSink & { absorb(batch: SpanBatch): void }) | undefined;
 }
 
 /** The longest a node waits for its workers at start before it serves anyway. */
@@ -45,6 +51,7 @@ class PoolDispatcher implements Dispatcher {
   private readonly metrics: BroadcastChannel;
   private readonly cancels: BroadcastChannel;
   private lastCallId = 0;
+  private readonly spans: BroadcastChannel | null = null;
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
   private identities: IdentitySet | null = null;
   private closed = false;
@@ -77,6 +84,12 @@ class PoolDispatcher implements Dispatcher {
     this.metrics.onmessage = (event: unknown) => onMetrics((event as { data: MetricsBatch }).data);
     this.cancels = new BroadcastChannel(`${CANCEL_CHANNEL}:${channel}`);
     this.cancels.unref();
+    const sink = events.spans;
+    if (sink !== undefined) {
+      this.spans = new BroadcastChannel(`${SPANS_CHANNEL}:${channel}`);
+      this.spans.unref();
+      this.spans.onmessage = (event: unknown) => sink.absorb((event as { data: SpanBatch }).data);
+    }
     this.pool = new Piscina({
       filename: WORKER_FILE,
       minThreads: threads,
@@ -130,6 +143,7 @@ class PoolDispatcher implements Dispatcher {
     this.metrics.close();
     this.cancels.close();
     await this.pool.destroy();
+    this.spans?.close();
   }
 }
 
@@ -184,5 +198,5 @@ export async function createDispatcher(threads: number, onMetrics: (batch: Metri
   const [{ Outbound, optionsFrom }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
   const counters = new CounterBatcher(0, onMetrics);
   const options = optionsFrom(settings, counters.count);
-  return new InlineDispatcher(new Outbound({ ...options, onTlsFailure: (peer, message) => events.onTlsFailure?.(peer, message) }));
+  return new InlineDispatcher(new Outbound({ ...options, spans: events.spans, onTlsFailure: (peer, message) => events.onTlsFailure?.(peer, message) }));
 }

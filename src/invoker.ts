@@ -12,6 +12,8 @@ import type { RoutingTable } from './routing/table.ts';
 import { UNKNOWN_TARGET, type Metrics } from './observability/metrics.ts';
 import type { InvokeResult, InvokeTask, ResponseHead } from '../workers/protocol.ts';
 import { PortReader, PortWriter } from '../workers/port-stream.ts';
+import { logFields, type Span } from './observability/tracing.ts';
+import type { Logger } from './observability/log.ts';
 
 export interface OutboundCall {
   readonly appId: string;
@@ -30,6 +32,8 @@ export interface OutboundCall {
    * the call is cancelled downstream, up to the app's request on the far node.
    */
   readonly signal?: AbortSignal | undefined;
+  /** The span the outbound attempts are children of (tracing on), e.g. the ingress span. */
+  readonly trace?: Span | undefined;
 }
 
 /**
@@ -151,11 +155,13 @@ export class Invoker {
   private readonly routing: RoutingTable;
   private readonly dispatcher: Dispatcher;
   private readonly metrics: Metrics;
+  private readonly log: Logger | undefined;
 
-  constructor(routing: RoutingTable, dispatcher: Dispatcher, metrics: Metrics) {
+  constructor(routing: RoutingTable, dispatcher: Dispatcher, metrics: Metrics, log?: Logger) {
     this.routing = routing;
     this.dispatcher = dispatcher;
     this.metrics = metrics;
+    this.log = log;
   }
 
   /**
@@ -167,6 +173,8 @@ export class Invoker {
     const exchange = new Exchange(this.metrics, call);
     const outcome = await this.run(call, exchange);
     exchange.answered(outcome, started);
+    // A log line about a call names its trace (and the caller node's span), so logs and traces join.
+    if (outcome.type === 'error') this.log?.debug({ ...logFields(call.trace), appId: call.appId, callerAppId: call.callerAppId, method: call.method, weftCode: outcome.error.code, err: outcome.error.message }, 'call failed');
     return outcome;
   }
 
@@ -185,6 +193,7 @@ export class Invoker {
         body: whole ? (call.body as ArrayBuffer | null) : null,
         port: channel === null ? null : channel.port2,
         deadline: call.deadline,
+        trace: call.trace?.traceparent, traceState: call.trace?.traceState,
       };
       const transfer: Transferable[] = [];
       if (task.body !== null) transfer.push(task.body);

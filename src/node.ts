@@ -33,6 +33,8 @@ import type { NodeSecurity } from './security/node-security.ts';
 import { NodeActors } from './actors/node-actors.ts';
 import { chooseActorStore } from './state/components.ts';
 import { defaultRegistryPath } from './routing/resolver-local.ts';
+import { OFF, Tracer } from './observability/tracing.ts';
+import type { TraceExport } from './observability/tracing-export.ts';
 
 export const RUNTIME_VERSION = 'weft/0.1.0';
 
@@ -88,6 +90,9 @@ export class WeftNode {
   private metricsServer: Server | null = null;
   private registrations: Registration[] = [];
   private actors: NodeActors | null = null;
+  /** The node's tracer (OFF unless tracing is configured) and its one exporter. */
+  tracer: Tracer = OFF;
+  private traces: TraceExport | null = null;
   private state: 'new' | 'starting' | 'ready' | 'stopping' | 'stopped' = 'new';
 
   private constructor(config: NodeConfig, log: Logger) {
@@ -121,6 +126,16 @@ export class WeftNode {
       resourcesPaths: config.resourcesPaths, resolverType: config.resolver.type,
       registryPath: typeof registryOption === 'string' && registryOption !== '' ? registryOption.replace(/^~(?=\/)/, homedir()) : defaultRegistryPath(),
     });
+    if (config.tracing.enabled) {
+      // Loaded only with tracing on: the OTel SDK and exporters.
+      const { TraceExport, createExporter, nodeResource } = await import('./observability/tracing-export.ts');
+      const who = { nodeId: config.nodeId ?? hostname(), appId: config.apps[0]?.appId };
+      this.traces = new TraceExport(config.tracing, await createExporter(config.tracing), nodeResource(config.tracing, who), this.metrics.registry);
+      this.tracer = new Tracer(true, { ratio: config.tracing.ratio, parentBased: config.tracing.parentBased }, this.traces);
+    }
+    const tracer = this.tracer;
+    // read by a getter in the peer server's hooks
+    const self = this;
     for (const app of config.apps) {
       if (app.appPort !== undefined) this.channels.set(`${app.namespace}/${app.appId}`, createAppChannel(app));
     }
@@ -162,10 +177,17 @@ export class WeftNode {
         if (this.actors === null) throw new WeftError('WEFT_ACTOR_MOVED', 'this node\'s actors are not started');
         return this.actors.serveRemote(head, headers, body, signal, msLeft);
       },
+      tracer,
+      // the node's logger as it is when a call fails (it gains the node id once the port is bound)
+      get log() { return self.log; },
     }, tls?.options);
     const peerPort = await this.peer.bind(config.peer.host, config.peer.port, tls?.credentials);
     this.nodeId = config.nodeId ?? `${hostname()}-${peerPort}`;
     this.log = this.log.child({ nodeId: this.nodeId });
+    if (this.traces !== null) {
+      const { nodeResource } = await import('./observability/tracing-export.ts');
+      this.traces.identify(nodeResource(config.tracing, { nodeId: this.nodeId, appId: config.apps[0]?.appId }));
+    }
     if (security !== null) {
       this.peer.onTlsClientError((remote, err) => security.tlsFailure('incoming', remote, err.message));
       await security.start(this.nodeId);
@@ -188,6 +210,7 @@ export class WeftNode {
       outlier: config.outlierDetection,
     }, {
       onTlsFailure: (peer, message) => security?.tlsFailure('outgoing', peer, message),
+      spans: this.traces ?? undefined,
     });
     const dispatcher = this.dispatcher;
     // Before any routing snapshot: a thread that can route a call holds the certificate for it.
@@ -195,12 +218,13 @@ export class WeftNode {
     this.routing = new RoutingTable(this.resolver, (snapshot) => dispatcher.publish(snapshot), config.routing);
     const routing = this.routing;
     this.metrics.watchRouting(() => routing.watchCount);
-    const invoker = new Invoker(this.routing, this.dispatcher, this.metrics);
+    const invoker = new Invoker(this.routing, this.dispatcher, this.metrics, this.log);
     const actors = new NodeActors({
       // Actor callbacks are HTTP, as in Dapr: an app on a gRPC app protocol hosts no actors.
       nodeId: this.nodeId, namespace: config.namespace, apps: config.apps.filter(speaksHttp), channels: this.channels,
       resolver: this.resolver, dispatcher, registry: this.metrics.registry, settings: config.actors,
       reannounce: () => this.reannounce(),
+      tracer,
       log: (level, msg, fields) => this.log[level](fields ?? {}, msg),
       state: actorStore,
     });
@@ -236,6 +260,7 @@ export class WeftNode {
       appUnhealthy: (appId) => this.appUnhealthy(appId),
       metadata: () => this.metadata(),
       actors,
+      tracer,
     });
     const httpServer = api(primary?.appId ?? '', primary?.namespace ?? config.namespace);
     this.servers.push(httpServer);
@@ -256,6 +281,7 @@ export class WeftNode {
         ready: () => this.ready,
         metadata: () => this.metadata(),
         actors,
+        tracer,
       });
       // Dapr's proxy mode on the same port. Its streams open on peer channels of their own, on
       // this thread: a relayed message is passed on as it comes, and a thread hop per message
@@ -364,6 +390,7 @@ export class WeftNode {
         namespace: this.config.namespace,
         outbound: this.dispatcher?.mode ?? 'none',
         peerTls: this.config.security.plaintext ? 'plaintext' : 'mtls',
+        tracing: this.config.tracing.enabled ? { protocol: this.config.tracing.protocol, endpoint: this.config.tracing.endpoint, samplingRatio: this.config.tracing.ratio, parentBased: this.config.tracing.parentBased } : null,
         trustDomain: this.security?.trustDomain ?? null,
         resolver: this.resolver?.status() ?? null,
         apps: this.config.apps.map((a) => a.appId),
@@ -425,6 +452,8 @@ export class WeftNode {
     for (const h of this.health.values()) await attempt('app health checks', () => h.stop());
     await attempt('resolver', () => this.resolver?.close());
     for (const c of this.channels.values()) await attempt('app channel', () => c.close());
+    // Last: what the calls above traced is exported (bounded) before the exporter stops.
+    await attempt('tracing', () => this.traces?.shutdown());
     if (this.metricsServer !== null) await attempt('metrics', async () => void await closeServer(this.metricsServer as Server, 100));
     this.state = 'stopped';
     this.log.info('weft node stopped');

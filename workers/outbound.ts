@@ -33,6 +33,8 @@ import type { Failure } from '../src/resiliency/backoff.ts';
 // node:crypto and spiffe.ts (no node-forge: certificates are minted on the main thread by
 // identity.ts/ca.ts and reach this thread as PEM text), so importing it here is cheap.
 import { checkNodeIdentity, peerChannelOptions } from '../src/security/tls.ts';
+import { Tracer, type SpanSink } from '../src/observability/tracing.ts';
+import { OutboundTrace, untraced } from '../src/observability/tracing-outbound.ts';
 
 const EMPTY = new Uint8Array(0);
 /** Calls with bodies up to this size go as messages on the peer's Mux stream. */
@@ -64,6 +66,8 @@ export interface OutboundOptions {
   readonly tls?: boolean;
   /** A peer's certificate was refused: for the main thread's log. */
   readonly onTlsFailure?: (peer: string, message: string) => void;
+  /** Where spans of traced calls go (tasks carrying `trace`); without it no span is made. */
+  readonly spans?: SpanSink | undefined;
 }
 
 /** Outbound options from the settings the main thread hands every outbound thread. */
@@ -142,9 +146,12 @@ export class Outbound {
   private readonly options: OutboundOptions;
   private readonly count: (name: string, labels: string, by?: number) => void;
   private readonly random: () => number;
+  /** Follows the decision the main thread made (the task's traceparent flags). */
+  private readonly tracer: Tracer | null;
 
   constructor(options: OutboundOptions = {}) {
     this.options = options;
+    this.tracer = options.spans === undefined ? null : new Tracer(true, { ratio: 1, parentBased: true }, options.spans);
     this.policies = options.resiliency ?? ResiliencyPolicies.EMPTY;
     const count = (this.count = options.count ?? (() => {}));
     this.random = options.random ?? Math.random;
@@ -343,6 +350,7 @@ export class Outbound {
     const streaming = task.port !== null;
     let lastPeer: PeerAddress | null = null;
     let attempts = 0;
+    let trace: OutboundTrace | undefined;
     try {
       const snapshot = await this.routing(task.routingVersion, task.deadline);
       const instances = task.target !== undefined ? [task.target] : snapshot.apps[appKey] ?? [];
@@ -360,15 +368,21 @@ export class Outbound {
       const guards = this.guardsOf(task.target === undefined ? appKey : `${appKey}#actors`, task.appId);
       const usable = task.target === undefined ? guards.outlier.filter(instances) : instances;
       let lastCode = '';
+      // Tracing: a span per attempt, its context in that attempt's head (a copy per attempt).
+      trace = task.trace === undefined || this.tracer === null ? undefined : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined);
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
         attempts = attemptNo;
-        const r = await (streaming ? this.sendStream(head, task, peer, signal) : this.sendUnary(head, task, peer, attemptNo, signal));
+        const span = trace?.current;
+        const h = span === undefined ? head : { ...head, traceparent: span.traceparent, tracestate: span.traceState };
+        if (trace !== undefined) trace.rpcMethod = streaming ? 'InvokeStream' : task.body === null || task.body.byteLength <= MUX_BODY_LIMIT ? 'Mux' : 'Invoke';
+        const r = await (streaming ? this.sendStream(h, task, peer, signal) : this.sendUnary(h, task, peer, attemptNo, signal));
         lastCode = r.error?.code ?? (r.failure === undefined ? '' : `HTTP_${r.failure.status}`);
         return r;
       };
       const breaker = policy.breaker;
       const attempt = compose<PeerAddress, InvokeResult>(
+        trace === undefined ? untraced : trace.step,
         withTimeout(policy.timeoutMs),
         withBreaker((peer) => (breaker === undefined ? undefined : this.breakers.get(appBreakerKey(task.appId, peer.nodeId), breaker))),
         withOutlier(guards.outlier),
@@ -392,13 +406,18 @@ export class Outbound {
         now: Date.now,
         random: this.random,
         sleep,
-        onRetry: () => this.count('weft_invoke_retries_total', `app_id=${task.appId},reason=${lastCode}`),
+        onRetry: (attemptNo, delayMs, f) => {
+          this.count('weft_invoke_retries_total', `app_id=${task.appId},reason=${lastCode}`);
+          trace?.retry(attemptNo, delayMs, f, lastCode);
+        },
       });
+      trace?.finish(result.stop, result.failure !== undefined);
       if (result.stop === 'budget') this.count('weft_retry_budget_exhausted_total', `app_id=${task.appId}`);
       if (result.value !== undefined) return result.value;
       const error = result.error ?? new WeftError('WEFT_PEER_FAILED', 'the call failed');
       throw failure(error.code, error.message);
     } catch (err) {
+      trace?.finish(undefined, true);
       const wire = err instanceof CallFailure ? err.wire : { code: 'WEFT_INTERNAL', message: (err as Error).message };
       const nodeId = (lastPeer as PeerAddress | null)?.nodeId ?? null;
       if (task.port !== null) {

@@ -9,17 +9,25 @@ import { BroadcastChannel, threadId } from 'node:worker_threads';
 import { move, workerData } from 'piscina';
 import { CounterBatcher } from './counters.ts';
 import { Outbound, optionsFrom } from './outbound.ts';
-import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, type CancelMessage, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type WireErrorShape, type WorkerData } from './protocol.ts';
+import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, SPANS_CHANNEL, type CancelMessage, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type SpanBatch, type WireErrorShape, type WorkerData } from './protocol.ts';
+import { BatchingSink } from '../src/observability/tracing.ts';
 
 const { channel, settings } = workerData as WorkerData;
 const metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
 metrics.unref();
 const counters = new CounterBatcher(threadId, (batch) => metrics.postMessage(batch));
 
+// Spans made here go to the main thread's one exporter in batches (only tasks carrying a
+// trace make any: with tracing off this channel stays silent).
+const spanChannel = new BroadcastChannel(`${SPANS_CHANNEL}:${channel}`);
+spanChannel.unref();
+const spans = new BatchingSink((list, dropped) => spanChannel.postMessage({ type: 'spans', spans: list, dropped } satisfies SpanBatch));
+
 const routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
 routing.unref();
 const outbound = new Outbound({
   ...optionsFrom(settings, counters.count),
+  spans,
   // The main thread logs it (workers have no logger of their own).
   onTlsFailure: (peer, message) => routing.postMessage({ type: 'tls-failure', peer, message } satisfies RoutingMessage),
 });

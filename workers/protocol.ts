@@ -18,6 +18,8 @@ export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
 /** The main thread tells the workers which calls to abandon (`CancelMessage`). */
 export const CANCEL_CHANNEL = 'weft:cancel';
+/** Finished spans a worker made, in batches, for the main thread's one exporter. */
+export const SPANS_CHANNEL = 'weft:spans';
 
 /** The outbound side's fixed settings, from the node's config. */
 export interface OutboundSettings {
@@ -122,6 +124,12 @@ export interface InvokeTask {
    * A streamed call is also cancelled by its port closing.
    */
   readonly callId?: number;
+  /**
+   * The call's trace context (tracing on): the W3C `traceparent` of the span the outbound
+   * attempts are children of, and its `tracestate`. Absent with tracing off.
+   */
+  readonly trace?: string;
+  readonly traceState?: string;
 }
 
 /** Abandon call `callId`: the worker cancels its peer call (the far node then cancels the app's request). */
@@ -167,4 +175,43 @@ export interface MetricsBatch {
   readonly threadId: number;
   /** `name|label=value,label=value` → increment. */
   readonly counters: Readonly<Record<string, number>>;
+}
+
+/** Span attributes: OTel's primitive values. */
+export type SpanAttributes = Record<string, string | number | boolean>;
+
+export interface SpanEventData {
+  readonly name: string;
+  /** ms since the epoch (fractional). */
+  readonly time: number;
+  readonly attributes: SpanAttributes | null;
+}
+
+/**
+ * One finished span as plain data (src/observability/tracing.ts makes it; the main thread turns
+ * it into an OTel ReadableSpan for the exporter). Times are ms since the epoch (fractional).
+ */
+export interface SpanData {
+  readonly traceId: string;
+  readonly spanId: string;
+  /** '' for a root span. */
+  readonly parentSpanId: string;
+  readonly traceState: string;
+  name: string;
+  /** OTel SpanKind: INTERNAL 0, SERVER 1, CLIENT 2. */
+  readonly kind: number;
+  readonly start: number;
+  end: number;
+  readonly attributes: SpanAttributes;
+  events: SpanEventData[] | null;
+  /** OTel SpanStatusCode: UNSET 0, OK 1, ERROR 2. */
+  status: number;
+  message: string;
+}
+
+/** A worker's finished spans, sent on the spans channel; `dropped` spans did not fit its buffer. */
+export interface SpanBatch {
+  readonly type: 'spans';
+  readonly spans: readonly SpanData[];
+  readonly dropped: number;
 }

@@ -23,6 +23,8 @@ import type { ActorResult, AppCallRequest, AppCallResponse, AppCaller, LogFn, Ti
 import { ActorStorage, type RawOperation } from './storage.ts';
 import { ReminderService, type ReminderRequest, type ReminderView } from './reminders.ts';
 import type { StoreChoice } from '../state/components.ts';
+import { OFF, type Tracer } from '../observability/tracing.ts';
+import { appCallSpanFromHeaders, endAppCall, endFailed, propagate } from '../observability/tracing-spans.ts';
 
 export interface NodeActorsOptions {
   readonly nodeId: string;
@@ -38,6 +40,8 @@ export interface NodeActorsOptions {
   /** The actor state store (state, reminders, owner claims), or why there is none. */
   readonly state?: StoreChoice | undefined;
   readonly log: LogFn;
+  /** The node's tracer (routing, turn and app call spans). */
+  readonly tracer?: Tracer;
 }
 
 export class NodeActors implements ActorApi {
@@ -65,7 +69,7 @@ export class NodeActors implements ActorApi {
       if (channel === undefined) continue;
       this.hosts.set(app.appId, new ActorHost({
         appId: app.appId,
-        app: appCaller(channel, o.settings.callTimeoutMs),
+        app: appCaller(channel, o.settings.callTimeoutMs, o.tracer ?? OFF),
         callTimeoutMs: o.settings.callTimeoutMs,
         owns: (type, id) => this.runtime.owns(type, id),
         placementVersion: () => this.runtime.placementVersion,
@@ -78,7 +82,7 @@ export class NodeActors implements ActorApi {
       send: (target, call) => this.send(target, call),
       onMetaChange: o.reannounce,
       lockDelayMs: o.settings.lockDelayMs, fenceMs: o.settings.fenceMs,
-      log: o.log,
+      log: o.log, tracer: o.tracer,
     });
     this.reminders = store === undefined ? undefined : new ReminderService({
       store, namespace: o.namespace, hosts: this.hosts, owns: (type, id) => this.runtime.owns(type, id),
@@ -212,6 +216,7 @@ export class NodeActors implements ActorApi {
       callerAppId: call.callerAppId, callerNamespace: call.callerNamespace,
       method: call.method, verb: 'PUT', query: '', headers: call.headers, body, port: null, deadline: call.deadline,
       target: { nodeId: target.nodeId, address: target.address, port: target.port }, actorType: call.type, actorId: call.id,
+      trace: call.trace?.traceparent, traceState: call.trace?.traceState,
     };
     const transfer: Transferable[] = body === null ? [] : [body];
     try {
@@ -274,16 +279,25 @@ export class NodeActors implements ActorApi {
 }
 
 /** The host's AppCaller on the app's HTTP channel: the whole answer, without hop-by-hop headers. */
-function appCaller(channel: AppChannel, timeoutMs: number): AppCaller {
+function appCaller(channel: AppChannel, timeoutMs: number, tracer: Tracer): AppCaller {
   return {
     async call(req: AppCallRequest): Promise<AppCallResponse> {
       const q = req.path.indexOf('?');
-      const res = await channel.call({
-        method: (q === -1 ? req.path : req.path.slice(0, q)).replace(/^\//, ''),
-        query: q === -1 ? '' : req.path.slice(q + 1),
-        verb: req.verb, headers: req.headers, body: req.body,
-        signal: req.signal ?? AbortSignal.timeout(timeoutMs),
-      });
+      // Tracing: a client span under the turn span whose context the headers carry.
+      const span = tracer.on ? appCallSpanFromHeaders(tracer, req.headers, req.verb, channel.app.appHost, channel.app.appPort ?? 0, req.path, channel.app.appId) : undefined;
+      let res;
+      try {
+        res = await channel.call({
+          method: (q === -1 ? req.path : req.path.slice(0, q)).replace(/^\//, ''),
+          query: q === -1 ? '' : req.path.slice(q + 1),
+          verb: req.verb, headers: span === undefined ? req.headers : propagate(req.headers, span), body: req.body,
+          signal: req.signal ?? AbortSignal.timeout(timeoutMs),
+        });
+      } catch (err) {
+        if (span !== undefined) endFailed(span, err);
+        throw err;
+      }
+      if (span !== undefined) endAppCall(span, res.status);
       const chunks: Buffer[] = [];
       for await (const c of res.body) chunks.push(c as Buffer);
       const headers: string[] = [];

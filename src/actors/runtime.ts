@@ -28,6 +28,8 @@ import { ActorError } from './errors.ts';
 import type { ActorHost } from './host.ts';
 import { EMPTY_PLACEMENT, lookup, nextPlacement, type PlacementMember, type PlacementTable } from './placement.ts';
 import type { LogFn } from './types.ts';
+import { OFF, type Span, type Tracer } from '../observability/tracing.ts';
+import { actorRouteSpan, actorTurnSpan, endActorSpan, propagate } from '../observability/tracing-spans.ts';
 
 /** Where a call goes: a node's peer server and the app there that hosts the type. */
 export interface ActorTarget {
@@ -48,6 +50,8 @@ export interface ActorCall {
   readonly deadline: number;
   readonly callerAppId: string;
   readonly callerNamespace: string;
+  /** The span this call's routing is a child of (tracing on), e.g. the ingress span. */
+  readonly trace?: Span | undefined;
 }
 
 /** An answer (any status: an app's non-2xx passes through unchanged) or weft's failure. */
@@ -73,6 +77,8 @@ export interface ActorRuntimeOptions {
   readonly maxAttempts?: number;
   readonly now?: () => number;
   readonly log?: LogFn;
+  /** The node's tracer: a routing span per call, a turn span per call served here. */
+  readonly tracer?: Tracer;
 }
 
 export interface ActorRuntimeStats {
@@ -358,6 +364,13 @@ export class ActorRuntime {
 
   /** Routes one actor call to its owner (this node or another), retrying "moved" at once, bounded. */
   async invoke(call: ActorCall): Promise<ActorOutcome> {
+    const tracer = this.o.tracer ?? OFF;
+    if (!tracer.on) return this.route(call, undefined);
+    const span = actorRouteSpan(tracer, call.trace, call.type, call.id, call.method, call.callerAppId);
+    return endActorSpan(span, await this.route({ ...call, trace: span }, span));
+  }
+
+  private async route(call: ActorCall, span: Span | undefined): Promise<ActorOutcome> {
     if (!this.supported) return fail(new ActorError('WEFT_ACTOR_NOT_SUPPORTED', `actors need a resolver with actor membership; ${this.o.resolver.scheme} has none`));
     if (call.id === '') return fail(new ActorError('WEFT_ACTOR_INSTANCE_MISSING', 'the actor id is empty'));
     // The first membership may still be on its way right after start.
@@ -379,6 +392,7 @@ export class ActorRuntime {
       }
       if (outcome.ok || !REROUTE.has(outcome.error.code)) return outcome;
       last = outcome.error;
+      span?.event('weft.actor.reroute', { 'weft.attempt': attempt, 'error.type': outcome.error.code, 'weft.peer.node_id': owner.nodeId });
       // Moved or unreachable: retry at once if the table changed meanwhile, else at the next
       // change or after a short backoff (the refusing node's view may be the newer one).
       if (this.table === before) await this.changed(Math.min(50 * 2 ** (attempt - 1), call.deadline - this.now()));
@@ -395,6 +409,13 @@ export class ActorRuntime {
    * answer comes back as an answer, unchanged.
    */
   async serve(appId: string, call: ActorCall, signal: AbortSignal | undefined): Promise<ActorOutcome> {
+    const tracer = this.o.tracer ?? OFF;
+    if (!tracer.on) return this.serveHere(appId, call, signal);
+    const turn = actorTurnSpan(tracer, call.trace, call.headers, appId, call.type, call.id, call.method);
+    return endActorSpan(turn, await this.serveHere(appId, { ...call, headers: propagate(call.headers, turn) }, signal));
+  }
+
+  private async serveHere(appId: string, call: ActorCall, signal: AbortSignal | undefined): Promise<ActorOutcome> {
     const host = this.hostFor(appId, call.type);
     if (host === undefined) return fail(new ActorError('WEFT_ACTOR_MOVED', `node ${this.o.nodeId} hosts no actor type ${call.type} now`));
     for (;;) {

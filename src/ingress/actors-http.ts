@@ -24,6 +24,8 @@ import type { ActorResult, TimerRequest } from '../actors/types.ts';
 import type { RawOperation } from '../actors/storage.ts';
 import type { ReminderRequest, ReminderView } from '../actors/reminders.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
+import type { Tracer } from '../observability/tracing.ts';
+import { answerHeaders, endIngress, httpIngressSpan } from '../observability/tracing-spans.ts';
 
 export const ACTORS_PREFIX = '/v1.0/actors/';
 
@@ -45,6 +47,7 @@ export interface ActorHttpContext {
   readonly maxBodySize: number;
   readonly invokeTimeoutMs: number;
   readonly actors?: ActorApi | undefined;
+  readonly tracer?: Tracer | undefined;
 }
 
 /** Headers the API consumes or sets itself; never forwarded to the actor. */
@@ -81,12 +84,14 @@ export async function handleActors(ctx: ActorHttpContext, req: IncomingMessage, 
     if (method === '') return refuse(req, res, new WeftError('WEFT_BAD_REQUEST', 'the actor method is missing'));
     const body = await readBody(req, ctx.maxBodySize);
     if (body instanceof WeftError) return refuse(req, res, body, true);
+    const span = ctx.tracer?.on === true ? httpIngressSpan(ctx.tracer, req, '/v1.0/actors/{type}/{id}/method/{method}', { appId: type, method, callerAppId: ctx.callerAppId }) : undefined;
     const outcome = await ctx.actors.invoke({
       type, id, method, headers: actorHeaders(req), body: body.length === 0 ? null : body,
-      deadline: Date.now() + timeoutMs, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
+      deadline: Date.now() + timeoutMs, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace, trace: span,
     });
+    if (span !== undefined) endIngress(span, outcome.ok ? outcome.status : 0, outcome.ok ? undefined : outcome.error);
     if (!outcome.ok) return sendWeftError(res, outcome.error);
-    res.writeHead(outcome.status, outcome.headers as string[]);
+    res.writeHead(outcome.status, span === undefined ? outcome.headers as string[] : answerHeaders(outcome.headers, span));
     res.end(outcome.body.length === 0 ? undefined : outcome.body);
     return;
   }

@@ -35,6 +35,8 @@ import { ActorError } from '../actors/errors.ts';
 import { parseTarget } from '../appid.ts';
 import { normalizeMethod } from '../method-path.ts';
 import { actorStateHandlers } from './grpc-actors.ts';
+import type { Span, Tracer } from '../observability/tracing.ts';
+import { endIngress, grpcIngressSpan } from '../observability/tracing-spans.ts';
 
 export interface GrpcApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -49,6 +51,8 @@ export interface GrpcApiContext {
   metadata(): Record<string, unknown>;
   /** The node's actor runtime; undefined: InvokeActor answers UNIMPLEMENTED. */
   readonly actors?: ActorApi | undefined;
+  /** The node's tracer (docs/tracing.md); absent or `on: false`: no spans. */
+  readonly tracer?: Tracer | undefined;
 }
 
 interface InvokeActorRequest {
@@ -171,11 +175,14 @@ export class GrpcApi {
           const asked = call.getDeadline();
           const askedMs = asked instanceof Date ? asked.getTime() : asked;
           if (Number.isFinite(askedMs)) deadline = Math.min(deadline, askedMs);
+          const tracer = this.ctx.tracer;
+          const span = tracer?.on === true ? grpcIngressSpan(tracer, call.metadata.get('traceparent')[0], call.metadata.get('tracestate')[0], 'InvokeActor', { appId: r.actor_type ?? '', method: r.method ?? '', callerAppId: this.ctx.callerAppId }) : undefined;
           actors.invoke({
             type: r.actor_type ?? '', id: r.actor_id ?? '', method: r.method ?? '', headers,
             body: r.data === undefined || r.data.length === 0 ? null : r.data, deadline,
-            callerAppId: this.ctx.callerAppId, callerNamespace: this.ctx.namespace,
+            callerAppId: this.ctx.callerAppId, callerNamespace: this.ctx.namespace, trace: span,
           }).then((outcome) => {
+            if (span !== undefined) endIngress(span, outcome.ok ? outcome.status : 0, outcome.ok ? undefined : outcome.error);
             if (!outcome.ok) return cb(weftStatus(outcome.error));
             if (outcome.status < 200 || outcome.status >= 300) return cb(appErrorStatus(outcome.status, Buffer.from(outcome.body)));
             cb(null, { data: Buffer.from(outcome.body) });
@@ -278,14 +285,16 @@ export class GrpcApi {
     const askedMs = asked instanceof Date ? asked.getTime() : asked;
     if (Number.isFinite(askedMs)) deadline = Math.min(deadline, askedMs);
 
+    const span = ctx.tracer?.on === true ? grpcIngressSpan(ctx.tracer, call.metadata.get('traceparent')[0], call.metadata.get('tracestate')[0], 'InvokeService', { appId, method, callerAppId: ctx.callerAppId }) : undefined;
     const outcome = await ctx.invoker.invoke({
       appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
-      method, verb, query, headers, body, deadline,
+      method, verb, query, headers, body, deadline, trace: span,
     });
-    return this.answer(call, outcome, appId);
+    if (span !== undefined) endIngress(span, outcome.type === 'error' ? 0 : outcome.head.status, outcome.type === 'error' ? outcome.error : undefined);
+    return this.answer(call, outcome, appId, span);
   }
 
-  private async answer(call: grpc.ServerUnaryCall<InvokeServiceRequest, InvokeResponse>, outcome: Outcome, appId: string): Promise<InvokeResponse> {
+  private async answer(call: grpc.ServerUnaryCall<InvokeServiceRequest, InvokeResponse>, outcome: Outcome, appId: string, span?: Span): Promise<InvokeResponse> {
     if (outcome.type === 'error') throw outcome.error;
     const { head } = outcome;
     const ok = head.status >= 200 && head.status < 300;
@@ -330,6 +339,8 @@ export class GrpcApi {
       throw appGrpcStatus(Number(grpcStatus), head.headers);
     }
     const md = responseMetadata(head.headers);
+    // As Dapr answers: the trace context of this call's span on this node.
+    if (span !== undefined) md.set('traceparent', span.traceparent);
     if (!ok) {
       md.set(HTTP_STATUS_KEY, String(head.status));
       call.sendMetadata(md);

@@ -16,6 +16,8 @@ import type { Invoker, Outcome } from '../invoker.ts';
 import { HOP_BY_HOP } from '../appchannel/http.ts';
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { ACTORS_PREFIX, handleActors, type ActorApi } from './actors-http.ts';
+import type { Span, Tracer } from '../observability/tracing.ts';
+import { answerHeaders, endIngress, httpIngressSpan } from '../observability/tracing-spans.ts';
 
 export interface HttpApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -35,6 +37,8 @@ export interface HttpApiContext {
   metadata(): unknown;
   /** The node's actor runtime (`/v1.0/actors/...`); undefined answers 501. */
   readonly actors?: ActorApi | undefined;
+  /** The node's tracer (docs/tracing.md); absent or `on: false`: no spans. */
+  readonly tracer?: Tracer | undefined;
 }
 
 const INVOKE_PREFIX = '/v1.0/invoke/';
@@ -211,15 +215,20 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
     body = streamedBody(req, ctx.maxBodySize);
   }
 
+  const span = ctx.tracer?.on === true ? httpIngressSpan(ctx.tracer, req, form === 'path' ? '/v1.0/invoke/{appId}/method/{method}' : '/{method}', { appId, method, callerAppId: ctx.callerAppId }) : undefined;
   const gone = callerGone(res);
   const outcome = await ctx.invoker.invoke({
     appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
     method, verb: req.method ?? 'GET', query, headers: forwardHeaders(req, form), body,
-    deadline: Date.now() + timeoutMs, signal: gone,
+    deadline: Date.now() + timeoutMs, signal: gone, trace: span,
   });
   // Nobody is left to answer: the invoker has cancelled the call downstream.
-  if (gone.aborted) return;
-  await write(res, outcome, req);
+  if (gone.aborted) {
+    if (span !== undefined) endIngress(span, 0, new WeftError('WEFT_CANCELLED', 'the caller went away'));
+    return;
+  }
+  await write(res, outcome, req, span);
+  if (span !== undefined) endIngress(span, outcome.type === 'error' ? 0 : outcome.head.status, outcome.type === 'error' ? outcome.error : undefined);
 }
 
 /**
@@ -247,7 +256,7 @@ function streamedBody(req: IncomingMessage, max: number): Readable {
   return body;
 }
 
-async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage): Promise<void> {
+async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage, span?: Span): Promise<void> {
   if (outcome.type === 'error') {
     // e.g. a chunked body found over the limit part way, or a refusal before the body was all
     // sent: drop the rest so the answer arrives and the connection can take the next request
@@ -255,12 +264,12 @@ async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage
     return sendError(res, outcome.error, false);
   }
   if (outcome.type === 'response') {
-    res.writeHead(outcome.head.status, outcome.head.headers as string[]);
+    res.writeHead(outcome.head.status, span === undefined ? outcome.head.headers as string[] : answerHeaders(outcome.head.headers, span));
     res.end(outcome.body ?? undefined);
     return;
   }
   const { reader } = outcome;
-  res.writeHead(outcome.head.status, outcome.head.headers as string[]);
+  res.writeHead(outcome.head.status, span === undefined ? outcome.head.headers as string[] : answerHeaders(outcome.head.headers, span));
   // The head goes out now, not with the first chunk: an event stream may wait long for that.
   res.flushHeaders();
   const onClose = (): void => reader.close();

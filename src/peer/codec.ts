@@ -22,6 +22,9 @@ export interface CallHead {
   /** Set on an actor call (both or neither); decoded as '' when absent. */
   actorType?: string;
   actorId?: string;
+  /** W3C trace context of the caller node's attempt span (tracing on); decoded as '' when absent. */
+  traceparent?: string;
+  tracestate?: string;
 }
 
 export interface InvokeRequest {
@@ -101,7 +104,7 @@ function repeatedStrSize(list: readonly string[]): number {
 function headSize(h: CallHead): number {
   return strSize(h.appId) + strSize(h.namespace) + strSize(h.method) + strSize(h.verb) + strSize(h.query)
     + repeatedStrSize(h.headers) + strSize(h.callerAppId) + strSize(h.callerNamespace)
-    + strSize(h.actorType ?? '') + strSize(h.actorId ?? '');
+    + strSize(h.actorType ?? '') + strSize(h.actorId ?? '') + strSize(h.traceparent ?? '') + strSize(h.tracestate ?? '');
 }
 
 function uintSize(n: number): number {
@@ -175,6 +178,8 @@ class Writer {
     this.str(8, h.callerNamespace);
     this.str(9, h.actorType ?? '');
     this.str(10, h.actorId ?? '');
+    this.str(11, h.traceparent ?? '');
+    this.str(12, h.tracestate ?? '');
   }
 }
 
@@ -307,7 +312,7 @@ function readHead(r: Reader): CallHead {
   const n = r.len();
   const sub = new Reader(r.buf, r.pos, r.pos + n);
   r.pos += n;
-  const h: CallHead = { appId: '', namespace: '', method: '', verb: '', query: '', headers: [], callerAppId: '', callerNamespace: '', actorType: '', actorId: '' };
+  const h: CallHead = { appId: '', namespace: '', method: '', verb: '', query: '', headers: [], callerAppId: '', callerNamespace: '', actorType: '', actorId: '', traceparent: '', tracestate: '' };
   while (sub.pos < sub.end) {
     const tag = sub.varint();
     switch (tag) {
@@ -321,6 +326,8 @@ function readHead(r: Reader): CallHead {
       case (8 << 3) | WIRE_LEN: h.callerNamespace = sub.str(); break;
       case (9 << 3) | WIRE_LEN: h.actorType = sub.str(); break;
       case (10 << 3) | WIRE_LEN: h.actorId = sub.str(); break;
+      case (11 << 3) | WIRE_LEN: h.traceparent = sub.str(); break;
+      case (12 << 3) | WIRE_LEN: h.tracestate = sub.str(); break;
       default: sub.skip(tag & 7);
     }
   }

@@ -26,6 +26,9 @@ import {
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { GrpcAppChannel } from '../appchannel/grpc.ts';
 import { identity, proxyHead, relayable, splice, type SpliceResult } from './proxy.ts';
+import { OFF, logFields, type Tracer } from '../observability/tracing.ts';
+import type { Logger } from '../observability/log.ts';
+import { appCallSpan, endAppCall, endFailed, peerServerSpan, propagate, withTraceContext } from '../observability/tracing-spans.ts';
 
 /** What the server knows about the caller once its transport identity is checked. */
 export interface CallerIdentity {
@@ -54,6 +57,10 @@ export interface PeerServerHooks {
    * (whatever its status); throws a WeftError (WEFT_ACTOR_MOVED when this node is not the owner).
    */
   actor?(head: CallHead, headers: string[], body: Uint8Array, signal: AbortSignal, msLeft: number): Promise<{ status: number; headers: readonly string[]; body: Uint8Array }>;
+  /** The node's tracer: a server span per call, a client span per app call (docs/tracing.md). */
+  readonly tracer?: Tracer;
+  /** Failed calls are logged at debug level, with the call's trace_id and span_id. */
+  readonly log?: Logger;
 }
 
 /** Who called, once known (filled in by `begin`). */
@@ -121,10 +128,12 @@ export class PeerServer {
   /** Open Mux streams: on close, each is ended once its running calls are answered. */
   private readonly muxes = new Set<() => void>();
   private closing = false;
+  private readonly tracer: Tracer;
   readonly server: grpc.Server;
 
   constructor(hooks: PeerServerHooks, options: grpc.ServerOptions = {}) {
     this.hooks = hooks;
+    this.tracer = hooks.tracer ?? OFF;
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
@@ -250,6 +259,9 @@ export class PeerServer {
   private async whole(call: ServerSurfaceCall, head: CallHead, body: Uint8Array, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who, onController?: (c: AbortController) => void): Promise<InvokeResponse> {
     let controller: AbortController | undefined;
     let release: (() => void) | undefined;
+    // Tracing: this call's server span, and the app call's client span (whose context the app gets).
+    const span = this.tracer.on ? peerServerSpan(this.tracer, head, cancelSource === null ? 'Mux' : 'Invoke') : undefined;
+    let appSpan: ReturnType<typeof appCallSpan> | undefined;
     try {
       const ctx = this.begin(call, head, msLeft, cancelSource, who);
       controller = ctx.controller;
@@ -258,14 +270,19 @@ export class PeerServer {
       this.inflight.add(controller);
       if (head.actorType !== undefined && head.actorType !== '') {
         if (this.hooks.actor === undefined) throw new WeftError('WEFT_ACTOR_MOVED', 'this node hosts no actors');
-        const answer = await this.hooks.actor(head, ctx.headers, body, controller.signal, msLeft);
+        const answer = await this.hooks.actor(head, span === undefined ? ctx.headers : propagate(ctx.headers, span), body, controller.signal, msLeft);
+        span?.set('http.response.status_code', answer.status).end();
         return { status: answer.status, headers: answer.headers as string[], body: answer.body, bodyTicket: '' };
       }
+      if (span !== undefined) appSpan = appCallSpan(this.tracer, span, head.verb, ctx.channel.app.appHost, ctx.channel.app.appPort ?? 0, `/${head.method}`, head.appId);
       const res = await ctx.channel.call({
-        method: head.method, verb: head.verb, query: head.query, headers: ctx.headers,
+        method: head.method, verb: head.verb, query: head.query,
+        headers: appSpan !== undefined ? propagate(ctx.headers, appSpan) : head.traceparent ? withTraceContext(ctx.headers, head.traceparent, head.tracestate ?? '') : ctx.headers,
         body: body.length === 0 ? null : body, signal: controller.signal,
       });
       const { body: first, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
+      if (appSpan !== undefined) endAppCall(appSpan, res.status);
+      span?.set('http.response.status_code', res.status).end();
       let bodyTicket = '';
       if (rest !== null) {
         bodyTicket = randomUUID();
@@ -278,7 +295,11 @@ export class PeerServer {
       }
       return { status: res.status, headers: res.headers, body: first, bodyTicket };
     } catch (err) {
-      throw controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
+      const e = controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
+      if (appSpan !== undefined) endFailed(appSpan, e);
+      if (span !== undefined) endFailed(span, e);
+      this.hooks.log?.debug({ ...logFields(span), appId: head.appId, callerAppId: head.callerAppId, method: head.method, weftCode: e.code, err: e.message }, 'call from another node failed');
+      throw e;
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);

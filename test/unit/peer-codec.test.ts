@@ -22,7 +22,7 @@ const mux = service['Mux']!;
 const head: CallHead = {
   appId: 'orders', namespace: 'shop', method: 'neworder/ä/ü', verb: 'POST', query: 'a=1&b=ünïcode',
   headers: ['content-type', 'application/json', 'x-empty', '', 'x-emoji', '🦀'],
-  callerAppId: 'front', callerNamespace: 'default', actorType: '', actorId: '',
+  callerAppId: 'front', callerNamespace: 'default', actorType: '', actorId: '', traceparent: '', tracestate: '',
 };
 const actorHead: CallHead = { ...head, method: 'deposit', verb: 'PUT', query: '', actorType: 'Bänk', actorId: 'acct-42' };
 
@@ -42,6 +42,16 @@ describe('peer codec', () => {
     const req = { id: 3, head: actorHead, body, timeoutMs: 1000, cancel: false };
     expect(mux.requestDeserialize(encodeMuxRequest(req))).toMatchObject({ id: 3, head: actorHead });
     expect(decodeMuxRequest(mux.requestSerialize(req)).head).toEqual(actorHead);
+  });
+
+  it('a head carrying W3C trace context (traceparent, tracestate) both ways, in Invoke and Mux', () => {
+    const traced: CallHead = { ...head, traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'vendor=x,other=y' };
+    const body = Buffer.from('x');
+    expect(invoke.requestDeserialize(encodeInvokeRequest({ head: traced, body }))).toEqual({ head: traced, body });
+    expect(decodeInvokeRequest(invoke.requestSerialize({ head: traced, body })).head).toEqual(traced);
+    const req = { id: 9, head: traced, body, timeoutMs: 10, cancel: false };
+    expect(decodeMuxRequest(mux.requestSerialize(req)).head).toEqual(traced);
+    expect(mux.requestDeserialize(encodeMuxRequest(req))).toMatchObject({ head: traced });
   });
 
   it.each([0, 1, 127, 128, 300, 70_000])('InvokeRequest with a %i-byte body, both ways', (size) => {

@@ -1,0 +1,116 @@
+/**
+ * The outbound side's spans (a worker thread, or the main thread with `--workers 0`): one
+ * CLIENT span per attempt of a call, child of the span the task names (`task.trace`), carrying
+ * the resiliency decisions as events:
+ *
+ * - `weft.retry` (on the failed attempt): the backoff chosen (`weft.retry.delay_ms`) and why;
+ * - `weft.retry.stopped`: no retry after this failure, and why (budget, deadline, not-retryable);
+ * - `weft.circuit_breaker.refused`: the breaker refused the attempt (no request was sent);
+ * - `weft.outlier.ejected`: this failure took the instance out of the rotation.
+ *
+ * Built only for a task that carries a trace; with tracing off the outbound never touches this.
+ */
+import type { InvokeTask, PeerAddress } from '../../workers/protocol.ts';
+import type { AttemptResult, Step } from '../resiliency/compose.ts';
+import type { Failure } from '../resiliency/backoff.ts';
+import type { OutlierDetector } from '../resiliency/outlier.ts';
+import { SpanKind, parseTraceParent, type Span, type TraceParent, type Tracer } from './tracing.ts';
+import { ATTR } from './tracing-spans.ts';
+
+/** A step that does nothing: the place of the tracing step when a call is not traced. */
+export function untraced<I, T>(next: Parameters<Step<I, T>>[0]): ReturnType<Step<I, T>> {
+  return next;
+}
+
+export class OutboundTrace {
+  private readonly tracer: Tracer;
+  private readonly parent: TraceParent | undefined;
+  private readonly task: InvokeTask;
+  private readonly outlier: OutlierDetector | undefined;
+  /** The attempt running, or the last one until the retry decision about it is known. */
+  private open: Span | undefined;
+  /** The peer call method the attempt used (`Mux`, `Invoke`, `InvokeStream`). */
+  rpcMethod = 'Mux';
+
+  constructor(tracer: Tracer, task: InvokeTask, outlier: OutlierDetector | undefined) {
+    this.tracer = tracer;
+    this.task = task;
+    this.parent = parseTraceParent(task.trace, task.traceState ?? '');
+    this.outlier = outlier;
+  }
+
+  /** The attempt span in flight (its context goes into the peer call head). */
+  get current(): Span | undefined {
+    return this.open;
+  }
+
+  /** The outermost resiliency step: one span per attempt. */
+  readonly step = <T>(next: Parameters<Step<PeerAddress, T>>[0]): ReturnType<Step<PeerAddress, T>> => {
+    return async (peer, attemptNo, signal) => {
+      this.open?.end();
+      const t = this.task;
+      const span = this.tracer.start('weft.peer.v1.Peer/Call', SpanKind.CLIENT, this.parent, {
+        [ATTR.RPC_SYSTEM]: 'grpc',
+        [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
+        'server.address': peer.address,
+        'server.port': peer.port,
+        [ATTR.PEER_NODE_ID]: peer.nodeId,
+        [ATTR.APP_ID]: t.appId,
+        [ATTR.NAMESPACE]: t.namespace,
+        [ATTR.CALLER_APP_ID]: t.callerAppId,
+        [ATTR.METHOD]: t.method,
+        [ATTR.ATTEMPT]: attemptNo,
+      });
+      if (t.actorType !== undefined) span.set(ATTR.ACTOR_TYPE, t.actorType).set(ATTR.ACTOR_ID, t.actorId ?? '');
+      this.open = span;
+      const wasEjected = this.outlier?.isEjected(peer.nodeId) ?? false;
+      let result: AttemptResult<T> | undefined;
+      try {
+        result = await next(peer, attemptNo, signal);
+        return result;
+      } finally {
+        span.setName(`weft.peer.v1.Peer/${this.rpcMethod}`).set(ATTR.RPC_METHOD, this.rpcMethod);
+        this.record(span, result);
+        if (!wasEjected && this.outlier?.isEjected(peer.nodeId) === true) span.event('weft.outlier.ejected', { [ATTR.PEER_NODE_ID]: peer.nodeId });
+      }
+    };
+  };
+
+  private record<T>(span: Span, result: AttemptResult<T> | undefined): void {
+    if (result === undefined) {
+      span.fail('WEFT_PEER_FAILED', 'the attempt threw');
+      return;
+    }
+    const f = result.failure;
+    if (result.error !== undefined) {
+      if (result.error.code === 'WEFT_CIRCUIT_OPEN') span.event('weft.circuit_breaker.refused', { 'exception.message': result.error.message });
+      span.fail(result.error.code, result.error.message);
+    } else if (f !== undefined && f.kind === 'http') {
+      span.set('http.response.status_code', f.status);
+      if (f.status >= 500) span.fail(`HTTP_${f.status}`, `the app answered ${f.status}`);
+    } else if (f === undefined) {
+      span.set('http.response.status_code', statusOf(result.value));
+    }
+  }
+
+  /** The retry loop decided to try again after `delayMs`: said on the failed attempt, which ends. */
+  retry(attemptNo: number, delayMs: number, failure: Failure, reason: string): void {
+    const span = this.open;
+    this.open = undefined;
+    span?.event('weft.retry', { [ATTR.ATTEMPT]: attemptNo, 'weft.retry.delay_ms': Math.round(delayMs), 'weft.retry.reason': reason, 'weft.retry.never_reached_app': failure.neverReachedApp }).end();
+  }
+
+  /** The call is over: ends the last attempt, saying why it was not retried if it failed. */
+  finish(stop: string | undefined, failed: boolean): void {
+    const span = this.open;
+    this.open = undefined;
+    if (span === undefined) return;
+    if (failed && stop !== undefined && stop !== 'success') span.event('weft.retry.stopped', { 'weft.retry.stop': stop });
+    span.end();
+  }
+}
+
+function statusOf(value: unknown): number {
+  const v = value as { head?: { status?: unknown } } | undefined;
+  return typeof v?.head?.status === 'number' ? v.head.status : 200;
+}

@@ -1,0 +1,230 @@
+/**
+ * The spans of one call, stage by stage, named and attributed after the OTel semantic
+ * conventions (HTTP server/client, RPC over gRPC) plus weft's app ids and method. Each stage's
+ * hook in the call path is a line: `tracer.on ? <helper>(...) : undefined`, then `span?.end()`.
+ *
+ * - ingress (HTTP or gRPC API): a SERVER span, parent the caller's `traceparent`;
+ * - each outbound attempt: a CLIENT span (tracing-outbound.ts, on the outbound thread);
+ * - the peer server on the target node: a SERVER span, parent the attempt;
+ * - the app call: a CLIENT span, whose context the app receives as `traceparent`;
+ * - actors: the routing on the caller's node (an INTERNAL span, "moved" retries as events)
+ *   and the turn on the owner's (INTERNAL, waiting for the turn as an event).
+ */
+import type { IncomingMessage } from 'node:http';
+import {
+  ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
+  ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME,
+} from '@opentelemetry/semantic-conventions';
+import { SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type Tracer } from './tracing.ts';
+
+/** Semantic-convention names not in the stable set (rpc.*), and weft's own. */
+export const ATTR = {
+  RPC_SYSTEM: 'rpc.system',
+  RPC_SERVICE: 'rpc.service',
+  RPC_METHOD: 'rpc.method',
+  RPC_GRPC_STATUS_CODE: 'rpc.grpc.status_code',
+  /** The app the call is for, and its namespace. */
+  APP_ID: 'weft.app_id',
+  NAMESPACE: 'weft.namespace',
+  /** The calling app. */
+  CALLER_APP_ID: 'weft.caller.app_id',
+  /** The method called on the app (or the actor). */
+  METHOD: 'weft.method',
+  NODE_ID: 'weft.node_id',
+  PEER_NODE_ID: 'weft.peer.node_id',
+  ATTEMPT: 'weft.attempt',
+  ACTOR_TYPE: 'weft.actor.type',
+  ACTOR_ID: 'weft.actor.id',
+} as const;
+
+const DAPR_SERVICE = 'dapr.proto.runtime.v1.Dapr';
+
+export interface CallTarget {
+  readonly appId: string;
+  readonly method: string;
+  readonly callerAppId: string;
+}
+
+/** The HTTP API's server span for one call; the caller's traceparent (if valid) is its parent. */
+export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: string, target: CallTarget): Span {
+  const h = req.headers;
+  const tp = h.traceparent;
+  const ts = h.tracestate;
+  const parent = typeof tp === 'string' ? parseTraceParent(tp, typeof ts === 'string' ? ts : '') : undefined;
+  const verb = req.method ?? 'GET';
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return tracer.start(`${verb} ${route}`, SpanKind.SERVER, parent, {
+    [ATTR_HTTP_REQUEST_METHOD]: verb,
+    [ATTR_HTTP_ROUTE]: route,
+    [ATTR_URL_PATH]: q === -1 ? url : url.slice(0, q),
+    [ATTR_URL_SCHEME]: 'http',
+    [ATTR_SERVER_PORT]: req.socket.localPort ?? 0,
+    [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress ?? '',
+    [ATTR.APP_ID]: target.appId,
+    [ATTR.METHOD]: target.method,
+    [ATTR.CALLER_APP_ID]: target.callerAppId,
+  });
+}
+
+/** The gRPC API's server span (`dapr.proto.runtime.v1.Dapr/<rpc>`), parent from the metadata. */
+export function grpcIngressSpan(tracer: Tracer, traceparent: unknown, tracestate: unknown, rpc: string, target: CallTarget): Span {
+  const parent = typeof traceparent === 'string' ? parseTraceParent(traceparent, typeof tracestate === 'string' ? tracestate : '') : undefined;
+  return tracer.start(`${DAPR_SERVICE}/${rpc}`, SpanKind.SERVER, parent, {
+    [ATTR.RPC_SYSTEM]: 'grpc',
+    [ATTR.RPC_SERVICE]: DAPR_SERVICE,
+    [ATTR.RPC_METHOD]: rpc,
+    [ATTR.APP_ID]: target.appId,
+    [ATTR.METHOD]: target.method,
+    [ATTR.CALLER_APP_ID]: target.callerAppId,
+  });
+}
+
+/** Ends an ingress span with the answer's HTTP status, or weft's failure. */
+export function endIngress(span: Span, status: number, error?: { readonly code: string; readonly message: string; readonly httpStatus?: number }): void {
+  if (error !== undefined) {
+    span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, error.httpStatus ?? 500).fail(error.code, error.message);
+  } else {
+    span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    if (status >= 500) span.fail(`HTTP_${status}`, `the app answered ${status}`);
+  }
+  span.end();
+}
+
+/** The answer's headers with `traceparent` set to the ingress span (as Dapr answers). */
+export function answerHeaders(headers: readonly string[], span: Span): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name.toLowerCase() === TRACEPARENT) continue;
+    out.push(name, headers[i + 1] as string);
+  }
+  out.push(TRACEPARENT, span.traceparent);
+  return out;
+}
+
+/**
+ * The peer server's span for a call from another node: parent the head's traceparent (the
+ * caller node's attempt), else a traceparent among the headers (a caller node without tracing
+ * that passed the app's on).
+ */
+export function peerServerSpan(tracer: Tracer, head: { appId: string; method: string; callerAppId: string; headers: readonly string[]; traceparent?: string | undefined; tracestate?: string | undefined; actorType?: string | undefined; actorId?: string | undefined }, rpcMethod: string): Span {
+  let tp = head.traceparent ?? '';
+  let ts = head.tracestate ?? '';
+  if (tp === '') {
+    for (let i = 0; i + 1 < head.headers.length; i += 2) {
+      if (head.headers[i] === TRACEPARENT) tp = head.headers[i + 1] as string;
+      else if (head.headers[i] === TRACESTATE) ts = head.headers[i + 1] as string;
+    }
+  }
+  const span = tracer.start(`weft.peer.v1.Peer/${rpcMethod}`, SpanKind.SERVER, parseTraceParent(tp, ts), {
+    [ATTR.RPC_SYSTEM]: 'grpc',
+    [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
+    [ATTR.RPC_METHOD]: rpcMethod,
+    [ATTR.APP_ID]: head.appId,
+    [ATTR.METHOD]: head.method,
+    [ATTR.CALLER_APP_ID]: head.callerAppId,
+  });
+  if (head.actorType !== undefined && head.actorType !== '') span.set(ATTR.ACTOR_TYPE, head.actorType).set(ATTR.ACTOR_ID, head.actorId ?? '');
+  return span;
+}
+
+/** The CLIENT span of a call from the node to its app over HTTP. */
+export function appCallSpan(tracer: Tracer, parent: Span, verb: string, host: string, port: number, path: string, appId: string): Span {
+  return tracer.child(parent, verb, SpanKind.CLIENT, {
+    [ATTR_HTTP_REQUEST_METHOD]: verb,
+    [ATTR_SERVER_ADDRESS]: host,
+    [ATTR_SERVER_PORT]: port,
+    [ATTR_URL_FULL]: `http://${host}:${port}${path}`,
+    [ATTR.APP_ID]: appId,
+  });
+}
+
+/** Ends an app call span with the app's status (5xx is an error, as for HTTP client spans). */
+export function endAppCall(span: Span, status: number): void {
+  span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  if (status >= 500) span.fail(`HTTP_${status}`, `the app answered ${status}`);
+  span.end();
+}
+
+/** Ends a span with a failure (a WeftError or anything thrown). */
+export function endFailed(span: Span, err: unknown): void {
+  const e = err as { code?: unknown; message?: unknown };
+  span.fail(typeof e?.code === 'string' ? e.code : 'WEFT_INTERNAL', typeof e?.message === 'string' ? e.message : String(err)).end();
+}
+
+/**
+ * The headers the app receives: the caller's, with `traceparent`/`tracestate` replaced by
+ * `span`'s context (the app call span), so the app's own spans are its children.
+ */
+export function propagate(headers: readonly string[], span: Span): string[] {
+  return withTraceContext(headers, span.traceparent, span.traceState);
+}
+
+/** `headers` with `traceparent`/`tracestate` replaced (a node that does not trace passes the caller node's on). */
+export function withTraceContext(headers: readonly string[], traceparent: string, tracestate: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = headers[i] as string;
+    if (name === TRACEPARENT || name === TRACESTATE) continue;
+    out.push(name, headers[i + 1] as string);
+  }
+  out.push(TRACEPARENT, traceparent);
+  if (tracestate !== '') out.push(TRACESTATE, tracestate);
+  return out;
+}
+
+/** The traceparent among flat headers (lower-case names), if any. */
+export function traceParentOf(headers: readonly string[]): { tp: string; ts: string } | undefined {
+  let tp: string | undefined;
+  let ts = '';
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    if (headers[i] === TRACEPARENT) tp = headers[i + 1];
+    else if (headers[i] === TRACESTATE) ts = headers[i + 1] as string;
+  }
+  return tp === undefined ? undefined : { tp, ts };
+}
+
+/** The actor routing span on the caller's node (INTERNAL); "moved" retries become events. */
+export function actorRouteSpan(tracer: Tracer, parent: Span | undefined, type: string, id: string, method: string, callerAppId: string): Span {
+  const attrs = { [ATTR.ACTOR_TYPE]: type, [ATTR.ACTOR_ID]: id, [ATTR.METHOD]: method, [ATTR.CALLER_APP_ID]: callerAppId };
+  return parent === undefined ? tracer.start(`actor route ${type}.${method}`, SpanKind.INTERNAL, undefined, attrs) : tracer.child(parent, `actor route ${type}.${method}`, SpanKind.INTERNAL, attrs);
+}
+
+/**
+ * The actor turn span on the owner's node (INTERNAL): under the routing span when the owner is
+ * the caller's own node, else under the traceparent the peer server put in the headers. It
+ * covers the ownership check, the wait for the turn and the app call (its child).
+ */
+export function actorTurnSpan(tracer: Tracer, parent: Span | undefined, headers: readonly string[], appId: string, type: string, id: string, method: string): Span {
+  const attrs = { [ATTR.APP_ID]: appId, [ATTR.ACTOR_TYPE]: type, [ATTR.ACTOR_ID]: id, [ATTR.METHOD]: method };
+  if (parent !== undefined) return tracer.child(parent, `actor turn ${type}.${method}`, SpanKind.INTERNAL, attrs);
+  const found = traceParentOf(headers);
+  return tracer.start(`actor turn ${type}.${method}`, SpanKind.INTERNAL, found === undefined ? undefined : parseTraceParent(found.tp, found.ts), attrs);
+}
+
+/** Ends an actor span with the call's outcome (an app's answer, or weft's failure) and hands the outcome on. */
+export function endActorSpan<T extends { readonly ok: boolean; readonly status?: number; readonly error?: { readonly code: string; readonly message: string } }>(span: Span, outcome: T): T {
+  if (outcome.ok) span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, outcome.status ?? 0);
+  else if (outcome.error !== undefined) span.fail(outcome.error.code, outcome.error.message);
+  span.end();
+  return outcome;
+}
+
+/**
+ * The app call span for a request whose headers carry the parent's traceparent (actor method
+ * calls in a turn); undefined for the node's own calls (`/dapr/config`, deactivations), which
+ * belong to no call's trace.
+ */
+export function appCallSpanFromHeaders(tracer: Tracer, headers: readonly string[], verb: string, host: string, port: number, path: string, appId: string): Span | undefined {
+  const found = traceParentOf(headers);
+  const parent = found === undefined ? undefined : parseTraceParent(found.tp, found.ts);
+  if (parent === undefined) return undefined;
+  return tracer.start(verb, SpanKind.CLIENT, parent, {
+    [ATTR_HTTP_REQUEST_METHOD]: verb,
+    [ATTR_SERVER_ADDRESS]: host,
+    [ATTR_SERVER_PORT]: port,
+    [ATTR_URL_FULL]: `http://${host}:${port}${path}`,
+    [ATTR.APP_ID]: appId,
+  });
+}

@@ -1,0 +1,282 @@
+/**
+ * Tracing, the part every thread uses: W3C trace context (`traceparent`, `tracestate`), span
+ * ids, the sampling decision and a small recording span whose finished data (`SpanData`, a
+ * plain object) goes to a sink. The main thread's sink feeds the OTLP exporter
+ * (tracing-export.ts); a worker's sink batches the data to the main thread, so a node exports
+ * from one place and no worker runs an SDK of its own.
+ *
+ * Why not the SDK's tracer on the hot path: a call is a handful of spans on two nodes and the
+ * budget is a few µs each (docs/tracing.md). Context travels explicitly with the call (a
+ * field on the call, the task, the peer call head), never through AsyncLocalStorage, so with
+ * tracing off a call pays one boolean check per stage and allocates nothing.
+ *
+ * Pure module (no SDK, no Node APIs but crypto and perf_hooks): safe on any thread.
+ */
+import { randomFillSync } from 'node:crypto';
+import type { SpanData, SpanEventData, SpanAttributes } from '../../workers/protocol.ts';
+
+export type { SpanData, SpanAttributes };
+
+/** OTel SpanKind numbers (api's enum: INTERNAL 0, SERVER 1, CLIENT 2, PRODUCER 3, CONSUMER 4). */
+export const SpanKind = { INTERNAL: 0, SERVER: 1, CLIENT: 2 } as const;
+/** OTel SpanStatusCode numbers. */
+export const StatusCode = { UNSET: 0, OK: 1, ERROR: 2 } as const;
+
+export const TRACEPARENT = 'traceparent';
+export const TRACESTATE = 'tracestate';
+
+/** A parsed `traceparent` (plus its `tracestate`): the parent of a span made here. */
+export interface TraceParent {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly sampled: boolean;
+  readonly traceState: string;
+}
+
+// ---------------------------------------------------------------- ids
+
+const POOL_BYTES = 4096;
+const pool = Buffer.allocUnsafe(POOL_BYTES);
+let poolAt = POOL_BYTES;
+
+/** `bytes` random bytes as lower-case hex, from a pooled buffer refilled 4 KiB at a time. */
+function randomHex(bytes: number): string {
+  if (poolAt + bytes > POOL_BYTES) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  const s = pool.toString('hex', poolAt, poolAt + bytes);
+  poolAt += bytes;
+  return s;
+}
+
+export function newTraceId(): string {
+  return randomHex(16);
+}
+
+export function newSpanId(): string {
+  return randomHex(8);
+}
+
+const INVALID_TRACE = '00000000000000000000000000000000';
+const INVALID_SPAN = '0000000000000000';
+
+function isHex(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
+}
+
+/**
+ * Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); undefined for anything else
+ * (an invalid parent is ignored, as the W3C spec says: the call starts a new trace).
+ * Versions above 00 are read by their first four fields, as the spec asks.
+ */
+export function parseTraceParent(value: string | undefined, traceState = ''): TraceParent | undefined {
+  if (value === undefined || value.length < 55) return undefined;
+  const v = value.trim();
+  if (v.length < 55 || v[2] !== '-' || v[35] !== '-' || v[52] !== '-') return undefined;
+  const version = v.slice(0, 2);
+  if (version === 'ff' || !isHex(version) || (version === '00' && v.length !== 55)) return undefined;
+  if (v.length > 55 && v[55] !== '-') return undefined;
+  const traceId = v.slice(3, 35);
+  const spanId = v.slice(36, 52);
+  const flags = v.slice(53, 55);
+  if (!isHex(traceId) || !isHex(spanId) || !isHex(flags) || traceId === INVALID_TRACE || spanId === INVALID_SPAN) return undefined;
+  return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1, traceState };
+}
+
+export function formatTraceParent(traceId: string, spanId: string, sampled: boolean): string {
+  return `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
+}
+
+// ---------------------------------------------------------------- spans
+
+/** Where finished spans go (the main thread's export queue, or a worker's batch). */
+export interface SpanSink {
+  add(span: SpanData): void;
+}
+
+/** Wall-clock ms since the epoch with sub-ms precision (performance.now on the epoch). */
+const ORIGIN = performance.timeOrigin;
+function nowMs(): number {
+  return ORIGIN + performance.now();
+}
+
+/**
+ * One span. Unsampled spans exist only to carry the trace id and the decision on to the next
+ * hop: they record nothing and never reach the sink.
+ */
+export class Span {
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly sampled: boolean;
+  readonly traceState: string;
+  private readonly data: SpanData | null;
+  private readonly sink: SpanSink | null;
+
+  constructor(sink: SpanSink | null, name: string, kind: number, traceId: string, parentSpanId: string, traceState: string, sampled: boolean, attributes: SpanAttributes | null) {
+    this.traceId = traceId;
+    this.spanId = newSpanId();
+    this.sampled = sampled;
+    this.traceState = traceState;
+    this.sink = sampled ? sink : null;
+    this.data = sampled
+      ? { traceId, spanId: this.spanId, parentSpanId, traceState, name, kind, start: nowMs(), end: 0, attributes: attributes ?? {}, events: null, status: StatusCode.UNSET, message: '' }
+      : null;
+  }
+
+  get recording(): boolean {
+    return this.data !== null;
+  }
+
+  /** This span as the parent of the next hop. */
+  get traceparent(): string {
+    return formatTraceParent(this.traceId, this.spanId, this.sampled);
+  }
+
+  /** This span as the parent of a span made here. */
+  get context(): TraceParent {
+    return { traceId: this.traceId, spanId: this.spanId, sampled: this.sampled, traceState: this.traceState };
+  }
+
+  set(key: string, value: string | number | boolean): this {
+    if (this.data !== null) this.data.attributes[key] = value;
+    return this;
+  }
+
+  setName(name: string): this {
+    if (this.data !== null) this.data.name = name;
+    return this;
+  }
+
+  event(name: string, attributes?: SpanAttributes): this {
+    if (this.data !== null) {
+      const e: SpanEventData = { name, time: nowMs(), attributes: attributes ?? null };
+      (this.data.events ??= []).push(e);
+    }
+    return this;
+  }
+
+  /** Marks the span failed: OTel status ERROR, `error.type` the stable weft code. */
+  fail(code: string, message: string): this {
+    if (this.data !== null && this.data.end === 0) {
+      this.data.status = StatusCode.ERROR;
+      this.data.message = message;
+      this.data.attributes['error.type'] = code;
+    }
+    return this;
+  }
+
+  /** Ends the span once; later calls do nothing. */
+  end(): void {
+    const d = this.data;
+    if (d === null || d.end !== 0) return;
+    d.end = nowMs();
+    this.sink?.add(d);
+  }
+}
+
+/** `trace_id` and `span_id` for a log line about a call (pino fields). */
+export function logFields(span: Span | undefined): { trace_id: string; span_id: string } | Record<string, never> {
+  return span === undefined ? {} : { trace_id: span.traceId, span_id: span.spanId };
+}
+
+/**
+ * The root sampling decision for a call with no parent: a ratio of trace ids, decided from
+ * the trace id itself (so every node that sees the same id decides alike).
+ */
+export interface RootSampler {
+  /** 0: never, 1: always, between: that share of trace ids. */
+  readonly ratio: number;
+  /** Follow a parent's decision (parentbased_*); false: decide every span by the ratio. */
+  readonly parentBased: boolean;
+}
+
+/**
+ * The trace id's decision at `ratio`: its last 8 bytes read as a number below the ratio's
+ * share of 2^64 (the lower half of the id is the random part W3C level 2 promises).
+ */
+export function ratioSampled(traceId: string, ratio: number): boolean {
+  if (ratio >= 1) return true;
+  if (ratio <= 0) return false;
+  // 56 bits keep the arithmetic exact in a double
+  const x = parseInt(traceId.slice(18, 32), 16);
+  return x < ratio * 2 ** 56;
+}
+
+/**
+ * A thread's tracer: `on` is the one check the hot path makes. With `on` false, nothing else is
+ * called. `start` makes a span under `parent` (or a new trace), deciding sampling the
+ * parent-based way when the sampler says so.
+ */
+export class Tracer {
+  readonly on: boolean;
+  readonly sampler: RootSampler;
+  private readonly sink: SpanSink | null;
+
+  constructor(on: boolean, sampler: RootSampler, sink: SpanSink | null) {
+    this.on = on;
+    this.sampler = sampler;
+    this.sink = sink;
+  }
+
+  start(name: string, kind: number, parent: TraceParent | undefined, attributes: SpanAttributes | null): Span {
+    if (parent === undefined) {
+      const traceId = newTraceId();
+      return new Span(this.sink, name, kind, traceId, '', '', ratioSampled(traceId, this.sampler.ratio), attributes);
+    }
+    const sampled = this.sampler.parentBased ? parent.sampled : ratioSampled(parent.traceId, this.sampler.ratio);
+    return new Span(this.sink, name, kind, parent.traceId, parent.spanId, parent.traceState, sampled, attributes);
+  }
+
+  /** A child of a span made here (same decision). */
+  child(parent: Span, name: string, kind: number, attributes: SpanAttributes | null): Span {
+    return new Span(this.sink, name, kind, parent.traceId, parent.spanId, parent.traceState, parent.sampled, attributes);
+  }
+}
+
+/** The tracer of a node with tracing off: `on` is false and nothing is ever recorded. */
+export const OFF = new Tracer(false, { ratio: 0, parentBased: true }, null);
+
+/** A sink that batches span data and hands each batch on (a worker's, to the main thread). */
+export class BatchingSink implements SpanSink {
+  private batch: SpanData[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private dropped = 0;
+  private readonly send: (spans: SpanData[], dropped: number) => void;
+  private readonly max: number;
+  private readonly delayMs: number;
+
+  constructor(send: (spans: SpanData[], dropped: number) => void, max = 2048, delayMs = 200) {
+    this.send = send;
+    this.max = max;
+    this.delayMs = delayMs;
+  }
+
+  add(span: SpanData): void {
+    if (this.batch.length >= this.max) {
+      this.dropped++;
+      return;
+    }
+    this.batch.push(span);
+    if (this.batch.length >= 512) this.flush();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.flush(), this.delayMs);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.batch.length === 0 && this.dropped === 0) return;
+    const spans = this.batch;
+    const dropped = this.dropped;
+    this.batch = [];
+    this.dropped = 0;
+    this.send(spans, dropped);
+  }
+}

@@ -1,0 +1,343 @@
+/**
+ * Traces across real nodes (mTLS, the local registry or a static one), exported over OTLP/HTTP
+ * to a receiver in this process that decodes the protobuf: one trace per call with the expected
+ * parents across two nodes and the app, for an invocation (inline and with the worker pool), a
+ * retried invocation, the gRPC API and an actor call; an unsampled parent exports nothing; the
+ * caller's traceparent is the parent; the answer carries traceparent; a collector that is down
+ * costs dropped spans (counted), never a call.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { fileURLToPath } from 'node:url';
+import type { WeftNode } from '../../src/node.ts';
+import { Cluster, echoHandler, url } from '../support/cluster.ts';
+import { freePort } from '../support/ports.ts';
+import { OtlpKind, OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts';
+import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
+import { pino } from 'pino';
+import type { Logger } from '../../src/observability/log.ts';
+
+const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const CALLER_SPAN = '00f067aa0ba902b7';
+
+function tracing(rx: OtlpReceiver, rate = '1'): Record<string, unknown> {
+  return { tracing: { samplingRate: rate, otel: { endpointAddress: rx.address, protocol: 'http', isSecure: false }, exportInterval: 50 } };
+}
+
+function traceId(i: number): string {
+  return `${CALLER_TRACE.slice(0, 24)}${i.toString(16).padStart(8, '0')}`;
+}
+
+function one(spans: readonly ReceivedSpan[], pred: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan {
+  const found = spans.filter(pred);
+  if (found.length !== 1) throw new Error(`expected one ${what}, found ${found.length}: ${JSON.stringify(spans.map((s) => [s.name, s.kind, s.resource['weft.node.id']]))}`);
+  return found[0] as ReceivedSpan;
+}
+
+async function metric(node: WeftNode, pattern: RegExp): Promise<number> {
+  const text = await (await request(`http://127.0.0.1:${node.ports.metrics}/metrics`)).body.text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (pattern.test(line)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
+/**
+ * Checks the invocation chain A(ingress) → A(attempt) → B(peer server) → B(app call) in one
+ * trace and returns its spans by role.
+ */
+function invocationChain(spans: readonly ReceivedSpan[], a: WeftNode, b: WeftNode, parentOfIngress: string) {
+  const onA = spans.filter((s) => s.resource['weft.node.id'] === a.nodeId);
+  const onB = spans.filter((s) => s.resource['weft.node.id'] === b.nodeId);
+  const ingress = one(onA, (s) => s.kind === OtlpKind.SERVER, 'ingress span on A');
+  const attempt = one(onA, (s) => s.kind === OtlpKind.CLIENT, 'attempt span on A');
+  const server = one(onB, (s) => s.kind === OtlpKind.SERVER, 'peer server span on B');
+  const app = one(onB, (s) => s.kind === OtlpKind.CLIENT, 'app call span on B');
+  expect(ingress.parentSpanId).toBe(parentOfIngress);
+  expect(attempt.parentSpanId).toBe(ingress.spanId);
+  expect(server.parentSpanId).toBe(attempt.spanId);
+  expect(app.parentSpanId).toBe(server.spanId);
+  return { ingress, attempt, server, app };
+}
+
+describe.each([
+  { mode: 'inline', workers: 0 },
+  { mode: 'workers', workers: 1 },
+])('a traced invocation across two nodes ($mode)', ({ workers }) => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  let a: WeftNode;
+  let b: WeftNode;
+  let n = 0;
+
+  beforeAll(async () => {
+    rx = await OtlpReceiver.start();
+    const echo = await cluster.app(echoHandler('echo'));
+    b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra: tracing(rx) });
+    a = await cluster.node({ workers, apps: [{ appId: 'front' }], extra: tracing(rx) });
+  });
+  afterAll(async () => {
+    await cluster.close();
+    await rx.close();
+  });
+
+  it('the caller\'s traceparent is the parent; one trace spans A, B and the app; the answer carries traceparent', async () => {
+    const tid = traceId(++n + workers * 100);
+    const res = await request(url(a, '/v1.0/invoke/echo/method/orders/new?x=1'), {
+      method: 'POST', body: 'hi', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01`, tracestate: 'vendor=v1' },
+    });
+    const seen = JSON.parse(res.headers['x-echo-headers'] as string) as Record<string, string>;
+    expect(await res.body.text()).toBe('hi');
+    expect(res.statusCode).toBe(200);
+
+    const spans = await rx.waitFor(tid, 4);
+    expect(spans).toHaveLength(4);
+    const { ingress, attempt, server, app } = invocationChain(spans, a, b, CALLER_SPAN);
+    // the answer names A's ingress span, as Dapr's does
+    expect(res.headers['traceparent']).toBe(`00-${tid}-${ingress.spanId}-01`);
+    // the app's parent is B's app call span; tracestate travels with it
+    expect(seen['traceparent']).toBe(`00-${tid}-${app.spanId}-01`);
+    expect(seen['tracestate']).toBe('vendor=v1');
+
+    expect(ingress.name).toBe('POST /v1.0/invoke/{appId}/method/{method}');
+    expect(ingress.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 200, 'url.path': '/v1.0/invoke/echo/method/orders/new', 'weft.app_id': 'echo', 'weft.method': 'orders/new', 'weft.caller.app_id': 'front' });
+    expect(attempt.name).toBe('weft.peer.v1.Peer/Mux');
+    expect(attempt.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'weft.peer.v1.Peer', 'rpc.method': 'Mux', 'server.port': b.ports.peer, 'weft.peer.node_id': b.nodeId, 'weft.attempt': 1, 'weft.app_id': 'echo' });
+    expect(server.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.method': 'Mux', 'weft.app_id': 'echo', 'weft.caller.app_id': 'front', 'http.response.status_code': 200 });
+    expect(app.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 200, 'server.address': '127.0.0.1' });
+    expect(app.attributes['url.full']).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/orders\/new$/);
+    // times nest: the attempt within the ingress span, the app call within the peer server's
+    expect(attempt.startNs >= ingress.startNs && attempt.endNs <= ingress.endNs).toBe(true);
+    expect(app.startNs >= server.startNs && app.endNs <= server.endNs).toBe(true);
+    // the resource says which node and host, and the service (the node's first app)
+    expect(ingress.resource).toMatchObject({ 'service.name': 'front', 'service.instance.id': a.nodeId, 'weft.node.id': a.nodeId });
+    expect(typeof ingress.resource['host.name']).toBe('string');
+    expect(server.resource['service.name']).toBe('echo');
+  });
+
+  it('without a caller traceparent the ingress span is a root, and the trace still crosses both nodes', async () => {
+    const res = await request(url(a, '/v1.0/invoke/echo/method/plain'), { method: 'GET' });
+    await res.body.text();
+    const tp = res.headers['traceparent'] as string;
+    expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    const spans = await rx.waitFor(tp.slice(3, 35), 4);
+    invocationChain(spans, a, b, '');
+  });
+
+  it('an unsampled parent is honoured: nothing is exported, the decision and trace id travel on', async () => {
+    const tid = traceId(++n + workers * 100 + 50);
+    const res = await request(url(a, '/v1.0/invoke/echo/method/quiet'), { method: 'GET', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-00` } });
+    const seen = JSON.parse(res.headers['x-echo-headers'] as string) as Record<string, string>;
+    await res.body.text();
+    expect(seen['traceparent']).toMatch(new RegExp(`^00-${tid}-[0-9a-f]{16}-00$`));
+    expect(res.headers['traceparent']).toMatch(new RegExp(`^00-${tid}-[0-9a-f]{16}-00$`));
+    // a sampled call made after it is exported, so the unsampled one had its chance to appear
+    const after = await request(url(a, '/v1.0/invoke/echo/method/loud'), { method: 'GET' });
+    await after.body.text();
+    await rx.waitFor((after.headers['traceparent'] as string).slice(3, 35), 4);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(rx.trace(tid)).toEqual([]);
+  });
+});
+
+describe('a retried invocation', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  afterAll(async () => {
+    await cluster.close();
+    await rx.close();
+  });
+
+  it('shows each attempt as a client span, the failed one with its retry decision', async () => {
+    rx = await OtlpReceiver.start();
+    const echo = await cluster.app(echoHandler('echo'));
+    const b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra: tracing(rx) });
+    const dead = await freePort();
+    // Round robin starts at the first instance listed: the dead one, then B.
+    const a = await cluster.node({
+      apps: [{ appId: 'front' }], extra: tracing(rx),
+      resolver: { type: 'static', static: { instances: [
+        { appId: 'echo', address: '127.0.0.1', port: dead, nodeId: 'dead-node' },
+        { appId: 'echo', address: '127.0.0.1', port: b.ports.peer, nodeId: b.nodeId },
+      ] } },
+    });
+    const tid = traceId(7777);
+    const res = await request(url(a, '/v1.0/invoke/echo/method/again'), { method: 'POST', body: 'x', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` } });
+    await res.body.text();
+    expect(res.statusCode).toBe(200);
+
+    const spans = await rx.waitFor(tid, 5);
+    expect(spans).toHaveLength(5);
+    const onA = spans.filter((s) => s.resource['weft.node.id'] === a.nodeId);
+    const ingress = one(onA, (s) => s.kind === OtlpKind.SERVER, 'ingress');
+    const first = one(onA, (s) => s.kind === OtlpKind.CLIENT && s.attributes['weft.attempt'] === 1, 'first attempt');
+    const second = one(onA, (s) => s.kind === OtlpKind.CLIENT && s.attributes['weft.attempt'] === 2, 'second attempt');
+    expect(first.parentSpanId).toBe(ingress.spanId);
+    expect(second.parentSpanId).toBe(ingress.spanId);
+    expect(first.attributes).toMatchObject({ 'server.port': dead, 'weft.peer.node_id': 'dead-node', 'error.type': 'WEFT_PEER_UNAVAILABLE' });
+    expect(first.status.code).toBe(2);
+    const retry = first.events.find((e) => e.name === 'weft.retry');
+    expect(retry?.attributes).toMatchObject({ 'weft.attempt': 1, 'weft.retry.reason': 'WEFT_PEER_UNAVAILABLE', 'weft.retry.never_reached_app': true });
+    expect(typeof retry?.attributes['weft.retry.delay_ms']).toBe('number');
+    expect(second.attributes).toMatchObject({ 'weft.peer.node_id': b.nodeId, 'http.response.status_code': 200 });
+    expect(second.events).toEqual([]);
+    expect(second.startNs >= first.endNs).toBe(true);
+    const server = one(spans, (s) => s.resource['weft.node.id'] === b.nodeId && s.kind === OtlpKind.SERVER, 'peer server on B');
+    expect(server.parentSpanId).toBe(second.spanId);
+  });
+});
+
+describe('the gRPC API', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  afterAll(async () => {
+    await cluster.close();
+    await rx.close();
+  });
+
+  it('InvokeService: the metadata traceparent is the parent, and the answer metadata carries traceparent', async () => {
+    rx = await OtlpReceiver.start();
+    const echo = await cluster.app(echoHandler('echo'));
+    const b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra: tracing(rx) });
+    const a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx) });
+    const pkg = protoLoader.loadSync('dapr/proto/runtime/v1/dapr.proto', { includeDirs: [fileURLToPath(new URL('../../proto/', import.meta.url))], keepCase: true, longs: Number, enums: Number, defaults: false });
+    const Dapr = grpc.loadPackageDefinition(pkg)['dapr'] as unknown as { proto: { runtime: { v1: { Dapr: grpc.ServiceClientConstructor } } } };
+    const client = new Dapr.proto.runtime.v1.Dapr(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure());
+    const tid = traceId(4242);
+    const md = new grpc.Metadata();
+    md.set('traceparent', `00-${tid}-${CALLER_SPAN}-01`);
+    let answerTp: unknown;
+    await new Promise<void>((resolve, reject) => {
+      const call = client['InvokeService'] as (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall;
+      const c = call.call(client, { id: 'echo', message: { method: 'rpc/echo', data: { value: Buffer.from('g') }, http_extension: { verb: 3 } } }, md, (err) => (err === null ? resolve() : reject(err)));
+      c.on('metadata', (m: grpc.Metadata) => (answerTp = m.get('traceparent')[0]));
+    });
+    client.close();
+    const spans = await rx.waitFor(tid, 4);
+    const { ingress } = invocationChain(spans, a, b, CALLER_SPAN);
+    expect(ingress.name).toBe('dapr.proto.runtime.v1.Dapr/InvokeService');
+    expect(ingress.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.method': 'InvokeService', 'weft.app_id': 'echo', 'weft.method': 'rpc/echo' });
+    expect(answerTp).toBe(`00-${tid}-${ingress.spanId}-01`);
+  });
+});
+
+describe('an actor call', () => {
+  const cluster = new Cluster();
+  const tracker = new Tracker();
+  const apps: ActorApp[] = [];
+  let rx: OtlpReceiver;
+  afterAll(async () => {
+    await cluster.close();
+    await Promise.all(apps.map((x) => x.close()));
+    await rx.close();
+  });
+
+  it('routing on the caller\'s node, the attempt, the peer server, the turn and the app call, in one trace', async () => {
+    rx = await OtlpReceiver.start();
+    const nodes: WeftNode[] = [];
+    for (const name of ['a', 'b']) {
+      const app = await startActorApp(name, tracker);
+      apps.push(app);
+      const node = await cluster.node({ apps: [{ appId: 'bank', appPort: app.port }], extra: { ...tracing(rx), actors: { callTimeout: '5s', fenceTimeout: '2s', lockDelay: '8s', leaveLinger: '100ms' } } });
+      app.nodePort = node.ports.http;
+      nodes.push(node);
+    }
+    const [a, b] = nodes as [WeftNode, WeftNode];
+    // an id that node B's app serves, called through node A
+    let id: string | undefined;
+    const end = Date.now() + 20_000;
+    for (let i = 0; id === undefined && Date.now() < end; i++) {
+      const candidate = `t-${i}`;
+      const r = await request(url(a, `/v1.0/actors/Counter/${candidate}/method/echo`), { method: 'PUT', body: '{}' });
+      await r.body.text();
+      if (r.statusCode === 200 && tracker.servedBy.get(candidate)?.has('b') === true) id = candidate;
+      else if (i % 20 === 19) await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(id).toBeDefined();
+
+    const tid = traceId(9001);
+    const res = await request(url(a, `/v1.0/actors/Counter/${id as string}/method/echo`), { method: 'PUT', body: '{"n":1}', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` } });
+    await res.body.text();
+    expect(res.statusCode).toBe(200);
+    const spans = await rx.waitFor(tid, 6);
+    expect(spans).toHaveLength(6);
+    const onA = spans.filter((s) => s.resource['weft.node.id'] === a.nodeId);
+    const onB = spans.filter((s) => s.resource['weft.node.id'] === b.nodeId);
+    const ingress = one(onA, (s) => s.kind === OtlpKind.SERVER, 'actor ingress');
+    const route = one(onA, (s) => s.kind === OtlpKind.INTERNAL, 'actor routing');
+    const attempt = one(onA, (s) => s.kind === OtlpKind.CLIENT, 'attempt');
+    const server = one(onB, (s) => s.kind === OtlpKind.SERVER, 'peer server');
+    const turn = one(onB, (s) => s.kind === OtlpKind.INTERNAL, 'turn');
+    const app = one(onB, (s) => s.kind === OtlpKind.CLIENT, 'app call');
+    expect(ingress.parentSpanId).toBe(CALLER_SPAN);
+    expect(route.parentSpanId).toBe(ingress.spanId);
+    expect(attempt.parentSpanId).toBe(route.spanId);
+    expect(server.parentSpanId).toBe(attempt.spanId);
+    expect(turn.parentSpanId).toBe(server.spanId);
+    expect(app.parentSpanId).toBe(turn.spanId);
+    expect(ingress.name).toBe('PUT /v1.0/actors/{type}/{id}/method/{method}');
+    expect(route.attributes).toMatchObject({ 'weft.actor.type': 'Counter', 'weft.actor.id': id, 'weft.method': 'echo', 'http.response.status_code': 200 });
+    expect(turn.attributes).toMatchObject({ 'weft.actor.type': 'Counter', 'weft.actor.id': id, 'weft.app_id': 'bank' });
+    expect(attempt.attributes).toMatchObject({ 'weft.actor.type': 'Counter', 'weft.actor.id': id });
+    expect(app.attributes['url.full']).toMatch(new RegExp(`/actors/Counter/${id as string}/method/echo$`));
+  });
+});
+
+describe('logs about a call', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  afterAll(async () => {
+    await cluster.close();
+    await rx.close();
+  });
+
+  it('carry the call\'s trace_id and span_id on both nodes', async () => {
+    rx = await OtlpReceiver.start();
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = (): Logger => pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }) as unknown as Logger;
+    const gone = await freePort();
+    const b = await cluster.node({ apps: [{ appId: 'gone', appPort: gone }], extra: tracing(rx), logger: logger() });
+    const a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx), logger: logger() });
+    const tid = traceId(31337);
+    const res = await request(url(a, '/v1.0/invoke/gone/method/x'), { method: 'GET', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` } });
+    expect(JSON.parse(await res.body.text())).toMatchObject({ weftCode: 'WEFT_APP_UNAVAILABLE' });
+    const spans = await rx.waitFor(tid, 3);
+    const ingress = one(spans, (s) => s.resource['weft.node.id'] === a.nodeId && s.kind === OtlpKind.SERVER, 'ingress');
+    const server = one(spans, (s) => s.resource['weft.node.id'] === b.nodeId && s.kind === OtlpKind.SERVER, 'peer server');
+    expect(server.attributes['error.type']).toBe('WEFT_APP_UNAVAILABLE');
+    const onA = lines.find((l) => l['msg'] === 'call failed' && l['nodeId'] === a.nodeId);
+    const onB = lines.find((l) => l['msg'] === 'call from another node failed' && l['nodeId'] === b.nodeId);
+    expect(onA).toMatchObject({ trace_id: tid, span_id: ingress.spanId, weftCode: 'WEFT_APP_UNAVAILABLE', appId: 'gone' });
+    expect(onB).toMatchObject({ trace_id: tid, span_id: server.spanId, weftCode: 'WEFT_APP_UNAVAILABLE' });
+  });
+});
+
+describe('a collector that is down', () => {
+  const cluster = new Cluster();
+  afterAll(() => cluster.close());
+
+  it('costs dropped spans, counted, and never a call', async () => {
+    const closed = await freePort();
+    const extra = { tracing: { samplingRate: '1', otel: { endpointAddress: `127.0.0.1:${closed}`, protocol: 'http' }, exportInterval: 50, maxQueueSize: 4 } };
+    const echo = await cluster.app(echoHandler('echo'));
+    await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra });
+    const a = await cluster.node({ apps: [{ appId: 'front' }], extra });
+    const statuses = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const r = await request(url(a, `/v1.0/invoke/echo/method/n${i}`), { method: 'GET' });
+      await r.body.text();
+      return r.statusCode;
+    }));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    // 20 calls make 40 spans on A: at most 4 wait and 4 are in the failing export; the rest are dropped and counted
+    const end = Date.now() + 10_000;
+    let dropped = 0;
+    while (Date.now() < end) {
+      dropped = await metric(a, /^weft_tracing_spans_dropped_total\{/);
+      if (dropped >= 32) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(dropped).toBeGreaterThanOrEqual(32);
+    expect(await metric(a, /^weft_tracing_queue_spans\{/)).toBeLessThanOrEqual(4);
+  });
+});
