@@ -33,7 +33,7 @@ import type { Failure } from '../src/resiliency/backoff.ts';
 // node:crypto and spiffe.ts (no node-forge: certificates are minted on the main thread by
 // identity.ts/ca.ts and reach this thread as PEM text), so importing it here is cheap.
 import { checkNodeIdentity, peerChannelOptions } from '../src/security/tls.ts';
-import { Tracer, type SpanSink } from '../src/observability/tracing.ts';
+import { Tracer, sampledFlag, type SpanSink } from '../src/observability/tracing.ts';
 import { OutboundTrace, untraced } from '../src/observability/tracing-outbound.ts';
 
 const EMPTY = new Uint8Array(0);
@@ -361,6 +361,8 @@ export class Outbound {
         appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
         headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
         actorType: task.actorType ?? '', actorId: task.actorId ?? '',
+        // the call's context as the main thread made it; a traced attempt puts its own in a copy
+        traceparent: task.trace ?? '', tracestate: task.traceState ?? '',
       };
       const policy = this.policies.forApp(task.appId, task.callerAppId);
       // Actor calls have guards of their own: a node answering "moved" during a rebalance must
@@ -369,7 +371,8 @@ export class Outbound {
       const usable = task.target === undefined ? guards.outlier.filter(instances) : instances;
       let lastCode = '';
       // Tracing: a span per attempt, its context in that attempt's head (a copy per attempt).
-      trace = task.trace === undefined || this.tracer === null ? undefined : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined);
+      // (an unsampled call makes no span: the head carries the decision on as it came)
+      trace = task.trace === undefined || this.tracer === null || !sampledFlag(task.trace) ? undefined : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined);
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
         attempts = attemptNo;

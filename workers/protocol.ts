@@ -202,7 +202,7 @@ export interface SpanData {
   readonly kind: number;
   readonly start: number;
   end: number;
-  readonly attributes: SpanAttributes;
+  attributes: SpanAttributes;
   events: SpanEventData[] | null;
   /** OTel SpanStatusCode: UNSET 0, OK 1, ERROR 2. */
   status: number;

@@ -290,7 +290,7 @@ function appCaller(channel: AppChannel, timeoutMs: number, tracer: Tracer): AppC
         res = await channel.call({
           method: (q === -1 ? req.path : req.path.slice(0, q)).replace(/^\//, ''),
           query: q === -1 ? '' : req.path.slice(q + 1),
-          verb: req.verb, headers: span === undefined ? req.headers : propagate(req.headers, span), body: req.body,
+          verb: req.verb, headers: span === undefined || !span.recording ? req.headers : propagate(req.headers, span), body: req.body,
           signal: req.signal ?? AbortSignal.timeout(timeoutMs),
         });
       } catch (err) {

@@ -365,7 +365,7 @@ export class ActorRuntime {
   /** Routes one actor call to its owner (this node or another), retrying "moved" at once, bounded. */
   async invoke(call: ActorCall): Promise<ActorOutcome> {
     const tracer = this.o.tracer ?? OFF;
-    if (!tracer.on) return this.route(call, undefined);
+    if (!tracer.on || call.trace?.sampled === false) return this.route(call, undefined);
     const span = actorRouteSpan(tracer, call.trace, call.type, call.id, call.method, call.callerAppId);
     return endActorSpan(span, await this.route({ ...call, trace: span }, span));
   }
@@ -412,6 +412,7 @@ export class ActorRuntime {
     const tracer = this.o.tracer ?? OFF;
     if (!tracer.on) return this.serveHere(appId, call, signal);
     const turn = actorTurnSpan(tracer, call.trace, call.headers, appId, call.type, call.id, call.method);
+    if (!turn.recording) return this.serveHere(appId, call, signal);
     return endActorSpan(turn, await this.serveHere(appId, { ...call, headers: propagate(call.headers, turn) }, signal));
   }
 

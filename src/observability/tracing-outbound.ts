@@ -14,8 +14,7 @@ import type { InvokeTask, PeerAddress } from '../../workers/protocol.ts';
 import type { AttemptResult, Step } from '../resiliency/compose.ts';
 import type { Failure } from '../resiliency/backoff.ts';
 import type { OutlierDetector } from '../resiliency/outlier.ts';
-import { SpanKind, parseTraceParent, type Span, type TraceParent, type Tracer } from './tracing.ts';
-import { ATTR } from './tracing-spans.ts';
+import { ATTR, SpanKind, parseTraceParent, type Span, type TraceParent, type Tracer } from './tracing.ts';
 
 /** A step that does nothing: the place of the tracing step when a call is not traced. */
 export function untraced<I, T>(next: Parameters<Step<I, T>>[0]): ReturnType<Step<I, T>> {
@@ -49,16 +48,13 @@ export class OutboundTrace {
     return async (peer, attemptNo, signal) => {
       this.open?.end();
       const t = this.task;
+      // The app, caller and method are on the parent (ingress) span; an attempt says where it went.
       const span = this.tracer.start('weft.peer.v1.Peer/Call', SpanKind.CLIENT, this.parent, {
         [ATTR.RPC_SYSTEM]: 'grpc',
         [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
         'server.address': peer.address,
         'server.port': peer.port,
         [ATTR.PEER_NODE_ID]: peer.nodeId,
-        [ATTR.APP_ID]: t.appId,
-        [ATTR.NAMESPACE]: t.namespace,
-        [ATTR.CALLER_APP_ID]: t.callerAppId,
-        [ATTR.METHOD]: t.method,
         [ATTR.ATTEMPT]: attemptNo,
       });
       if (t.actorType !== undefined) span.set(ATTR.ACTOR_TYPE, t.actorType).set(ATTR.ACTOR_ID, t.actorId ?? '');

@@ -15,29 +15,13 @@ import {
   ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
   ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions';
-import { SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type Tracer } from './tracing.ts';
+import { ATTR, SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type Tracer } from './tracing.ts';
 
-/** Semantic-convention names not in the stable set (rpc.*), and weft's own. */
-export const ATTR = {
-  RPC_SYSTEM: 'rpc.system',
-  RPC_SERVICE: 'rpc.service',
-  RPC_METHOD: 'rpc.method',
-  RPC_GRPC_STATUS_CODE: 'rpc.grpc.status_code',
-  /** The app the call is for, and its namespace. */
-  APP_ID: 'weft.app_id',
-  NAMESPACE: 'weft.namespace',
-  /** The calling app. */
-  CALLER_APP_ID: 'weft.caller.app_id',
-  /** The method called on the app (or the actor). */
-  METHOD: 'weft.method',
-  NODE_ID: 'weft.node_id',
-  PEER_NODE_ID: 'weft.peer.node_id',
-  ATTEMPT: 'weft.attempt',
-  ACTOR_TYPE: 'weft.actor.type',
-  ACTOR_ID: 'weft.actor.id',
-} as const;
+export { ATTR };
+
 
 const DAPR_SERVICE = 'dapr.proto.runtime.v1.Dapr';
+const PEER_MUX = 'weft.peer.v1.Peer/Mux';
 
 export interface CallTarget {
   readonly appId: string;
@@ -51,15 +35,16 @@ export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: str
   const tp = h.traceparent;
   const ts = h.tracestate;
   const parent = typeof tp === 'string' ? parseTraceParent(tp, typeof ts === 'string' ? ts : '') : undefined;
+  const span = tracer.start(route, SpanKind.SERVER, parent, null);
+  if (!span.recording) return span;
   const verb = req.method ?? 'GET';
   const url = req.url ?? '/';
   const q = url.indexOf('?');
-  return tracer.start(`${verb} ${route}`, SpanKind.SERVER, parent, {
+  return span.setName(`${verb} ${route}`).attrs({
     [ATTR_HTTP_REQUEST_METHOD]: verb,
     [ATTR_HTTP_ROUTE]: route,
     [ATTR_URL_PATH]: q === -1 ? url : url.slice(0, q),
     [ATTR_URL_SCHEME]: 'http',
-    [ATTR_SERVER_PORT]: req.socket.localPort ?? 0,
     [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress ?? '',
     [ATTR.APP_ID]: target.appId,
     [ATTR.METHOD]: target.method,
@@ -70,7 +55,9 @@ export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: str
 /** The gRPC API's server span (`dapr.proto.runtime.v1.Dapr/<rpc>`), parent from the metadata. */
 export function grpcIngressSpan(tracer: Tracer, traceparent: unknown, tracestate: unknown, rpc: string, target: CallTarget): Span {
   const parent = typeof traceparent === 'string' ? parseTraceParent(traceparent, typeof tracestate === 'string' ? tracestate : '') : undefined;
-  return tracer.start(`${DAPR_SERVICE}/${rpc}`, SpanKind.SERVER, parent, {
+  const span = tracer.start(`${DAPR_SERVICE}/${rpc}`, SpanKind.SERVER, parent, null);
+  if (!span.recording) return span;
+  return span.attrs({
     [ATTR.RPC_SYSTEM]: 'grpc',
     [ATTR.RPC_SERVICE]: DAPR_SERVICE,
     [ATTR.RPC_METHOD]: rpc,
@@ -117,7 +104,9 @@ export function peerServerSpan(tracer: Tracer, head: { appId: string; method: st
       else if (head.headers[i] === TRACESTATE) ts = head.headers[i + 1] as string;
     }
   }
-  const span = tracer.start(`weft.peer.v1.Peer/${rpcMethod}`, SpanKind.SERVER, parseTraceParent(tp, ts), {
+  const span = tracer.start(rpcMethod === 'Mux' ? PEER_MUX : `weft.peer.v1.Peer/${rpcMethod}`, SpanKind.SERVER, parseTraceParent(tp, ts), null);
+  if (!span.recording) return span;
+  span.attrs({
     [ATTR.RPC_SYSTEM]: 'grpc',
     [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
     [ATTR.RPC_METHOD]: rpcMethod,
@@ -136,7 +125,6 @@ export function appCallSpan(tracer: Tracer, parent: Span, verb: string, host: st
     [ATTR_SERVER_ADDRESS]: host,
     [ATTR_SERVER_PORT]: port,
     [ATTR_URL_FULL]: `http://${host}:${port}${path}`,
-    [ATTR.APP_ID]: appId,
   });
 }
 
@@ -219,7 +207,7 @@ export function endActorSpan<T extends { readonly ok: boolean; readonly status?:
 export function appCallSpanFromHeaders(tracer: Tracer, headers: readonly string[], verb: string, host: string, port: number, path: string, appId: string): Span | undefined {
   const found = traceParentOf(headers);
   const parent = found === undefined ? undefined : parseTraceParent(found.tp, found.ts);
-  if (parent === undefined) return undefined;
+  if (parent === undefined || !parent.sampled) return undefined;
   return tracer.start(verb, SpanKind.CLIENT, parent, {
     [ATTR_HTTP_REQUEST_METHOD]: verb,
     [ATTR_SERVER_ADDRESS]: host,

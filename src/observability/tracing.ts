@@ -22,6 +22,26 @@ export const SpanKind = { INTERNAL: 0, SERVER: 1, CLIENT: 2 } as const;
 /** OTel SpanStatusCode numbers. */
 export const StatusCode = { UNSET: 0, OK: 1, ERROR: 2 } as const;
 
+/** Semantic-convention names not in the stable set (rpc.*), and weft's own. Here, not in tracing-spans.ts, so the outbound threads never load @opentelemetry/semantic-conventions. */
+export const ATTR = {
+  RPC_SYSTEM: 'rpc.system',
+  RPC_SERVICE: 'rpc.service',
+  RPC_METHOD: 'rpc.method',
+  RPC_GRPC_STATUS_CODE: 'rpc.grpc.status_code',
+  /** The app the call is for, and its namespace. */
+  APP_ID: 'weft.app_id',
+  NAMESPACE: 'weft.namespace',
+  /** The calling app. */
+  CALLER_APP_ID: 'weft.caller.app_id',
+  /** The method called on the app (or the actor). */
+  METHOD: 'weft.method',
+  NODE_ID: 'weft.node_id',
+  PEER_NODE_ID: 'weft.peer.node_id',
+  ATTEMPT: 'weft.attempt',
+  ACTOR_TYPE: 'weft.actor.type',
+  ACTOR_ID: 'weft.actor.id',
+} as const;
+
 export const TRACEPARENT = 'traceparent';
 export const TRACESTATE = 'tracestate';
 
@@ -61,13 +81,7 @@ export function newSpanId(): string {
 const INVALID_TRACE = '00000000000000000000000000000000';
 const INVALID_SPAN = '0000000000000000';
 
-function isHex(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
-  }
-  return true;
-}
+const TRACEPARENT_RE = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
 
 /**
  * Parses a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); undefined for anything else
@@ -76,16 +90,21 @@ function isHex(s: string): boolean {
  */
 export function parseTraceParent(value: string | undefined, traceState = ''): TraceParent | undefined {
   if (value === undefined || value.length < 55) return undefined;
-  const v = value.trim();
-  if (v.length < 55 || v[2] !== '-' || v[35] !== '-' || v[52] !== '-') return undefined;
-  const version = v.slice(0, 2);
-  if (version === 'ff' || !isHex(version) || (version === '00' && v.length !== 55)) return undefined;
-  if (v.length > 55 && v[55] !== '-') return undefined;
-  const traceId = v.slice(3, 35);
-  const spanId = v.slice(36, 52);
-  const flags = v.slice(53, 55);
-  if (!isHex(traceId) || !isHex(spanId) || !isHex(flags) || traceId === INVALID_TRACE || spanId === INVALID_SPAN) return undefined;
-  return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1, traceState };
+  const m = TRACEPARENT_RE.exec(value.length === 55 ? value : value.trim());
+  if (m === null) return undefined;
+  const version = m[1] as string;
+  if (version === 'ff' || (version === '00' && m[5] !== undefined)) return undefined;
+  const traceId = m[2] as string;
+  const spanId = m[3] as string;
+  if (traceId === INVALID_TRACE || spanId === INVALID_SPAN) return undefined;
+  return { traceId, spanId, sampled: (parseInt(m[4] as string, 16) & 1) === 1, traceState };
+}
+
+/** Whether a traceparent weft made (or checked) says sampled: the low bit of its flags. */
+export function sampledFlag(traceparent: string): boolean {
+  const c = traceparent.charCodeAt(54);
+  // '1' '3' '5' '7' '9' 'b' 'd' 'f' are odd
+  return c >= 97 ? ((c - 87) & 1) === 1 : ((c - 48) & 1) === 1;
 }
 
 export function formatTraceParent(traceId: string, spanId: string, sampled: boolean): string {
@@ -98,6 +117,9 @@ export function formatTraceParent(traceId: string, spanId: string, sampled: bool
 export interface SpanSink {
   add(span: SpanData): void;
 }
+
+/** Shared by spans made without attributes until one is set (never written to). */
+const EMPTY_ATTRS: SpanAttributes = Object.freeze({}) as SpanAttributes;
 
 /** Wall-clock ms since the epoch with sub-ms precision (performance.now on the epoch). */
 const ORIGIN = performance.timeOrigin;
@@ -116,15 +138,20 @@ export class Span {
   readonly traceState: string;
   private readonly data: SpanData | null;
   private readonly sink: SpanSink | null;
+  private formatted: string | undefined;
 
+  /**
+   * An unsampled span under a parent keeps the parent's id: it records nothing, so the next hop
+   * may as well name the parent (no id to make, and the decision travels on all the same).
+   */
   constructor(sink: SpanSink | null, name: string, kind: number, traceId: string, parentSpanId: string, traceState: string, sampled: boolean, attributes: SpanAttributes | null) {
     this.traceId = traceId;
-    this.spanId = newSpanId();
+    this.spanId = sampled || parentSpanId === '' ? newSpanId() : parentSpanId;
     this.sampled = sampled;
     this.traceState = traceState;
     this.sink = sampled ? sink : null;
     this.data = sampled
-      ? { traceId, spanId: this.spanId, parentSpanId, traceState, name, kind, start: nowMs(), end: 0, attributes: attributes ?? {}, events: null, status: StatusCode.UNSET, message: '' }
+      ? { traceId, spanId: this.spanId, parentSpanId, traceState, name, kind, start: nowMs(), end: 0, attributes: attributes ?? EMPTY_ATTRS, events: null, status: StatusCode.UNSET, message: '' }
       : null;
   }
 
@@ -134,7 +161,7 @@ export class Span {
 
   /** This span as the parent of the next hop. */
   get traceparent(): string {
-    return formatTraceParent(this.traceId, this.spanId, this.sampled);
+    return (this.formatted ??= formatTraceParent(this.traceId, this.spanId, this.sampled));
   }
 
   /** This span as the parent of a span made here. */
@@ -142,8 +169,18 @@ export class Span {
     return { traceId: this.traceId, spanId: this.spanId, sampled: this.sampled, traceState: this.traceState };
   }
 
+  /** Sets the attributes at once (a span made with none): built only when the span records. */
+  attrs(attributes: SpanAttributes): this {
+    if (this.data !== null) this.data.attributes = attributes;
+    return this;
+  }
+
   set(key: string, value: string | number | boolean): this {
-    if (this.data !== null) this.data.attributes[key] = value;
+    const d = this.data;
+    if (d !== null) {
+      if (d.attributes === EMPTY_ATTRS) d.attributes = {};
+      d.attributes[key] = value;
+    }
     return this;
   }
 
@@ -165,7 +202,7 @@ export class Span {
     if (this.data !== null && this.data.end === 0) {
       this.data.status = StatusCode.ERROR;
       this.data.message = message;
-      this.data.attributes['error.type'] = code;
+      this.set('error.type', code);
     }
     return this;
   }

@@ -270,11 +270,11 @@ export class PeerServer {
       this.inflight.add(controller);
       if (head.actorType !== undefined && head.actorType !== '') {
         if (this.hooks.actor === undefined) throw new WeftError('WEFT_ACTOR_MOVED', 'this node hosts no actors');
-        const answer = await this.hooks.actor(head, span === undefined ? ctx.headers : propagate(ctx.headers, span), body, controller.signal, msLeft);
+        const answer = await this.hooks.actor(head, span !== undefined && span.recording ? propagate(ctx.headers, span) : head.traceparent ? withTraceContext(ctx.headers, head.traceparent, head.tracestate ?? '') : ctx.headers, body, controller.signal, msLeft);
         span?.set('http.response.status_code', answer.status).end();
         return { status: answer.status, headers: answer.headers as string[], body: answer.body, bodyTicket: '' };
       }
-      if (span !== undefined) appSpan = appCallSpan(this.tracer, span, head.verb, ctx.channel.app.appHost, ctx.channel.app.appPort ?? 0, `/${head.method}`, head.appId);
+      if (span !== undefined && span.recording) appSpan = appCallSpan(this.tracer, span, head.verb, ctx.channel.app.appHost, ctx.channel.app.appPort ?? 0, `/${head.method}`, head.appId);
       const res = await ctx.channel.call({
         method: head.method, verb: head.verb, query: head.query,
         headers: appSpan !== undefined ? propagate(ctx.headers, appSpan) : head.traceparent ? withTraceContext(ctx.headers, head.traceparent, head.tracestate ?? '') : ctx.headers,

@@ -103,7 +103,7 @@ describe.each([
     expect(ingress.name).toBe('POST /v1.0/invoke/{appId}/method/{method}');
     expect(ingress.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 200, 'url.path': '/v1.0/invoke/echo/method/orders/new', 'weft.app_id': 'echo', 'weft.method': 'orders/new', 'weft.caller.app_id': 'front' });
     expect(attempt.name).toBe('weft.peer.v1.Peer/Mux');
-    expect(attempt.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'weft.peer.v1.Peer', 'rpc.method': 'Mux', 'server.port': b.ports.peer, 'weft.peer.node_id': b.nodeId, 'weft.attempt': 1, 'weft.app_id': 'echo' });
+    expect(attempt.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'weft.peer.v1.Peer', 'rpc.method': 'Mux', 'server.port': b.ports.peer, 'weft.peer.node_id': b.nodeId, 'weft.attempt': 1 });
     expect(server.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.method': 'Mux', 'weft.app_id': 'echo', 'weft.caller.app_id': 'front', 'http.response.status_code': 200 });
     expect(app.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 200, 'server.address': '127.0.0.1' });
     expect(app.attributes['url.full']).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/orders\/new$/);
