@@ -5,9 +5,12 @@
 import type { PairTls } from './nginx.ts';
 
 /** What a mode name measures: the baseline, the nginx pair, or a weft path by API with the nodes' --workers. */
-export type Mode = { api: 'baseline' } | { api: 'nginx'; tls: PairTls } | { api: 'http' | 'actors' | 'grpc' | 'grpc-app' | 'grpc-proxy'; workers: number };
+export type Mode = { api: 'baseline' } | { api: 'nginx'; tls: PairTls } | { api: 'http' | 'actors' | 'grpc' | 'grpc-app' | 'grpc-proxy' | 'tracing'; workers: number };
 
-export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N, grpc-app, grpc-app=N, grpc-proxy, grpc-proxy=N, nginx, nginx-plain, nginx-mtls';
+export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=N, grpc, grpc=N, grpc-app, grpc-app=N, grpc-proxy, grpc-proxy=N, nginx, nginx-plain, nginx-mtls, tracing, tracing=N';
+
+/** The tracing mode's three paths, in order: tracing off, 1% and 100% sampling. */
+export const TRACING_STEPS = [{ suffix: 'off', ratio: null }, { suffix: '1%', ratio: 0.01 }, { suffix: '100%', ratio: 1 }] as const;
 
 /**
  * The modes a run measures, in order: `nginx` stands for both nginx pairs; the nginx pair brings
@@ -37,6 +40,9 @@ export function modeOf(mode: string): Mode | undefined {
   if (mode === 'baseline') return { api: 'baseline' };
   if (mode === 'nginx-plain') return { api: 'nginx', tls: 'plain' };
   if (mode === 'nginx-mtls') return { api: 'nginx', tls: 'mtls' };
+  if (mode === 'tracing') return { api: 'tracing', workers: 0 };
+  const t = /^tracing=(\d+)$/.exec(mode);
+  if (t !== null) return { api: 'tracing', workers: Number(t[1]) };
   if (mode === 'workers') return { api: 'http', workers: 2 };
   if (mode === 'inline') return { api: 'http', workers: 0 };
   // actors and the gRPC paths run the nodes with the node's own default, inline.

@@ -76,6 +76,22 @@ export interface PathReport {
   otherVcpu: number | null;
   /** Average CPU stolen by the hypervisor during the measured phase, vCPU. */
   stealVcpu: number | null;
+  /** A path of the tracing mode: its sampling (null: tracing off) and what the nodes exported. */
+  tracing?: {
+    ratio: number | null;
+    /** The tracing-off path of the same mode, which this one's costs are compared with. */
+    tracingOff: string;
+    spansExported: number;
+    spansDropped: number;
+    otlpRequests: number;
+    otlpBytes: number;
+  };
+}
+
+/** bench/tracing-cost.ts: the tracing hooks' CPU per call per node, measured in isolation. */
+export interface TracingCost {
+  calls: number;
+  figures: Array<{ mode: string; nodeAUs: number; nodeBUs: number }>;
 }
 
 export interface Report {
@@ -87,6 +103,8 @@ export interface Report {
   settings: Record<string, unknown>;
   sharing: string;
   paths: PathReport[];
+  /** With the tracing mode: the hooks' isolated cost. */
+  tracingHooks?: TracingCost | null;
   /** weft's figures as ratios to the nginx pair's, one row per weft path (absent: no nginx path ran). */
   peers?: PeerRatios[];
   checks: Check[];
@@ -312,6 +330,7 @@ export function toMarkdown(r: Report): string {
     for (const c of r.checks) out.push(`| ${c.what} | ${c.target} | ${c.measured} | ${c.pass === null ? 'n/a' : c.pass ? 'met' : '**not met**'} |`);
     out.push('');
   }
+  out.push(...tracingSection(r));
   if (r.failures.length > 0) {
     out.push('## Failures');
     out.push('');
@@ -319,6 +338,70 @@ export function toMarkdown(r: Report): string {
     out.push('');
   }
   return out.join('\n');
+}
+
+const TRACING_TARGETS: Record<string, number> = { off: 2, '1%': 5, '100%': 30 };
+
+/** µs of CPU per request of a node on a path. */
+function cpuOf(p: PathReport | undefined, role: string): number | null {
+  return p?.costs.find((c) => c.role === role)?.cpuUsPerRequest ?? null;
+}
+
+/** A node's largest RSS on a path (sampled under load, or its peak), MB. */
+function rssOf(p: PathReport, role: string): number {
+  const c = p.costs.find((x) => x.role === role);
+  return Math.max(c?.rssLoadMB ?? 0, c?.peakMB ?? 0);
+}
+
+function tracingLabel(ratio: number | null): string {
+  return ratio === null ? 'off' : `${+(ratio * 100).toFixed(2)}%`;
+}
+
+/** The tracing mode's figures: each sampling against tracing off, in the same run. */
+function tracingSection(r: Report): string[] {
+  const traced = r.paths.filter((p) => p.tracing !== undefined);
+  if (traced.length === 0 && !r.tracingHooks) return [];
+  const out: string[] = ['## Tracing', ''];
+  if (r.tracingHooks) {
+    out.push(`The tracing hooks' CPU per call per node, measured in isolation (bench/tracing-cost.ts, ${r.tracingHooks.calls} calls, export to a sink included):`);
+    out.push('');
+    out.push('| sampling | node A µs/call | node B µs/call | target |');
+    out.push('| --- | --- | --- | --- |');
+    for (const h of r.tracingHooks.figures) out.push(`| ${h.mode} | ${f(h.nodeAUs)} | ${f(h.nodeBUs)} | ≤ ${TRACING_TARGETS[h.mode] ?? '—'} µs |`);
+    out.push('');
+  }
+  if (traced.length > 0) {
+    out.push('End to end, each path against the tracing-off path of its mode (same run, same load):');
+    out.push('');
+    out.push('| path | node A µs/req | node B µs/req | Δ A | Δ B | p50 ms | p99 ms | Δ p50 | Δ p99 | errors | spans exported / dropped | OTLP requests | RSS A / B MB |');
+    out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const p of traced) {
+      const off = r.paths.find((x) => x.name === p.tracing?.tracingOff);
+      const a = cpuOf(p, 'node A');
+      const b = cpuOf(p, 'node B');
+      const a0 = cpuOf(off, 'node A');
+      const b0 = cpuOf(off, 'node B');
+      const d = (x: number | null, y: number | null): string => (x === null || y === null || p === off ? '—' : (x - y).toFixed(1));
+      const t = p.tracing as NonNullable<PathReport['tracing']>;
+      out.push(
+        `| ${p.name} | ${f(a, 1)} | ${f(b, 1)} | ${d(a, a0)} | ${d(b, b0)} | ${f(p.latencyMs.p50)} | ${f(p.latencyMs.p99)} | ` +
+          `${off === undefined || p === off ? '—' : f(p.latencyMs.p50 - off.latencyMs.p50)} | ${off === undefined || p === off ? '—' : f(p.latencyMs.p99 - off.latencyMs.p99)} | ` +
+          `${p.run.errors.total} | ${t.ratio === null ? '—' : `${t.spansExported} / ${t.spansDropped}`} | ${t.ratio === null ? '—' : t.otlpRequests} | ${f(rssOf(p, 'node A'), 0)} / ${f(rssOf(p, 'node B'), 0)} |`,
+      );
+    }
+    out.push('');
+    // What the worker pool adds to a node's memory with tracing on: the same sampling inline and pooled.
+    const full = traced.filter((p) => p.tracing?.ratio === 1);
+    const inline = full.find((p) => p.workers === 0);
+    for (const pooled of full.filter((p) => (p.workers ?? 0) > 0)) {
+      const pa = rssOf(pooled, 'node A');
+      const ia = inline === undefined ? 0 : rssOf(inline, 'node A');
+      if (inline !== undefined) out.push(`- The worker pool (${pooled.workers} workers) with tracing at 100%: node A's RSS ${f(pa, 0)} MB against ${f(ia, 0)} MB inline (+${f(pa - ia, 0)} MB).`);
+    }
+    out.push('Δ: CPU per request (µs) and latency (ms) against tracing off. End-to-end CPU on shared cores varies by several µs run to run; the isolated figures above are the precise ones.');
+    out.push('');
+  }
+  return out;
 }
 
 export function apiOf(p: PathReport): PathApi {
@@ -352,8 +435,28 @@ export const TARGETS = {
 const EPSILON = 1e-9;
 
 /** The perf.md targets that one run can check. Absolute figures depend on the machine. */
-export function checks(paths: PathReport[], rate: number, mtls: boolean): Check[] {
+export function checks(paths: PathReport[], rate: number, mtls: boolean, hooks: TracingCost | null = null): Check[] {
   const out: Check[] = [];
+  // Tracing (issue 12's targets): the hooks' isolated CPU per call per node, and end to end against tracing off.
+  for (const h of hooks?.figures ?? []) {
+    const target = TRACING_TARGETS[h.mode];
+    if (target === undefined) continue;
+    const worst = Math.max(h.nodeAUs, h.nodeBUs);
+    out.push({ what: `tracing ${h.mode}: hooks' CPU per call per node (isolated)`, target: `≤ ${target} µs`, measured: `${h.nodeAUs.toFixed(2)} / ${h.nodeBUs.toFixed(2)} µs`, pass: worst <= target });
+  }
+  for (const p of paths) {
+    const t = p.tracing;
+    if (t === undefined || t.ratio === null) continue;
+    const off = paths.find((x) => x.name === t.tracingOff);
+    if (off === undefined) continue;
+    const target = TRACING_TARGETS[tracingLabel(t.ratio)];
+    const da = (cpuOf(p, 'node A') ?? NaN) - (cpuOf(off, 'node A') ?? NaN);
+    const db = (cpuOf(p, 'node B') ?? NaN) - (cpuOf(off, 'node B') ?? NaN);
+    if (target !== undefined && Number.isFinite(da) && Number.isFinite(db)) {
+      out.push({ what: `${p.name}: CPU per call per node vs tracing off (end to end)`, target: `≤ ${target} µs`, measured: `${da.toFixed(1)} / ${db.toFixed(1)} µs`, pass: Math.max(da, db) <= target });
+    }
+    out.push({ what: `${p.name}: errors as with tracing off`, target: String(off.run.errors.total), measured: String(p.run.errors.total), pass: p.run.errors.total === off.run.errors.total });
+  }
   const ms = (n: number): string => `${n.toFixed(2)} ms`;
   const t = TARGETS;
   for (const p of paths) {

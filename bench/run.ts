@@ -30,6 +30,12 @@
  *   → node B → the app. `grpc-proxy=N` with N workers (proxied streams stay on the main thread).
  * - nginx-plain, nginx-mtls (`nginx` for both): generator → nginx A → nginx B → the same echo
  *   app (bench/nginx.ts), the C peer weft's figures are quoted against as ratios.
+ * - tracing: the HTTP path three times in a row, tracing off, at 1% and at 100% sampling
+ *   (`OTEL_*` in the nodes' environment, exporting over OTLP http/protobuf to a sink in this
+ *   harness that reads and drops what it gets); their CPU per call per node and p50/p99 are
+ *   compared with the tracing-off path of the same run. `tracing` inline, `tracing=N` with N
+ *   workers (what the pool adds to RSS with tracing on). Before them, bench/tracing-cost.ts
+ *   measures the hooks' CPU per call per node in isolation (no sockets, so no noise from them).
  * Then, per path, the closed-loop maximum rate and a short search for the highest rate
  * with p99 under 10 ms. Progress goes to stderr; the report to bench/results/<time>.json
  * and .md, and to stdout (markdown, or JSON only with --json).
@@ -42,10 +48,12 @@ import { cpus, loadavg, platform, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RunResult, SearchResult } from './load.ts';
-import { modeOf, expandModes } from './modes.ts';
+import { modeOf, expandModes, TRACING_STEPS } from './modes.ts';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
-import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report } from './results.ts';
+import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -162,7 +170,8 @@ const USAGE = `usage: node bench/run.ts [options]
                         and grpc-proxy (proxy mode by dapr-app-id, against the app's method called directly);
                         and nginx: the nginx pair, A → B plaintext and mTLS (nginx-plain, nginx-mtls for one),
                         with the baseline and, when no weft mode is listed, inline added; needs nginx
-                        (PATH, /usr/sbin or \$NGINX_BIN)
+                        (PATH, /usr/sbin or \$NGINX_BIN); and tracing: the HTTP path with tracing off, at 1%
+                        and at 100%, plus the hooks' isolated cost (tracing=N: N workers)
   --ids N               actor ids the actors path spreads its calls over (default 1000)
   --max-connections N   closed-loop max-rate connections (default 64)
   --max-duration S      closed-loop seconds (default 10; --quick 2; 0 skips)
@@ -490,7 +499,7 @@ class Bench {
   }
 
   /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
-  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null, appProtocol = 'http'): Promise<{ proc: Started; http: number; grpc: number }> {
+  async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null, appProtocol = 'http', env: Record<string, string> = {}): Promise<{ proc: Started; http: number; grpc: number; metrics: number }> {
     const args = [
       ...this.settings.nodeArgs,
       join(ROOT, 'bin/weft.js'),
@@ -508,12 +517,12 @@ class Bench {
       '--log-level', this.settings.logLevel,
       '--json',
     ];
-    const proc = this.procs.startNode(name, args, {}, ROOT);
+    const proc = this.procs.startNode(name, args, env, ROOT);
     const ports = await proc.waitFor((line) => {
       if (!line.startsWith('{')) return undefined;
       try {
-        const event = JSON.parse(line) as { event?: string; http?: number; grpc?: number };
-        return event.event === 'ready' && typeof event.http === 'number' ? { http: event.http, grpc: event.grpc ?? 0 } : undefined;
+        const event = JSON.parse(line) as { event?: string; http?: number; grpc?: number; metrics?: number };
+        return event.event === 'ready' && typeof event.http === 'number' ? { http: event.http, grpc: event.grpc ?? 0, metrics: event.metrics ?? 0 } : undefined;
       } catch {
         return undefined;
       }
@@ -562,6 +571,87 @@ function gitCommit(): { sha: string; dirty: boolean } {
   }
 }
 
+/** An OTLP/HTTP collector stand-in: reads and drops what it is sent, counting requests and bytes. */
+async function otlpSink(): Promise<{ server: Server; port: number; requests: () => number; bytes: () => number }> {
+  let requests = 0;
+  let bytes = 0;
+  const server = createServer((req, res) => {
+    req.on('data', (c: Buffer) => (bytes += c.length));
+    req.on('end', () => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, requests: () => requests, bytes: () => bytes };
+}
+
+/** Sum of a counter (all its series) on a node's metrics endpoint; null when unreadable. */
+async function counter(metricsPort: number, name: string): Promise<number | null> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split('\n')) if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    return sum;
+  } catch {
+    return null;
+  }
+}
+
+/** bench/tracing-cost.ts in a process of its own: the hooks' CPU per call per node, isolated. */
+function tracingCost(calls: number): TracingCost | null {
+  try {
+    const out = execFileSync(process.execPath, [join(ROOT, 'bench/tracing-cost.ts'), '--calls', String(calls), '--json'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    return JSON.parse(out.trim().split('\n').pop() as string) as TracingCost;
+  } catch (err) {
+    say(`tracing cost: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/**
+ * The tracing mode: the HTTP path with fresh nodes, tracing off, at 1% and at 100% (OTEL_* in
+ * the nodes' environment, exporting to a sink here), each with what the nodes exported and dropped.
+ */
+async function tracingPaths(bench: Bench, mode: string, workers: number, app: { proc: Started; port: number }, tmp: string): Promise<PathReport[]> {
+  const out: PathReport[] = [];
+  const sink = await otlpSink();
+  try {
+    for (const step of TRACING_STEPS) {
+      const name = `${mode}-${step.suffix}`;
+      const env: Record<string, string> = step.ratio === null ? {} : {
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+        OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+        OTEL_TRACES_SAMPLER_ARG: String(step.ratio),
+      };
+      const registry = join(tmp, `registry-${mode}-${step.suffix.replace('%', 'pct')}.sqlite`);
+      const b = await bench.startNode(`${name}-node-B`, 'testapp', workers, registry, app.port, 'http', env);
+      const a = await bench.startNode(`${name}-node-A`, 'loadgen', workers, registry, null, 'http', env);
+      const url = `http://127.0.0.1:${a.http}${INVOKE_PATH}`;
+      try {
+        await untilRoutable(url, bench.settings.method, 15_000);
+        const requests = sink.requests();
+        const bytes = sink.bytes();
+        const p = await bench.path(name, workers, url, bench.settings.method, [a.proc, b.proc, app.proc], ['node A', 'node B', 'app']);
+        // the nodes export every second: let the last spans go out before counting
+        if (step.ratio !== null) await new Promise((r) => setTimeout(r, 1500));
+        const sum = async (metric: string): Promise<number> => step.ratio === null ? 0 : ((await counter(a.metrics, metric)) ?? 0) + ((await counter(b.metrics, metric)) ?? 0);
+        out.push({
+          ...p, api: 'http', tls: bench.settings.mtls ? 'mtls' : 'plain', addedMs: null,
+          tracing: { ratio: step.ratio, tracingOff: `${mode}-off`, spansExported: await sum('weft_tracing_spans_exported_total'), spansDropped: await sum('weft_tracing_spans_dropped_total'), otlpRequests: sink.requests() - requests, otlpBytes: sink.bytes() - bytes },
+        });
+      } finally {
+        await bench.procs.stop(a.proc);
+        await bench.procs.stop(b.proc);
+      }
+    }
+  } finally {
+    sink.server.close();
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const settings = parseSettings(process.argv.slice(2));
   const startedAt = new Date();
@@ -583,6 +673,7 @@ async function main(): Promise<void> {
 
   const machine = { cpuModel: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, platform: `${platform()} ${release()}`, loadAvg: loadavg() };
   const paths: PathReport[] = [];
+  let hooks: TracingCost | null = null;
   const failures = bench.failures;
   try {
     say(`machine: ${machine.cpuModel}, ${machine.cores} cores; Node ${process.version}; logs in ${tmp}`);
@@ -600,6 +691,14 @@ async function main(): Promise<void> {
         }
         if (spec.api === 'nginx') {
           paths.push(await bench.nginxPath(mode, spec.tls, app));
+          continue;
+        }
+        if (spec.api === 'tracing') {
+          if (hooks === null) {
+            say('tracing: the hooks\' CPU per call per node, isolated (bench/tracing-cost.ts)');
+            hooks = tracingCost(settings.quick ? 20_000 : 100_000);
+          }
+          paths.push(...await tracingPaths(bench, mode, spec.workers, app, tmp));
           continue;
         }
         const { api, workers } = spec;
@@ -699,7 +798,8 @@ async function main(): Promise<void> {
       `(and their worker threads)${paths.some((p) => p.proxy === 'nginx') ? ', on nginx paths the two nginx processes' : ''}; ${otherText}. Compare added latency and ratios, not absolute times.`,
     paths,
     peers: comparePeers(paths),
-    checks: checks(paths, settings.rate, settings.mtls),
+    tracingHooks: hooks,
+    checks: checks(paths, settings.rate, settings.mtls, hooks),
     failures,
   };
 
