@@ -78,14 +78,22 @@ export function endIngress(span: Span, status: number, error?: { readonly code: 
   span.end();
 }
 
-/** The answer's headers with `traceparent` set to the ingress span (as Dapr answers). */
+/**
+ * The answer's headers with `traceparent` set to the ingress span (as Dapr answers). The list is
+ * the call's own (decoded for this answer), so it is extended in place unless the app sent a
+ * traceparent of its own, which is replaced in a copy.
+ */
 export function answerHeaders(headers: readonly string[], span: Span): string[] {
-  const out: string[] = [];
-  for (let i = 0; i + 1 < headers.length; i += 2) {
-    const name = headers[i] as string;
-    if (name.toLowerCase() === TRACEPARENT) continue;
-    out.push(name, headers[i + 1] as string);
+  for (let i = 0; i < headers.length; i += 2) {
+    if ((headers[i] as string).toLowerCase() !== TRACEPARENT) continue;
+    const out: string[] = [];
+    for (let j = 0; j + 1 < headers.length; j += 2) {
+      if ((headers[j] as string).toLowerCase() !== TRACEPARENT) out.push(headers[j] as string, headers[j + 1] as string);
+    }
+    out.push(TRACEPARENT, span.traceparent);
+    return out;
   }
+  const out = headers as string[];
   out.push(TRACEPARENT, span.traceparent);
   return out;
 }

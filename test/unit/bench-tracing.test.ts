@@ -1,0 +1,71 @@
+/**
+ * The benchmark's tracing mode, without running it: the mode names, and the report's tracing
+ * section and checks from fixed figures (each traced path against tracing off of its mode).
+ */
+import { describe, expect, it } from 'vitest';
+import type { RunResult } from '../../bench/load.ts';
+import { modeOf, expandModes, TRACING_STEPS } from '../../bench/modes.ts';
+import { checks, toLatency, toMarkdown, type PathReport, type Report, type TracingCost } from '../../bench/results.ts';
+
+function run(p50Us: number, p99Us: number, errors = 0): RunResult {
+  const h = { count: 1000, min: 10, max: p99Us * 2, mean: p50Us, p50: p50Us, p90: p50Us * 2, p99: p99Us, p999: p99Us * 1.5, overflow: 0 };
+  return {
+    mode: 'open', rate: 1000, connections: 16, durationS: 1, elapsedS: 1, sent: 1000, completed: 1000 - errors, ok: 1000 - errors, achievedRps: 1000,
+    errors: { total: errors, status: errors ? { '503': errors } : {}, connection: 0, timeout: 0, dropped: 0, other: 0, codes: {} },
+    latencyUs: h, serviceUs: h, sendLagUs: h, generatorCpuMs: 100,
+  };
+}
+
+function path(name: string, workers: number, ratio: number | null, cpuA: number, cpuB: number, rssA: number, p50Us: number, errors = 0): PathReport {
+  const cost = (role: string, us: number, rss: number) => ({ role, pid: 1, cpuS: us / 1000, cpuSPer1000: us / 1000, cpuUsPerRequest: us, rssIdleMB: 60, rssLoadMB: rss, peakMB: rss });
+  const r = run(p50Us, p50Us * 4, errors);
+  return {
+    name, workers, url: 'http://x', run: r, latencyMs: toLatency(r.latencyUs), addedMs: null,
+    costs: [cost('node A', cpuA, rssA), cost('node B', cpuB, 70)], max: null, search: null, otherVcpu: 0, stealVcpu: 0, api: 'http',
+    tracing: { ratio, tracingOff: `${name.split('-')[0]}-off`, spansExported: ratio === null ? 0 : 4000 * ratio, spansDropped: 0, otlpRequests: ratio === null ? 0 : 8, otlpBytes: 0 },
+  };
+}
+
+const hooks: TracingCost = { calls: 1000, figures: [{ mode: 'off', nodeAUs: 0.4, nodeBUs: 0.1 }, { mode: '1%', nodeAUs: 3.5, nodeBUs: 6 }, { mode: '100%', nodeAUs: 28, nodeBUs: 20 }] };
+
+describe('bench tracing mode', () => {
+  it('reads tracing and tracing=N, and names its three paths', () => {
+    expect(modeOf('tracing')).toEqual({ api: 'tracing', workers: 0 });
+    expect(modeOf('tracing=2')).toEqual({ api: 'tracing', workers: 2 });
+    expect(expandModes(['baseline', 'tracing', 'tracing=2'])).toEqual(['baseline', 'tracing', 'tracing=2']);
+    expect(TRACING_STEPS.map((s) => s.suffix)).toEqual(['off', '1%', '100%']);
+  });
+
+  it('checks each sampling against tracing off of the same run, and the hooks against their targets', () => {
+    const paths = [
+      path('tracing-off', 0, null, 90, 80, 100, 500),
+      path('tracing-1%', 0, 0.01, 93, 84, 101, 520),
+      path('tracing-100%', 0, 1, 131, 100, 110, 600, 2),
+    ];
+    const c = checks(paths, 1000, true, hooks);
+    const find = (what: string) => c.find((x) => x.what === what);
+    expect(find("tracing 1%: hooks' CPU per call per node (isolated)")).toMatchObject({ measured: '3.50 / 6.00 µs', pass: false });
+    expect(find("tracing 100%: hooks' CPU per call per node (isolated)")).toMatchObject({ pass: true });
+    expect(find('tracing-1%: CPU per call per node vs tracing off (end to end)')).toMatchObject({ measured: '3.0 / 4.0 µs', pass: true });
+    expect(find('tracing-100%: CPU per call per node vs tracing off (end to end)')).toMatchObject({ measured: '41.0 / 20.0 µs', pass: false });
+    expect(find('tracing-100%: errors as with tracing off')).toMatchObject({ target: '0', measured: '2', pass: false });
+  });
+
+  it('renders the tracing section with deltas and what the pool adds to RSS', () => {
+    const paths = [
+      path('tracing-off', 0, null, 90, 80, 100, 500),
+      path('tracing-100%', 0, 1, 110, 95, 110, 600),
+      path('tracing=2-off', 2, null, 120, 80, 130, 550),
+      path('tracing=2-100%', 2, 1, 140, 95, 145, 650),
+    ];
+    const report: Report = {
+      version: 1, startedAt: '2026-01-01T00:00:00.000Z', machine: { cpuModel: 'cpu', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
+      settings: { rate: 1000 }, sharing: 'all', paths, tracingHooks: hooks, checks: [], failures: [],
+    };
+    const md = toMarkdown(report);
+    expect(md).toContain('## Tracing');
+    expect(md).toMatch(/\| 100% \| 28\.00 \| 20\.00 \| ≤ 30 µs \|/);
+    expect(md).toMatch(/\| tracing-100% \| 110\.0 \| 95\.0 \| 20\.0 \| 15\.0 \| 0\.60 \| 2\.40 \| 0\.10 \| 0\.40 \| 0 \| 4000 \/ 0 \| 8 \| 110 \/ 70 \|/);
+    expect(md).toContain("The worker pool (2 workers) with tracing at 100%: node A's RSS 145 MB against 110 MB inline (+35 MB).");
+  });
+});
