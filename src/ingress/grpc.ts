@@ -286,9 +286,10 @@ export class GrpcApi {
     if (Number.isFinite(askedMs)) deadline = Math.min(deadline, askedMs);
 
     const span = ctx.tracer?.on === true ? grpcIngressSpan(ctx.tracer, call.metadata.get('traceparent')[0], call.metadata.get('tracestate')[0], 'InvokeService', { appId, method, callerAppId: ctx.callerAppId }) : undefined;
+    const gone = callerCancelled(call);
     const outcome = await ctx.invoker.invoke({
       appId, namespace, callerAppId: ctx.callerAppId, callerNamespace: ctx.namespace,
-      method, verb, query, headers, body, deadline, trace: span,
+      method, verb, query, headers, body, deadline, trace: span, signal: gone,
     });
     if (span !== undefined) endIngress(span, outcome.type === 'error' ? 0 : outcome.head.status, outcome.type === 'error' ? outcome.error : undefined);
     return this.answer(call, outcome, appId, span);
@@ -486,6 +487,17 @@ export function weftStatus(err: WeftError): Partial<grpc.StatusObject> {
   metadata.set(ERROR_CODE_KEY, err.code);
   if (err.appId !== undefined && /^[ -~]*$/.test(err.appId)) metadata.set(ERROR_APP_KEY, err.appId);
   return { code: err.grpcStatus as number as grpc.status, details: err.publicMessage, metadata };
+}
+
+/**
+ * Aborts when the gRPC caller cancels its call or its deadline passes (grpc-js reports both
+ * as 'cancelled'): the invoker then cancels the onward call and the app's request.
+ */
+function callerCancelled(call: grpc.ServerUnaryCall<unknown, unknown>): AbortSignal {
+  const controller = new AbortController();
+  if (call.cancelled) controller.abort();
+  else call.once('cancelled', () => controller.abort());
+  return controller.signal;
 }
 
 /** `GET /v1.0/metadata`'s facts in GetMetadataResponse's shape (`extended` as strings). */

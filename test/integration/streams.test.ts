@@ -9,10 +9,17 @@
  */
 import { Agent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { request } from 'undici';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, echoHandler, url, type Handler } from '../support/cluster.ts';
 import { freePort } from '../support/ports.ts';
+
+const DaprClient = (grpc.loadPackageDefinition(protoLoader.loadSync('dapr/proto/runtime/v1/dapr.proto', {
+  includeDirs: [fileURLToPath(new URL('../../proto/', import.meta.url))], keepCase: true, longs: String, enums: Number, defaults: false,
+})) as unknown as { dapr: { proto: { runtime: { v1: { Dapr: grpc.ServiceClientConstructor } } } } }).dapr.proto.runtime.v1.Dapr;
 
 /** A promise with its resolver, for one side to tell the other that something happened. */
 function signal<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
@@ -236,6 +243,25 @@ describe.each([
     req.destroy();
     await script.closed.promise;
     expect(await inflight(a)).toBe(0);
+  });
+
+  it('a gRPC caller that cancels InvokeService cancels the app\'s request on the far node', async () => {
+    script.reset();
+    const client = new DaprClient(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure());
+    try {
+      const ended = signal<grpc.ServiceError | null>();
+      const stub = client as unknown as { InvokeService: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall };
+      const call = stub.InvokeService({ id: 'hold', message: { method: 'wait', http_extension: { verb: 1 } } }, new grpc.Metadata(), {}, (err) => ended.resolve(err));
+      await script.arrived.promise;
+      call.cancel();
+      await script.closed.promise;
+      expect((await ended.promise)?.code).toBe(grpc.status.CANCELLED);
+      expect(await inflight(a)).toBe(0);
+      const counted = /^weft_service_invocation_cancelled_total\{[^}]*dst_app_id="hold"[^}]*\} [1-9]/m;
+      expect(await metricsEventually(a, counted)).toMatch(counted);
+    } finally {
+      client.close();
+    }
   });
 
   it('server-sent events arrive one by one, each before the app writes the next', async () => {
