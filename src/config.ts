@@ -72,10 +72,12 @@ export interface SecurityConfig {
   readonly caDirDefaulted: boolean;
   /** SPIFFE trust domain; undefined means the CA's own (`weft ca init --trust-domain`, default `public`). */
   readonly trustDomain: string | undefined;
-  /** Lifetime of app (workload) certificates, ms; renewed at half life. */
+  /** Lifetime of app (workload) certificates, ms; renewed at `renewFraction` of it. */
   readonly workloadTtl: number;
   /** Lifetime of the node's own certificate, ms. */
   readonly nodeTtl: number;
+  /** Fraction of a certificate's lifetime after which it is renewed (default ½, like Dapr's). */
+  readonly renewFraction: number;
   /** No TLS between nodes (explicit only): the caller's node vouches for the caller. */
   readonly plaintext: boolean;
   /** Access policy for calls to every app this node serves (an app's own replaces it). */
@@ -460,7 +462,7 @@ export function readAccessControlFile(path: string, field = 'security.accessCont
 }
 
 function securityConfig(top: Fields, resolverType: string, resolverOptions: Obj | undefined, env: NodeJS.ProcessEnv): SecurityConfig {
-  const sec = top.sub('security', ['caDir', 'trustDomain', 'workloadTtl', 'nodeTtl', 'plaintext', 'accessControl']);
+  const sec = top.sub('security', ['caDir', 'trustDomain', 'workloadTtl', 'nodeTtl', 'renewFraction', 'plaintext', 'accessControl']);
   const plaintext = sec.bool('plaintext', false);
   const configured = sec.optString('caDir');
   if (plaintext && configured !== undefined) throw configError('security.plaintext', 'cannot be true while security.caDir is set (choose mTLS with a CA, or plaintext)');
@@ -469,11 +471,15 @@ function securityConfig(top: Fields, resolverType: string, resolverOptions: Obj 
     : sec.string('trustDomain', '', TRUST_DOMAIN, 'a valid trust domain (lowercase letters, digits, . - _)');
   const ttl = (key: string): number => {
     const ms = sec.duration(key, DEFAULTS.certTtl);
-    if (ms < 2000) throw configError(sec.name(key), `must be at least 2s (got ${ms} ms): certificates renew at half life`);
+    if (ms < 2000) throw configError(sec.name(key), `must be at least 2s (got ${ms} ms): certificates are renewed before they end`);
     return ms;
   };
   const workloadTtl = ttl('workloadTtl');
   const nodeTtl = ttl('nodeTtl');
+  const renewFraction = sec.obj['renewFraction'] ?? 0.5;
+  if (typeof renewFraction !== 'number' || !(renewFraction >= 0.05 && renewFraction <= 0.9)) {
+    throw configError(sec.name('renewFraction'), `must be a number from 0.05 to 0.9 (got ${JSON.stringify(renewFraction)}): the fraction of a certificate's lifetime after which it is renewed`);
+  }
   const accessControl = accessControlSource(sec, 'accessControl');
   let caDir = plaintext ? undefined : configured ?? (env['WEFT_CA_DIR'] || undefined);
   let caDirDefaulted = false;
@@ -488,7 +494,7 @@ function securityConfig(top: Fields, resolverType: string, resolverOptions: Obj 
     caDirDefaulted = true;
   }
   if (caDir?.startsWith('~/')) caDir = join(homedir(), caDir.slice(2));
-  return { caDir, caDirDefaulted, trustDomain, workloadTtl, nodeTtl, plaintext, accessControl };
+  return { caDir, caDirDefaulted, trustDomain, workloadTtl, nodeTtl, renewFraction, plaintext, accessControl };
 }
 
 /** A config file's YAML document as parsed, not yet validated (for callers that add to it). */

@@ -52,6 +52,11 @@ const CHANNEL_DRAIN_MS = 10_000;
  * connection.
  */
 const MUX_MAX_AGE_MS = 20_000;
+/**
+ * After a renewal, calls stay on the old channel (its certificate is still valid: renewal is at
+ * half life) until the successor is connected, but no longer than this.
+ */
+const SWAP_WAIT_MS = 10_000;
 
 
 export interface OutboundOptions {
@@ -80,10 +85,22 @@ interface PeerChannel {
   readonly client: grpc.Client;
   /** `address:port`. */
   readonly peer: string;
+  readonly peerAddress: PeerAddress;
   /** The calling app's identity it presents (TLS), or null (plaintext). */
   readonly identity: { readonly key: string; readonly version: number } | null;
   /** Replaces the Mux stream periodically (TLS: see MUX_MAX_AGE_MS). */
   readonly muxTimer: NodeJS.Timeout | undefined;
+  /** `used` once a call was given it. */
+  state: 'idle' | 'used';
+  /** The channel with the renewed identity, connecting (see setIdentities). */
+  successor: PeerChannel | undefined;
+}
+
+/** The identity a TLS channel presents. */
+interface ChannelIdentity {
+  readonly key: string;
+  readonly version: number;
+  readonly material: WorkloadIdentity;
 }
 
 /** What one attempt yields: the result to hand back, or the failure that ended it. */
@@ -131,9 +148,9 @@ export class Outbound {
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
   private readonly snapshotWaiters: Array<() => void> = [];
   /**
-   * Peer channels. Plaintext: one per peer (`address:port`). TLS: one per calling app, peer and
-   * version of that app's identity (`ns/app|address:port|version`), so a renewed certificate is
-   * presented by new channels while the old ones drain.
+   * Peer channels. Plaintext: one per peer (`address:port`). TLS: one per calling app and peer
+   * (`ns/app|address:port`), presenting one version of that app's identity; a renewed certificate
+   * is presented by a successor channel while the old one drains (see setIdentities).
    */
   private readonly clients = new Map<string, PeerChannel>();
   private identities: IdentitySet | null = null;
@@ -220,23 +237,57 @@ export class Outbound {
   }
 
   /**
-   * The TLS identities of this node's apps (renewed ones replace the old). Channels opened with an
-   * identity that changed get no new calls; they are closed once their calls have drained.
+   * The TLS identities of this node's apps (renewed ones replace the old). Make before break: a
+   * channel whose identity was renewed keeps taking calls while a successor presenting the new
+   * certificate connects; once the successor is ready (or SWAP_WAIT_MS passed) it takes the new
+   * calls and the old channel drains. A renewal therefore never puts a channel that is still
+   * handshaking, or failed to, in the path of a call: on a starved host a fresh TLS connection can
+   * take seconds, and calls that met one failed.
    */
   setIdentities(set: IdentitySet): void {
     if (this.identities !== null && set.version <= this.identities.version) return;
     this.identities = set;
     for (const [key, channel] of this.clients) {
       if (channel.identity === null) continue;
-      if (set.identities[channel.identity.key]?.version === channel.identity.version) continue;
-      this.clients.delete(key);
-      this.retire(channel);
+      const material = set.identities[channel.identity.key];
+      if (material?.version === channel.identity.version) continue;
+      if (material === undefined || channel.state === 'idle') {
+        // the app is gone, or the channel never connected: nothing to keep warm
+        this.clients.delete(key);
+        this.retire(channel);
+        continue;
+      }
+      this.succeed(key, channel, material);
     }
+  }
+
+  /** Opens the successor of a channel whose identity was renewed, and swaps it in once ready. */
+  private succeed(key: string, channel: PeerChannel, material: WorkloadIdentity): void {
+    const identity = channel.identity as NonNullable<PeerChannel['identity']>;
+    if (channel.successor !== undefined) {
+      if (channel.successor.identity?.version === material.version) return;
+      this.closeChannel(channel.successor); // renewed again before the last one was ready
+    }
+    const next = this.open(channel.peerAddress, { key: identity.key, version: material.version, material });
+    channel.successor = next;
+    const swap = (): void => {
+      if (channel.successor !== next) return; // replaced or closed meanwhile
+      channel.successor = undefined;
+      if (this.clients.get(key) !== channel) {
+        this.closeChannel(next);
+        return;
+      }
+      this.clients.set(key, next);
+      this.retire(channel);
+    };
+    next.client.waitForReady(Date.now() + SWAP_WAIT_MS, swap);
   }
 
   /** Stops new calls on a channel and closes it after CHANNEL_DRAIN_MS. */
   private retire(channel: PeerChannel): void {
     clearInterval(channel.muxTimer);
+    if (channel.successor !== undefined) this.closeChannel(channel.successor);
+    channel.successor = undefined;
     this.muxes.get(channel.client)?.close();
     this.muxes.delete(channel.client);
     const timer = setTimeout(() => {
@@ -254,7 +305,7 @@ export class Outbound {
    */
   private client(peer: PeerAddress, caller: Pick<InvokeTask, 'callerAppId' | 'callerNamespace'>): grpc.Client {
     const address = `${peer.address}:${peer.port}`;
-    let identity: { key: string; version: number; material: WorkloadIdentity } | null = null;
+    let identity: ChannelIdentity | null = null;
     let key = address;
     if (this.options.tls === true) {
       const idKey = `${caller.callerNamespace}/${caller.callerAppId}`;
@@ -263,10 +314,22 @@ export class Outbound {
         throw failure('WEFT_PEER_UNAUTHENTICATED', `this node holds no certificate for app ${caller.callerAppId || '(none)'} in namespace ${caller.callerNamespace}: only apps the node serves can call over mTLS`);
       }
       identity = { key: idKey, version: material.version, material };
-      key = `${idKey}|${address}|${material.version}`;
+      key = `${idKey}|${address}`;
     }
     const existing = this.clients.get(key);
-    if (existing !== undefined) return existing.client;
+    if (existing !== undefined) {
+      existing.state = 'used';
+      return existing.client;
+    }
+    const channel = this.open(peer, identity);
+    channel.state = 'used';
+    this.clients.set(key, channel);
+    return channel.client;
+  }
+
+  /** A new peer channel (TLS with `identity`, or plaintext). */
+  private open(peer: PeerAddress, identity: ChannelIdentity | null): PeerChannel {
+    const address = `${peer.address}:${peer.port}`;
     let credentials = grpc.credentials.createInsecure();
     let tlsOptions: grpc.ChannelOptions = {};
     if (identity !== null && this.identities !== null) {
@@ -288,13 +351,23 @@ export class Outbound {
     const client = new grpc.Client(address, credentials, {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
-      // a dead peer connection is noticed within ~8 s even with no call on it
-      'grpc.keepalive_time_ms': 5_000,
-      'grpc.keepalive_timeout_ms': 3_000,
+      // A silently dead peer connection is noticed within ~30 s even with no call on it (a peer
+      // that crashed resets its connections at once, and one that left drops out of routing).
+      // The ping timeout is gRPC's default: a missed ping kills every call on the connection, and a
+      // starved host (ours or the peer's) can leave an ACK unread for seconds; with 3 s, calls
+      // failed with "Connection dropped" on a loaded machine while the peer was fine.
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 20_000,
       'grpc.keepalive_permit_without_calls': 1,
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 5_000,
-      'grpc.enable_retries': 0,
+      // grpc-js's own retries stay limited to the transparent kind (no retry policy is configured):
+      // a stream the server refused (REFUSED_STREAM, e.g. opened just as the peer's GOAWAY for the
+      // connection's maximum age was on its way) never reached the handler and is sent again on a
+      // fresh connection. weft's retries (workers/outbound.ts invoke) decide everything else; without
+      // this, a FetchBody or InvokeStream started in that window failed with "Stream refused by
+      // server", often on a loaded host where the window is wide.
+      'grpc.enable_retries': 1,
       // channelz keeps per-call statistics nobody reads here; off, it costs nothing per call
       'grpc.enable_channelz': 0,
       ...tlsOptions,
@@ -307,9 +380,8 @@ export class Outbound {
       }, MUX_MAX_AGE_MS);
       muxTimer.unref();
     }
-    this.clients.set(key, { client, peer: address, identity: identity === null ? null : { key: identity.key, version: identity.version }, muxTimer });
     this.count('weft_peer_channels_opened_total', '');
-    return client;
+    return { client, peer: address, peerAddress: peer, identity: identity === null ? null : { key: identity.key, version: identity.version }, muxTimer, state: 'idle', successor: undefined };
   }
 
   /**
@@ -466,7 +538,15 @@ export class Outbound {
     }
     // A large answer: its head and first bytes now, the rest streamed over a port.
     const { port1, port2 } = new MessageChannel();
-    void this.fetchRest(client, res, responseHead, port1, task.deadline, peer);
+    // The rest comes over a new stream: open it on the caller's current channel, not on one a
+    // renewal has just retired (that one may have to reconnect with a certificate about to expire).
+    let fetchOn = client;
+    try {
+      fetchOn = this.client(peer, task);
+    } catch {
+      // no identity for the caller any more: the channel the answer came on still works
+    }
+    void this.fetchRest(fetchOn, res, responseHead, port1, task.deadline, peer);
     return { status: res.status, result: { type: 'stream', port: port2, attempts, nodeId: peer.nodeId } };
   }
 
@@ -602,10 +682,13 @@ export class Outbound {
     }
   }
 
-  /** Closes a peer channel for good (its Mux stream, its identity's timer, the channel). */
+  /** Closes a peer channel for good (its Mux stream, its identity's timer, the channel, a successor). */
   private closeChannel(channel: PeerChannel): void {
     clearInterval(channel.muxTimer);
     this.closeClient(channel.client);
+    const next = channel.successor;
+    channel.successor = undefined;
+    if (next !== undefined) this.closeChannel(next);
   }
 
   close(): void {

@@ -139,9 +139,11 @@ export class PeerServer {
       'grpc.max_send_message_length': -1,
       'grpc.enable_channelz': 0,
       'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      // gRPC's default: a starved caller can leave a PING unanswered for seconds, and a missed
+      // one drops every call on the connection
+      'grpc.keepalive_timeout_ms': 20_000,
       'grpc.keepalive_permit_without_calls': 1,
-      // clients ping every 5 s to find dead connections; let them
+      // clients ping every 10 s to find dead connections; let them
       'grpc.http2.min_ping_interval_without_data_ms': 4_000,
       ...options,
     });

@@ -125,6 +125,7 @@ export class NodeSecurity {
       dnsNames: isIP(address) === 0 ? [address] : [],
       workloadTtlMs: this.config.security.workloadTtl,
       nodeTtlMs: this.config.security.nodeTtl,
+      renewFraction: this.config.security.renewFraction,
       retryMs: Math.min(30_000, Math.max(500, Math.floor(this.config.security.workloadTtl / 20))),
     });
     this.manager = manager;

@@ -17,6 +17,7 @@ import type { Logger } from '../../src/observability/log.ts';
 import { ERROR_CODE_KEY, PeerMethods, decodeInvokeResponse, encodeInvokeRequest, type CallHead, type InvokeResponse } from '../../src/peer/codec.ts';
 import { initCa, issueNodeCert, issueWorkloadCert, loadCa, type IssuedCert } from '../../src/security/ca.ts';
 import { channelCredentials, peerChannelOptions } from '../../src/security/tls.ts';
+import { startBurner } from '../support/burner.ts';
 import { Cluster, echoHandler, url } from '../support/cluster.ts';
 
 interface ErrorBody {
@@ -312,17 +313,34 @@ describe('certificate rotation under load', () => {
   const cluster = new Cluster();
   afterAll(() => cluster.close());
 
-  it('renews node and app certificates twice while ~300 calls run: zero failures', async () => {
-    const ttls = { workloadTtl: '3s', nodeTtl: '3s' };
+  // Certificates of 60 s renewed every 3 s (renewFraction 0.05): 57 s to spare at each renewal.
+  // With 3 s ones renewed at half life (1.5 s to spare, less once X.509 drops the milliseconds)
+  // this test failed on a loaded host: the process stalled past a certificate's end before its
+  // successor was signed (seen at load 25 to 30: stalls of 5 s). Production certificates live
+  // 24 h with 12 h to spare; what is tested here is that a renewal itself fails no call.
+  it('renews node and app certificates twice while calls run beside a CPU burner: zero failures', async () => {
+    const ttls = { workloadTtl: '60s', nodeTtl: '60s', renewFraction: 0.05 };
+    // Registrations that outlive the burner's stalls: membership is not what is tested here.
+    const resolver = { type: 'local', local: { path: cluster.registry, ttl: '30s', refresh: '100ms' } };
     const echo = await cluster.app(echoHandler('b'));
-    const serving = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], security: ttls });
-    const viaWorkers = await cluster.node({ workers: 1, apps: [{ appId: 'front' }], security: ttls });
-    const inline = await cluster.node({ workers: 0, apps: [{ appId: 'front2' }], security: ttls });
+    const serving = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], security: ttls, resolver });
+    const viaWorkers = await cluster.node({ workers: 1, apps: [{ appId: 'front' }], security: ttls, resolver });
+    const inline = await cluster.node({ workers: 0, apps: [{ appId: 'front2' }], security: ttls, resolver });
+    const renewals = async (): Promise<number[]> => [
+      await metric(serving, 'weft_identity_certificates_total', { kind: 'node', result: 'renewed' }),
+      await metric(viaWorkers, 'weft_identity_certificates_total', { kind: 'workload', result: 'renewed' }),
+      await metric(inline, 'weft_identity_certificates_total', { kind: 'workload', result: 'renewed' }),
+    ];
+    const before = await renewals();
+    let renewedTwice = false;
     const failures: string[] = [];
     let done = 0;
     const big = Buffer.alloc(100_000, 2);
+    // Calls run until every node renewed twice during the run, bounded in count and time.
+    const until = Date.now() + 45_000;
+    const more = (i: number): boolean => i < 200 && Date.now() < until && (i < 25 || !renewedTwice);
     const lane = async (node: WeftNode, lane: number): Promise<void> => {
-      for (let i = 0; i < 75; i++) {
+      for (let i = 0; more(i); i++) {
         const kind = i % 10;
         try {
           if (kind === 3) {
@@ -342,18 +360,26 @@ describe('certificate rotation under load', () => {
         await new Promise((r) => setTimeout(r, 45));
       }
     };
-    const started = Date.now();
-    await Promise.all([lane(viaWorkers, 0), lane(viaWorkers, 1), lane(inline, 2), lane(inline, 3)]);
-    const elapsed = Date.now() - started;
+    const watch = async (): Promise<void> => {
+      while (!renewedTwice && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 250));
+        const now = await renewals();
+        renewedTwice = now.every((n, i) => n - (before[i] ?? 0) >= 2);
+      }
+    };
+    const burner = startBurner({ maxMs: 50_000 });
+    try {
+      await Promise.all([watch(), lane(viaWorkers, 0), lane(viaWorkers, 1), lane(inline, 2), lane(inline, 3)]);
+    } finally {
+      await burner.stop();
+    }
     expect(failures).toEqual([]);
-    expect(done).toBe(300);
-    expect(elapsed).toBeGreaterThan(3000); // renewals at 1.5 s and 3 s fell inside the run
+    expect(done).toBeGreaterThanOrEqual(100);
+    expect(renewedTwice).toBe(true); // every node renewed twice while calls ran
     await new Promise((r) => setTimeout(r, 1200)); // worker counters arrive once a second
     for (const n of [viaWorkers, inline]) {
-      expect(await metric(n, 'weft_identity_certificates_total', { kind: 'workload', result: 'renewed' })).toBeGreaterThanOrEqual(2);
       // each renewal opened fresh channels presenting the new certificate
       expect(await metric(n, 'weft_peer_channels_opened_total', {})).toBeGreaterThanOrEqual(3);
     }
-    expect(await metric(serving, 'weft_identity_certificates_total', { kind: 'node', result: 'renewed' })).toBeGreaterThanOrEqual(2);
-  });
+  }, 90_000);
 });

@@ -85,6 +85,7 @@ describe('node config', () => {
     [{ logLevel: 'loud' }, 'logLevel: must be one of debug, info, warn, error, silent (got "loud")'],
     [{ namespace: 'a b' }, 'namespace: "a b" is not a valid namespace (letters, digits, - and _, at most 63)'],
     [{ colour: 'blue' }, 'colour: unknown field'],
+    [{ security: { renewFraction: 1 } }, 'security.renewFraction: must be a number from 0.05 to 0.9 (got 1)'],
     [[1, 2], '(top level): must be a mapping'],
   ])('names the field: %j', (raw, message) => {
     expect(problem(raw)).toContain(message);

@@ -134,4 +134,26 @@ describe('IdentityManager', () => {
     expect((await ev).reason).toBe('forced');
     expect(m.node().serialNumber).not.toBe(before);
   });
+
+  it('has the next key ready before a renewal is due: a renewal only signs', async () => {
+    // Regression: on a starved host the key generated at renewal time took seconds out of the
+    // old certificate's remaining life (2 s test certificates expired before their successor).
+    const { generateKeyPem } = await import('../../src/security/ca.ts');
+    const made: string[] = [];
+    const m = manager({ generateKey: async () => {
+      const k = await generateKeyPem();
+      made.push(k);
+      return k;
+    } });
+    await m.start([{ namespace: 'default', appId: 'orders' }]);
+    for (let i = 0; i < 500 && made.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(made).toHaveLength(4); // two issued, and one spare each
+    const spares = made.slice();
+    const ev = nextRotation(m);
+    await m.renew('node');
+    await ev;
+    // the renewed certificate carries a key that existed before renew() was called
+    expect(spares).toContain(m.node().keyPem);
+    expect(made.slice(0, 2)).not.toContain(m.node().keyPem);
+  });
 });
