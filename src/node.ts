@@ -48,8 +48,24 @@ export interface NodePorts {
   readonly apps: Readonly<Record<string, number>>;
 }
 
+/** A listener of the node, by the config section that sets its port. */
+export type Listener = 'http' | 'grpc' | 'peer' | 'metrics';
+
 export interface StartOptions {
   readonly logger?: Logger;
+  /**
+   * Listeners whose configured port is only a preference (`weft run`'s Dapr defaults): when it
+   * is taken, the listener binds any free port instead and the ready line says which. The bind
+   * itself is the claim, so two nodes starting at once cannot both pick the same free port, as
+   * they could when a port was probed first and bound later.
+   */
+  readonly portFallback?: readonly Listener[];
+}
+
+function addressInUse(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown; cause?: unknown } | null;
+  if (e === null || typeof e !== 'object') return false;
+  return e.code === 'EADDRINUSE' || /EADDRINUSE/.test(String(e.message)) || (e.cause !== undefined && addressInUse(e.cause));
 }
 
 function listen(server: Server, host: string, port: number): Promise<number> {
@@ -94,15 +110,17 @@ export class WeftNode {
   tracer: Tracer = OFF;
   private traces: TraceExport | null = null;
   private state: 'new' | 'starting' | 'ready' | 'stopping' | 'stopped' = 'new';
+  private readonly portFallback: ReadonlySet<Listener>;
 
-  private constructor(config: NodeConfig, log: Logger) {
+  private constructor(config: NodeConfig, log: Logger, portFallback: readonly Listener[]) {
     this.config = config;
     this.log = log;
+    this.portFallback = new Set(portFallback);
     this.metrics = new Metrics(config.nodeId ?? `${hostname()}-${config.peer.port}`);
   }
 
   static async start(config: NodeConfig, options: StartOptions = {}): Promise<WeftNode> {
-    const node = new WeftNode(config, options.logger ?? createLogger(config.logLevel));
+    const node = new WeftNode(config, options.logger ?? createLogger(config.logLevel), options.portFallback ?? []);
     try {
       await node.boot();
     } catch (err) {
@@ -114,6 +132,17 @@ export class WeftNode {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /** Binds `listener` on `port`; if that port is only a preference and taken, on any free port. */
+  private async claim(listener: Listener, port: number, bind: (port: number) => Promise<number>): Promise<number> {
+    try {
+      return await bind(port);
+    } catch (err) {
+      if (port === 0 || !this.portFallback.has(listener) || !addressInUse(err)) throw err;
+      this.log.info({ listener, port }, 'the preferred port is taken: listening on any free port');
+      return bind(0);
+    }
   }
 
   private async boot(): Promise<void> {
@@ -151,7 +180,8 @@ export class WeftNode {
       security = NodeSecurity.load(config, this.log, this.metrics);
       this.security = security;
     }
-    const knownNodeId = config.nodeId ?? (config.peer.port === 0 ? undefined : `${hostname()}-${config.peer.port}`);
+    // A peer port that is only a preference may end up another: the id waits for the bind.
+    const knownNodeId = config.nodeId ?? (config.peer.port === 0 || this.portFallback.has('peer') ? undefined : `${hostname()}-${config.peer.port}`);
     const tls = security === null ? null : await security.serverSide(knownNodeId);
     this.peer = new PeerServer({
       lookup: (appId, namespace) => this.channels.get(`${namespace}/${appId}`),
@@ -181,9 +211,11 @@ export class WeftNode {
       // the node's logger as it is when a call fails (it gains the node id once the port is bound)
       get log() { return self.log; },
     }, tls?.options);
-    const peerPort = await this.peer.bind(config.peer.host, config.peer.port, tls?.credentials);
+    const peer = this.peer;
+    const peerPort = await this.claim('peer', config.peer.port, (port) => peer.bind(config.peer.host, port, tls?.credentials));
     this.nodeId = config.nodeId ?? `${hostname()}-${peerPort}`;
     this.log = this.log.child({ nodeId: this.nodeId });
+    this.metrics.registry.setDefaultLabels({ node_id: this.nodeId }); // the port bound may not be the one configured
     if (this.traces !== null) {
       const { nodeResource } = await import('./observability/tracing-export.ts');
       this.traces.identify(nodeResource(config.tracing, { nodeId: this.nodeId, appId: config.apps[0]?.appId }));
@@ -243,7 +275,8 @@ export class WeftNode {
           (err: unknown) => res.writeHead(500).end(String(err)),
         );
       });
-      metricsPort = await listen(this.metricsServer, config.metrics.host, config.metrics.port);
+      const server = this.metricsServer;
+      metricsPort = await this.claim('metrics', config.metrics.port, (port) => listen(server, config.metrics.host, port));
     }
 
     const primary: AppConfig | undefined = config.apps[0];
@@ -264,7 +297,7 @@ export class WeftNode {
     });
     const httpServer = api(primary?.appId ?? '', primary?.namespace ?? config.namespace);
     this.servers.push(httpServer);
-    const httpPort = await listen(httpServer, config.http.host, config.http.port);
+    const httpPort = await this.claim('http', config.http.port, (port) => listen(httpServer, config.http.host, port));
     const appPorts: Record<string, number> = {};
     for (const app of config.apps.slice(1)) {
       if (app.httpPort === undefined) continue;
@@ -297,7 +330,8 @@ export class WeftNode {
         routing, channel: (peer, appId, ns) => outbound.peerChannel(peer, appId, ns), plaintext: security === null, metrics: this.metrics,
       }));
       if (!proxying) this.log.warn('gRPC proxy mode is off: this grpc-js version does not keep its handlers where weft looks for them');
-      grpcPort = await this.grpcApi.bind(config.grpc.host, config.grpc.port);
+      const grpcApi = this.grpcApi;
+      grpcPort = await this.claim('grpc', config.grpc.port, (port) => grpcApi.bind(config.grpc.host, port));
     }
     this.ports = { http: httpPort, grpc: grpcPort, peer: peerPort, metrics: metricsPort, apps: appPorts };
 

@@ -4,12 +4,11 @@
  * success, 1 on a failure at run time, 2 on bad usage or config.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { request } from 'undici';
 import { WeftError } from '../errors.ts';
 import { DEFAULTS, loadConfigFile, readConfigDocument, validateConfig } from '../config.ts';
-import { WeftNode } from '../node.ts';
+import { WeftNode, type Listener } from '../node.ts';
 import { createLogger } from '../observability/log.ts';
 
 interface Out {
@@ -155,15 +154,6 @@ async function startCommand(args: string[], out: Out): Promise<number> {
   return 0;
 }
 
-/** The preferred port when it is free, else 0 (any free port). */
-function freeOr(host: string, port: number): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', () => resolve(0));
-    probe.listen(port, host, () => probe.close(() => resolve(port)));
-  });
-}
-
 function intFlag(v: Record<string, unknown>, name: string): number | undefined {
   const raw = v[name];
   if (raw === undefined) return undefined;
@@ -199,18 +189,22 @@ async function runCommand(args: string[], out: Out): Promise<number> {
     raw[key] = obj;
     return obj;
   };
-  const http = section('http');
-  const host = typeof http['host'] === 'string' ? http['host'] : DEFAULTS.host;
-  const listen = async (key: string, flag: string, fallback: number): Promise<void> => {
+  // A port given by flag or file is kept (or the node fails to bind it); one left to its Dapr
+  // default is only a preference: the node binds it if free, else any free port (node.ts claim).
+  const portFallback: Listener[] = [];
+  const port = (key: Listener, flag: string, fallback: number): void => {
     const s = section(key);
     const given = intFlag(v, flag);
     if (given !== undefined) s['port'] = given;
-    else s['port'] = await freeOr(typeof s['host'] === 'string' ? s['host'] : host, typeof s['port'] === 'number' ? s['port'] : fallback);
+    else if (s['port'] === undefined) {
+      s['port'] = fallback;
+      portFallback.push(key);
+    }
   };
-  await listen('http', 'http-port', DEFAULTS.httpPort);
-  await listen('grpc', 'grpc-port', DEFAULTS.grpcPort);
-  await listen('peer', 'peer-port', DEFAULTS.peerPort);
-  await listen('metrics', 'metrics-port', DEFAULTS.metricsPort);
+  port('http', 'http-port', DEFAULTS.httpPort);
+  port('grpc', 'grpc-port', DEFAULTS.grpcPort);
+  port('peer', 'peer-port', DEFAULTS.peerPort);
+  port('metrics', 'metrics-port', DEFAULTS.metricsPort);
   if (v['node-id'] !== undefined) raw['nodeId'] = v['node-id'];
   if (v['advertise-address'] !== undefined) raw['advertiseAddress'] = v['advertise-address'];
   if (v['workers'] !== undefined) raw['workers'] = v['workers'];
@@ -247,7 +241,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
   }
   if (v['trust-domain'] !== undefined) security['trustDomain'] = v['trust-domain'];
   const config = validateConfig(raw);
-  const node = await WeftNode.start(config, { logger: createLogger(config.logLevel) });
+  const node = await WeftNode.start(config, { logger: createLogger(config.logLevel), portFallback });
   announce(node, out);
   let child: ChildProcess | null = null;
   if (cmd.length > 0) {

@@ -68,7 +68,7 @@ describe('rotation driven by IdentityManager', () => {
     // Until both sides rotated at least twice (bounded in time and count), with every core busy.
     const rotated = (): boolean => new Set(serverCerts).size >= 3 && (echo?.clientSerials.size ?? 0) >= 3;
     const until = Date.now() + 25_000;
-    const burner = startBurner({ maxMs: 30_000 });
+    const burner = startBurner({ maxMs: 10_000 }); // small enough for CI: at most 10 s
     const lane = async (): Promise<void> => {
       let c = newClient();
       let n = 0;
