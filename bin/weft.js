@@ -1,22 +1,16 @@
 #!/usr/bin/env node
-// The `weft` command. weft is TypeScript run directly by Node (type stripping, Node >= 22.18
-// and 24). On a Node that has the feature only behind a flag, re-run with the flag.
-import { spawn } from 'node:child_process';
-
-if (!process.features.typescript) {
-  const child = spawn(process.execPath, ['--experimental-strip-types', '--disable-warning=ExperimentalWarning', ...process.argv.slice(1)], { stdio: 'inherit' });
-  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => child.kill(sig));
-  child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
-} else {
-  // node:sqlite still prints an ExperimentalWarning on Node 24; it is expected, so keep stderr clean.
-  const emit = process.emitWarning;
-  process.emitWarning = function (warning, ...rest) {
-    const text = typeof warning === 'string' ? warning : warning?.message ?? '';
-    if (/SQLite|Type Stripping/i.test(text)) return;
-    return emit.call(process, warning, ...rest);
-  };
-  const { main } = await import('../src/cli/main.ts');
-  process.exitCode = await main(process.argv.slice(2));
-  // Let pino flush, then leave even if a stray handle stays open.
-  setTimeout(() => process.exit(), 200).unref();
+// The `weft` command. This file only checks that this Node can run weft, in plain JavaScript
+// that old versions parse (no optional chaining, no top-level await), then loads weft-cli.js.
+// weft is TypeScript run directly by Node (type stripping): Node >= 22.13, 24 LTS recommended.
+var parts = process.versions.node.split('.').map(Number);
+var major = parts[0];
+var minor = parts[1];
+if (major < 22 || (major === 22 && minor < 13)) {
+  var script = decodeURIComponent(new URL('../scripts/use-node24.sh', import.meta.url).pathname);
+  process.stderr.write(
+    'weft: needs Node.js 22.13 or later (Node 24 LTS recommended); this is Node ' + process.version + ' at ' + process.execPath + '.\n' +
+    'weft: to get Node 24 in this shell, run:  source ' + script + '\n' +
+    'weft: (it installs Node 24 from the npm registry into ~/.cache and puts it first on PATH), or install Node 24 from https://nodejs.org\n');
+  process.exit(1);
 }
+import('./weft-cli.js');

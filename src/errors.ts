@@ -104,6 +104,10 @@ export const Errors = {
   WEFT_ACTOR_REMINDER_DELETE: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_ACTOR_REMINDER_DELETE', summary: 'the actor reminder could not be deleted' },
   /** A proxied gRPC call (by `dapr-app-id` metadata) to an app whose node calls it over HTTP. */
   WEFT_APP_NOT_GRPC: { http: 501, grpc: GrpcStatus.UNIMPLEMENTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app does not speak gRPC (app protocol grpc or grpcs is needed for proxied gRPC calls)', invoke: true },
+  /** The CLI (`weft status`, `weft invoke`) found nothing listening at the node's address. */
+  WEFT_NODE_UNREACHABLE: { http: 503, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_NODE_UNREACHABLE', summary: 'no weft node answers at the address the CLI was given' },
+  /** The CLI reached a server at the node's address that does not answer as a weft node. */
+  WEFT_NOT_A_NODE: { http: 502, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_NOT_A_NODE', summary: 'the server at the address the CLI was given is not a weft node' },
   WEFT_CONFIG: { http: 500, grpc: GrpcStatus.INVALID_ARGUMENT, dapr: 'ERR_CONFIG', summary: 'the configuration is not valid' },
   WEFT_INTERNAL: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_INTERNAL', summary: 'an internal error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -93,11 +93,19 @@ Options:
   --data TEXT        request body
   --header K:V       a request header (repeatable)
   --http-port N      the node's HTTP API port (default 3500, or DAPR_HTTP_PORT)
+  --api-token TOKEN  the node's API token (default: DAPR_API_TOKEN)
   --json             print {status, headers, body} as JSON
 `,
-  status: `Usage: weft status [--http-port N] [--json]
+  status: `Usage: weft status [--http-port N] [--api-token TOKEN] [--json]
 
 Prints the metadata of the node at --http-port (default 3500, or DAPR_HTTP_PORT).
+Exits 1 with a clear error when nothing answers there, when the node wants an API
+token it was not given (or refuses the one given), or when what answers is not weft.
+
+Options:
+  --http-port N        the node's HTTP API port (default 3500, or DAPR_HTTP_PORT)
+  --api-token TOKEN    the node's API token (default: DAPR_API_TOKEN, as Dapr's CLI)
+  --json               print the metadata (or {"error": {code, message}}) as JSON
 `,
 };
 
@@ -305,7 +313,7 @@ function apiPort(v: Record<string, unknown>): number {
 async function invokeCommand(args: string[], out: Out): Promise<number> {
   const v = parse(args, {
     'app-id': { type: 'string' }, method: { type: 'string' }, verb: { type: 'string' }, data: { type: 'string' },
-    header: { type: 'string', multiple: true }, 'http-port': { type: 'string' },
+    header: { type: 'string', multiple: true }, 'http-port': { type: 'string' }, 'api-token': { type: 'string' },
   }, HELP['invoke'] as string, out);
   if (v === null) return 0;
   if (typeof v['app-id'] !== 'string') throw new WeftError('WEFT_CONFIG', '--app-id: is required');
@@ -316,12 +324,12 @@ async function invokeCommand(args: string[], out: Out): Promise<number> {
     if (colon <= 0) throw new WeftError('WEFT_CONFIG', `--header: "${h}" is not NAME:VALUE`);
     headers[h.slice(0, colon).trim()] = h.slice(colon + 1).trim();
   }
-  const token = process.env['DAPR_API_TOKEN'];
-  if (token) headers['dapr-api-token'] = token;
+  const token = apiToken(v);
+  if (token !== undefined) headers['dapr-api-token'] = token;
   const verb = ((v['verb'] as string | undefined) ?? 'POST').toUpperCase();
   const url = `http://127.0.0.1:${apiPort(v)}/v1.0/invoke/${encodeURIComponent(v['app-id'])}/method/${(v['method']).replace(/^\//, '')}`;
   const res = await request(url, { method: verb as 'POST', headers, body: (v['data'] as string | undefined) ?? null }).catch((err: unknown) => {
-    throw new WeftError('WEFT_PEER_UNAVAILABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
+    throw new WeftError('WEFT_NODE_UNREACHABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
   });
   const body = await res.body.text();
   if (out.json) out.write(`${JSON.stringify({ status: res.statusCode, headers: res.headers, body })}\n`);
@@ -329,23 +337,55 @@ async function invokeCommand(args: string[], out: Out): Promise<number> {
   return res.statusCode < 400 ? 0 : 1;
 }
 
+/** The API token: --api-token, else DAPR_API_TOKEN (as Dapr's CLI), else none. */
+function apiToken(v: Record<string, unknown>): string | undefined {
+  const flag = v['api-token'];
+  if (typeof flag === 'string') return flag;
+  return process.env['DAPR_API_TOKEN'] || undefined;
+}
+
 async function statusCommand(args: string[], out: Out): Promise<number> {
-  const v = parse(args, { 'http-port': { type: 'string' } }, HELP['status'] as string, out);
+  const v = parse(args, { 'http-port': { type: 'string' }, 'api-token': { type: 'string' } }, HELP['status'] as string, out);
   if (v === null) return 0;
   const url = `http://127.0.0.1:${apiPort(v)}/v1.0/metadata`;
-  const headers: Record<string, string> = {};
-  if (process.env['DAPR_API_TOKEN']) headers['dapr-api-token'] = process.env['DAPR_API_TOKEN'];
-  const res = await request(url, { headers }).catch((err: unknown) => {
-    throw new WeftError('WEFT_PEER_UNAVAILABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
+  const token = apiToken(v);
+  const headers: Record<string, string> = token === undefined ? {} : { 'dapr-api-token': token };
+  const res = await request(url, { headers, headersTimeout: 10_000, bodyTimeout: 10_000 }).catch((err: unknown) => {
+    throw new WeftError('WEFT_NODE_UNREACHABLE', `no weft node answers at ${url}: ${(err as Error).message}`);
   });
-  const meta = (await res.body.json()) as Record<string, unknown>;
+  const text = await res.body.text().catch(() => '');
+  if (res.statusCode === 401) {
+    throw new WeftError('WEFT_UNAUTHORIZED', token === undefined
+      ? `the node at ${url} wants an API token: pass --api-token TOKEN or set DAPR_API_TOKEN`
+      : `the node at ${url} refused the API token given (${typeof v['api-token'] === 'string' ? '--api-token' : 'DAPR_API_TOKEN'})`);
+  }
+  const meta = metadataOf(text);
+  if (res.statusCode !== 200 || meta === null) {
+    throw new WeftError('WEFT_NOT_A_NODE', `what answers at ${url} is not a weft node (HTTP ${res.statusCode}${meta === null ? ', not weft\'s metadata' : ''})`);
+  }
   if (out.json) {
     out.write(`${JSON.stringify(meta)}\n`);
   } else {
-    const ext = (meta['extended'] ?? {}) as Record<string, unknown>;
-    out.write(`node      ${String(ext['nodeId'])}\napp       ${String(meta['id'])}\nruntime   ${String(meta['runtimeVersion'])}\noutbound  ${String(ext['outbound'])}\nresolver  ${JSON.stringify(ext['resolver'])}\n`);
+    const ext = meta.extended;
+    out.write(`node      ${ext['nodeId']}\napp       ${String(meta['id'])}\nruntime   ${meta.runtimeVersion}\noutbound  ${String(ext['outbound'])}\nresolver  ${JSON.stringify(ext['resolver'])}\n`);
   }
   return 0;
+}
+
+/** The body as a weft node's metadata, or null when it is not that (another server, or not JSON). */
+function metadataOf(text: string): (Record<string, unknown> & { runtimeVersion: string; extended: Record<string, unknown> & { nodeId: string } }) | null {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return null;
+  const d = doc as Record<string, unknown>;
+  const ext = d['extended'];
+  if (typeof d['runtimeVersion'] !== 'string' || !d['runtimeVersion'].startsWith('weft/')) return null;
+  if (typeof ext !== 'object' || ext === null || typeof (ext as Record<string, unknown>)['nodeId'] !== 'string') return null;
+  return d as Record<string, unknown> & { runtimeVersion: string; extended: Record<string, unknown> & { nodeId: string } };
 }
 
 async function caCommand(args: string[], out: Out): Promise<number> {

@@ -12,11 +12,11 @@
  * ```
  * The path also comes from `--registry` or `WEFT_REGISTRY`.
  */
-import { mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { parseDuration } from '../duration.ts';
+import { claimRegistryDir } from './registry-dir.ts';
 import { appKey, registerResolver, type AppKey, type Instance, type Registration, type Resolver, type ResolverContext, type ResolverStatus } from './resolver.ts';
 
 /** Row meta key marking an app that failed its health checks (Registration.appHealthy false). */
@@ -83,7 +83,7 @@ export class LocalResolver implements Resolver {
   }
 
   async start(): Promise<void> {
-    mkdirSync(dirname(this.path), { recursive: true });
+    claimRegistryDir(dirname(this.path), 'resolver.local.path');
     const db = new DatabaseSync(this.path, { timeout: 2000 });
     db.exec(`
       PRAGMA journal_mode = WAL;

@@ -12,12 +12,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { dirname } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { NodeConfig, AccessControlSource } from '../config.ts';
 import { readAccessControlFile } from '../config.ts';
 import { WeftError } from '../errors.ts';
 import type { Logger } from '../observability/log.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { claimRegistryDir } from '../routing/registry-dir.ts';
 import type { CallHead } from '../peer/codec.ts';
 import type { IdentitySet, WorkloadIdentity } from '../../workers/protocol.ts';
 import { ALLOW_ALL, parseAccessControl, type AccessControl } from './acl.ts';
@@ -83,6 +85,8 @@ export class NodeSecurity {
     if (caDir === undefined) throw new WeftError('WEFT_CONFIG', 'security.caDir: no CA directory (and plaintext is off)');
     let ca: CertificateAuthority;
     if (caDirDefaulted) {
+      // The host-local CA lives in the registry's directory: one user's, like the registry.
+      claimRegistryDir(dirname(caDir), 'resolver.local.path');
       const local = initOrLoadCa(caDir, { trustDomain: config.security.trustDomain ?? 'public' });
       if (local.created) log.info({ caDir, trustDomain: local.trustDomain }, 'created a host-local CA for mTLS between the nodes of this host (security.caDir to use your own)');
       ca = local;

@@ -1,8 +1,9 @@
 /**
  * The `weft` CLI as a user runs it: real processes, stopped by the test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,8 +26,8 @@ function weft(args: string[], env: Record<string, string> = {}): ChildProcess {
 }
 
 /** Runs a command to its end: exit code, stdout, stderr. */
-function run(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  const child = weft(args);
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; out: string; err: string }> {
+  const child = weft(args, env);
   let out = '';
   let err = '';
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
@@ -209,4 +210,109 @@ describe('weft help', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/Usage: weft/);
   });
+});
+
+describe('two nodes on one host, as the README shows them', () => {
+  it('both come up with every port left to its default, started at once, and call each other', async () => {
+    // Regression: both nodes probed the same free default port, then both bound it: EADDRINUSE.
+    // The default ports are only preferences here (taken ones are left for any free port), and
+    // the registry is the default one under a HOME of the test's own.
+    const home = mkdtempSync(join(tmpdir(), 'weft-home-'));
+    try {
+      const env = { HOME: home, WEFT_REGISTRY: '', WEFT_CA_DIR: '', DAPR_HTTP_PORT: '', DAPR_API_TOKEN: '' };
+      const appPort = await freePort();
+      const b = weft(['run', '--app-id', 'echo', '--app-port', String(appPort), '--log-level', 'warn', '--json', '--', process.execPath, 'examples/echo-app.ts'], env);
+      const a = weft(['run', '--app-id', 'front', '--log-level', 'warn', '--json'], env);
+      const [rb, ra] = await Promise.all([ready(b), ready(a)]);
+      for (const key of ['http', 'grpc', 'peer', 'metrics'] as const) expect(ra[key]).not.toBe(rb[key]);
+      for (let i = 0; i < 50 && !(await portOpen(appPort)); i++) await new Promise((r) => setTimeout(r, 100));
+      let status = 0;
+      for (let i = 0; i < 50 && status !== 200; i++) {
+        const res = await request(`http://127.0.0.1:${ra.http}/v1.0/invoke/echo/method/echo/x`, { method: 'POST', body: 'hi' });
+        status = res.statusCode;
+        if (status === 200) expect(await res.body.text()).toBe('hi');
+        else await res.body.dump();
+        if (status !== 200) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(status).toBe(200);
+      // the default registry is this user's own: under HOME, in a directory only they can enter
+      expect(existsSync(join(home, '.weft', 'registry.sqlite'))).toBe(true);
+      expect(statSync(join(home, '.weft')).mode & 0o777).toBe(0o700);
+      a.kill('SIGTERM');
+      b.kill('SIGTERM');
+      expect(await exited(a)).toBe(0);
+      expect(await exited(b)).toBe(0);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('weft on a Node too old for it', () => {
+  // The machine's own Node (v20 here) is older than weft needs; without one, there is nothing to check.
+  const oldNode = ['/usr/bin/node', '/usr/local/bin/node'].find((p) => {
+    if (!existsSync(p)) return false;
+    const r = spawnSync(p, ['-p', 'process.versions.node'], { encoding: 'utf8' });
+    const [major = 0, minor = 0] = r.stdout.trim().split('.').map(Number);
+    return r.status === 0 && (major < 22 || (major === 22 && minor < 13));
+  });
+  it.skipIf(oldNode === undefined)('says which Node it needs and how to get it, and exits 1', () => {
+    const r = spawnSync(oldNode as string, [WEFT, 'status'], { cwd: ROOT, encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('needs Node.js 22.13 or later');
+    expect(r.stderr).toContain(`source ${join(ROOT, 'scripts', 'use-node24.sh')}`);
+    expect(r.stderr).not.toContain('bad option');
+  });
+});
+
+describe('weft status', () => {
+  it('with an API token: asks for it, refuses a wrong one, and reads the flag or DAPR_API_TOKEN', async () => {
+    const node = weft(['run', '--app-id', 'guarded', ...ports, '--registry', registry, '--log-level', 'warn', '--json'], { DAPR_API_TOKEN: 's3cret' });
+    const r = await ready(node);
+    const port = String(r.http);
+    const none = await run(['status', '--http-port', port], { DAPR_API_TOKEN: '' });
+    expect(none.code).toBe(1);
+    expect(none.err).toContain('wants an API token: pass --api-token TOKEN or set DAPR_API_TOKEN');
+    expect(none.err).toContain('[WEFT_UNAUTHORIZED]');
+    expect(none.out).not.toContain('undefined');
+    const noneJson = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: '' });
+    expect(noneJson.code).toBe(1);
+    expect((JSON.parse(noneJson.out) as { error: { code: string } }).error.code).toBe('WEFT_UNAUTHORIZED');
+    const wrong = await run(['status', '--http-port', port, '--api-token', 'nope'], { DAPR_API_TOKEN: '' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.err).toContain('refused the API token given (--api-token)');
+    const flag = await run(['status', '--http-port', port, '--api-token', 's3cret'], { DAPR_API_TOKEN: '' });
+    expect(flag.code).toBe(0);
+    expect(flag.out).toContain(`node      ${r.nodeId}`);
+    const fromEnv = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: 's3cret' });
+    expect(fromEnv.code).toBe(0);
+    expect((JSON.parse(fromEnv.out) as { extended: { nodeId: string } }).extended.nodeId).toBe(r.nodeId);
+  }, 60_000);
+
+  it('against a port that is not weft, or where nothing listens: a clear error and exit 1', async () => {
+    const other = createHttpServer((req, res) => {
+      res.writeHead(req.url === '/v1.0/metadata' ? 200 : 404, { 'content-type': 'application/json' }).end('{"id":"someone else"}');
+    });
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((other.address() as { port: number }).port);
+      const human = await run(['status', '--http-port', port], { DAPR_API_TOKEN: '' });
+      expect(human.code).toBe(1);
+      expect(human.err).toContain('is not a weft node');
+      expect(human.err).toContain('[WEFT_NOT_A_NODE]');
+      expect(human.out).toBe('');
+      const json = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: '' });
+      expect(json.code).toBe(1);
+      expect((JSON.parse(json.out) as { error: { code: string } }).error.code).toBe('WEFT_NOT_A_NODE');
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
+    const closed = String(await freePort());
+    const gone = await run(['status', '--http-port', closed], { DAPR_API_TOKEN: '' });
+    expect(gone.code).toBe(1);
+    expect(gone.err).toContain('[WEFT_NODE_UNREACHABLE]');
+    const goneJson = await run(['status', '--http-port', closed, '--json'], { DAPR_API_TOKEN: '' });
+    expect(goneJson.code).toBe(1);
+    expect((JSON.parse(goneJson.out) as { error: { code: string } }).error.code).toBe('WEFT_NODE_UNREACHABLE');
+  }, 60_000);
 });
