@@ -19,8 +19,8 @@
  *     drops the old root.
  * Keys are generated asynchronously by node:crypto, so a renewal does not stall the event loop for
  * RSA key generation; the forge signature that follows is a few milliseconds.
- *   - The key of an identity's next certificate is generated as soon as the current one is issued,
- *     long before it is due. On a CPU-starved host RSA key generation takes seconds (measured: 0.2
+ *   - The key of an identity's next certificate is generated halfway between the current one's
+ *     issuance and its renewal, long before it is due. On a CPU-starved host RSA key generation takes seconds (measured: 0.2
  *     to 1.5 s at load 20 on 2 cores), which would come straight out of the certificate's remaining
  *     life if it ran at renewal time; with the key ready, a renewal is a signature.
  */
@@ -77,6 +77,8 @@ export interface IdentityManagerOptions {
   readonly now?: () => number;
   /** Makes a private key (PEM); default an RSA 2048 key from node:crypto. */
   readonly generateKey?: () => Promise<string>;
+  /** When the next certificate's key is made after an issuance; default halfway to the renewal. */
+  readonly spareAfterMs?: number;
 }
 
 interface Slot {
@@ -86,6 +88,8 @@ interface Slot {
   generation: number;
   /** The key for the next certificate, generated ahead (see the contract above). */
   nextKey: Promise<string> | undefined;
+  /** Starts nextKey halfway to the renewal (not at issuance, when a starting node is busiest). */
+  spareTimer: NodeJS.Timeout | undefined;
 }
 
 /** setTimeout cannot wait longer than this; longer waits are taken in steps. */
@@ -163,6 +167,7 @@ export class IdentityManager extends EventEmitter {
     const slot = this.slots.get(key);
     if (slot !== undefined) {
       clearTimeout(slot.timer);
+      clearTimeout(slot.spareTimer);
       this.slots.delete(key);
     }
   }
@@ -216,7 +221,10 @@ export class IdentityManager extends EventEmitter {
   /** Stops every renewal timer. */
   close(): void {
     this.closed = true;
-    for (const slot of this.slots.values()) clearTimeout(slot.timer);
+    for (const slot of this.slots.values()) {
+      clearTimeout(slot.timer);
+      clearTimeout(slot.spareTimer);
+    }
   }
 
   private async issue(key: string, reason: RotatedEvent['reason']): Promise<IdentityBundle> {
@@ -246,14 +254,19 @@ export class IdentityManager extends EventEmitter {
     }
     if (key !== 'node' && !this.apps.has(key)) return this.bundleOf(key, cert, now);
     const bundle = this.bundleOf(key, cert, now);
-    const slot: Slot = current ?? { bundle, timer: undefined, generation, nextKey: undefined };
+    const slot: Slot = current ?? { bundle, timer: undefined, generation, nextKey: undefined, spareTimer: undefined };
     slot.bundle = bundle;
     clearTimeout(slot.timer);
     this.slots.set(key, slot);
     this.schedule(key, slot, bundle.renewAt);
+    clearTimeout(slot.spareTimer);
     if (!this.closed && slot.nextKey === undefined) {
-      slot.nextKey = this.newKey();
-      slot.nextKey.catch(() => {}); // a failed spare is replaced at renewal time
+      slot.spareTimer = setTimeout(() => {
+        if (this.closed || slot.nextKey !== undefined) return;
+        slot.nextKey = this.newKey();
+        slot.nextKey.catch(() => {}); // a failed spare is replaced at renewal time
+      }, this.options.spareAfterMs ?? Math.min(MAX_TIMER, Math.max(0, bundle.renewAt - this.now()) / 2));
+      slot.spareTimer.unref();
     }
     this.publish(before === undefined ? 'issued' : reason, bundle);
     return bundle;

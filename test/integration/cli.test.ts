@@ -270,21 +270,24 @@ describe('weft status', () => {
     const node = weft(['run', '--app-id', 'guarded', ...ports, '--registry', registry, '--log-level', 'warn', '--json'], { DAPR_API_TOKEN: 's3cret' });
     const r = await ready(node);
     const port = String(r.http);
-    const none = await run(['status', '--http-port', port], { DAPR_API_TOKEN: '' });
+    const noToken = { DAPR_API_TOKEN: '' };
+    const [none, noneJson, wrong, flag, fromEnv] = await Promise.all([
+      run(['status', '--http-port', port], noToken),
+      run(['status', '--http-port', port, '--json'], noToken),
+      run(['status', '--http-port', port, '--api-token', 'nope'], noToken),
+      run(['status', '--http-port', port, '--api-token', 's3cret'], noToken),
+      run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: 's3cret' }),
+    ]);
     expect(none.code).toBe(1);
     expect(none.err).toContain('wants an API token: pass --api-token TOKEN or set DAPR_API_TOKEN');
     expect(none.err).toContain('[WEFT_UNAUTHORIZED]');
     expect(none.out).not.toContain('undefined');
-    const noneJson = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: '' });
     expect(noneJson.code).toBe(1);
     expect((JSON.parse(noneJson.out) as { error: { code: string } }).error.code).toBe('WEFT_UNAUTHORIZED');
-    const wrong = await run(['status', '--http-port', port, '--api-token', 'nope'], { DAPR_API_TOKEN: '' });
     expect(wrong.code).toBe(1);
     expect(wrong.err).toContain('refused the API token given (--api-token)');
-    const flag = await run(['status', '--http-port', port, '--api-token', 's3cret'], { DAPR_API_TOKEN: '' });
     expect(flag.code).toBe(0);
     expect(flag.out).toContain(`node      ${r.nodeId}`);
-    const fromEnv = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: 's3cret' });
     expect(fromEnv.code).toBe(0);
     expect((JSON.parse(fromEnv.out) as { extended: { nodeId: string } }).extended.nodeId).toBe(r.nodeId);
   }, 60_000);
@@ -296,22 +299,26 @@ describe('weft status', () => {
     await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
     try {
       const port = String((other.address() as { port: number }).port);
-      const human = await run(['status', '--http-port', port], { DAPR_API_TOKEN: '' });
+      const [human, json] = await Promise.all([
+        run(['status', '--http-port', port], { DAPR_API_TOKEN: '' }),
+        run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: '' }),
+      ]);
       expect(human.code).toBe(1);
       expect(human.err).toContain('is not a weft node');
       expect(human.err).toContain('[WEFT_NOT_A_NODE]');
       expect(human.out).toBe('');
-      const json = await run(['status', '--http-port', port, '--json'], { DAPR_API_TOKEN: '' });
       expect(json.code).toBe(1);
       expect((JSON.parse(json.out) as { error: { code: string } }).error.code).toBe('WEFT_NOT_A_NODE');
     } finally {
       await new Promise((r) => other.close(r));
     }
     const closed = String(await freePort());
-    const gone = await run(['status', '--http-port', closed], { DAPR_API_TOKEN: '' });
+    const [gone, goneJson] = await Promise.all([
+      run(['status', '--http-port', closed], { DAPR_API_TOKEN: '' }),
+      run(['status', '--http-port', closed, '--json'], { DAPR_API_TOKEN: '' }),
+    ]);
     expect(gone.code).toBe(1);
     expect(gone.err).toContain('[WEFT_NODE_UNREACHABLE]');
-    const goneJson = await run(['status', '--http-port', closed, '--json'], { DAPR_API_TOKEN: '' });
     expect(goneJson.code).toBe(1);
     expect((JSON.parse(goneJson.out) as { error: { code: string } }).error.code).toBe('WEFT_NODE_UNREACHABLE');
   }, 60_000);

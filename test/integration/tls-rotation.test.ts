@@ -73,7 +73,7 @@ describe('rotation driven by IdentityManager', () => {
       let c = newClient();
       let n = 0;
       while (Date.now() < until && calls < 5000 && (calls < 30 || !rotated())) {
-        if (++n % 20 === 0) {
+        if (++n % 5 === 0) { // a fresh channel often: each handshake shows the certificates in use
           c.close();
           c = newClient();
         }

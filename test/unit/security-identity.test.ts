@@ -140,13 +140,13 @@ describe('IdentityManager', () => {
     // old certificate's remaining life (2 s test certificates expired before their successor).
     const { generateKeyPem } = await import('../../src/security/ca.ts');
     const made: string[] = [];
-    const m = manager({ generateKey: async () => {
+    const m = manager({ spareAfterMs: 0, generateKey: async () => {
       const k = await generateKeyPem();
       made.push(k);
       return k;
     } });
     await m.start([{ namespace: 'default', appId: 'orders' }]);
-    for (let i = 0; i < 500 && made.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 1000 && made.length < 4; i++) await new Promise((r) => setTimeout(r, 20));
     expect(made).toHaveLength(4); // two issued, and one spare each
     const spares = made.slice();
     const ev = nextRotation(m);
@@ -155,5 +155,5 @@ describe('IdentityManager', () => {
     // the renewed certificate carries a key that existed before renew() was called
     expect(spares).toContain(m.node().keyPem);
     expect(made.slice(0, 2)).not.toContain(m.node().keyPem);
-  });
+  }, 40_000);
 });
