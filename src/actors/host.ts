@@ -13,8 +13,9 @@
  *   `actorIdleTimeout`, `deactivate()`, `drainAndDeactivate()` (rebalancing) or `close()`.
  *   Retiring takes it out of the table at once (later calls make a new activation, whose
  *   first call waits for the old one's `DELETE`), lets its accepted calls finish, then sends
- *   `DELETE /actors/{type}/{id}`, but only if the app ever answered a call for it: the JS SDK
- *   crashes on a DELETE of an actor it never activated.
+ *   `DELETE /actors/{type}/{id}`, but only if a call may have reached the app (answered, or
+ *   failed after it may have gone out: the app may have activated it): the JS SDK fails on a
+ *   DELETE of an actor it never activated.
  * - Timers live in memory with the activation and fire
  *   `PUT /actors/{type}/{id}/method/timer/{name}` inside the actor's turn. A timer whose
  *   fire the app refuses (404, 500: e.g. an unknown callback) is logged and stopped.
@@ -86,7 +87,7 @@ interface ActiveActor {
   readonly id: string;
   readonly turns: TurnLock;
   lastUsed: number;
-  /** The app answered a call for it: it is active in the app, a DELETE is safe. */
+  /** A call for it reached the app (answered, or failed after it may have gone out): a DELETE is due. */
   activated: boolean;
   readonly timers: ActorTimers;
   /** The previous activation of the same actor, still being deactivated. */
@@ -266,7 +267,18 @@ export class ActorHost {
     if (this.claim !== undefined && actor.generation === undefined) actor.generation = await this.claim(actor.type, actor.id);
     actor.lastUsed = this.now();
     const signal = AbortSignal.any([req.signal ?? AbortSignal.timeout(this.callTimeoutMs), actor.cut.signal]);
-    const res = await this.app.call({ ...req, signal });
+    let res: AppCallResponse;
+    try {
+      res = await this.app.call({ ...req, signal });
+    } catch (err) {
+      // A call that may have reached the app (its deadline passed, it was cut, the connection
+      // broke after the request went out) may have activated the actor there: the app can be
+      // running it still. Only a DELETE ends that activation, and the node acknowledges a
+      // table only after its DELETEs, so without one the new owner could activate the actor
+      // while this app still has it. Only a call that provably never went out leaves it unknown.
+      if (!neverSent(err)) actor.activated = true;
+      throw err;
+    }
     actor.activated = true;
     actor.lastUsed = this.now();
     return res;
@@ -508,6 +520,13 @@ function asHostError(err: unknown): HostError {
   if (err instanceof ActorError) return err;
   if (err instanceof WeftError) return err;
   return new ActorError('WEFT_ACTOR_INVOKE_METHOD', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/** App-channel failures that prove the request never went out to the app (nothing to deactivate). */
+const NEVER_SENT = new Set(['WEFT_APP_REFUSED', 'WEFT_APP_UNHEALTHY', 'WEFT_APP_UNAVAILABLE', 'WEFT_BAD_REQUEST']);
+
+function neverSent(err: unknown): boolean {
+  return err instanceof WeftError && NEVER_SENT.has(err.code);
 }
 
 /** Fencing: fails the queued calls of an activation as moved and aborts its running app call. */

@@ -205,6 +205,38 @@ describe('ActorHost: deactivation', () => {
     expect(host.isActive('counter', 'a')).toBe(false);
   });
 
+  it('sends DELETE for an actor whose first call may have reached the app without an answer', async () => {
+    // The app got the call (it activated the actor) but its answer came too late: the caller's
+    // deadline passed. The actor is active in the app, so moving it away needs the DELETE, and
+    // settled() (what the node waits for before it acknowledges a table) must wait for it.
+    const { host, app } = await started();
+    app.handle = (req) => new Promise((_, reject) => {
+      req.signal?.addEventListener('abort', () => reject(new WeftError('WEFT_DEADLINE_EXCEEDED', 'app shop did not answer before the deadline')));
+    });
+    const deadline = new AbortController();
+    const call = host.invoke({ type: 'counter', id: 'late', method: 'm', signal: deadline.signal });
+    await vi.advanceTimersByTimeAsync(0);
+    deadline.abort();
+    expect((await call).ok).toBe(false);
+    // Cut off (fence) or broken after sending: in doubt as well.
+    app.handle = () => { throw new WeftError('WEFT_APP_ABORTED', 'socket closed'); };
+    expect((await host.invoke({ type: 'counter', id: 'broken', method: 'm' })).ok).toBe(false);
+    const del = gate();
+    app.handle = async (req) => {
+      if (req.verb === 'DELETE') await del.promise;
+      return answer();
+    };
+    let settled = false;
+    expect(await host.drainAndDeactivate(() => true)).toBe(2);
+    const done = host.settled().then(() => (settled = true));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(app.paths().filter((p) => p.startsWith('DELETE')).sort()).toEqual(['DELETE /actors/counter/broken', 'DELETE /actors/counter/late']);
+    expect(settled).toBe(false);
+    del.open();
+    await done;
+    expect(host.isActive('counter', 'late')).toBe(false);
+  });
+
   it('deactivates an active actor with DELETE after its calls, once', async () => {
     const { host, app } = await started();
     await host.invoke({ type: 'counter', id: 'a', method: 'm' });
