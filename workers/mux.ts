@@ -116,6 +116,19 @@ export class MuxStream {
         p.reject(new CallFailure(wire, !stream.open));
       }
     };
+    // The peer ends its side cleanly (status OK) only once every call it ran is answered, and
+    // its answers come before its end: a call still pending then was never run (the peer was
+    // shutting down when it arrived), so it may go to another instance.
+    call.on('status', (status: grpc.StatusObject) => {
+      if (status.code !== grpc.status.OK || stream.pending.size === 0) return;
+      if (this.current === stream) this.current = null;
+      const pending = [...stream.pending.values()];
+      stream.pending.clear();
+      for (const p of pending) {
+        clearTimeout(p.timer);
+        p.reject(failure('WEFT_SHUTTING_DOWN', `${this.where} ended the stream before running the call: it is shutting down`));
+      }
+    });
     call.on('error', (err: grpc.ServiceError) => fail(err));
     call.on('end', () => fail(null));
     return stream;
