@@ -26,7 +26,7 @@ import {
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { GrpcAppChannel } from '../appchannel/grpc.ts';
 import { identity, proxyHead, relayable, splice, type SpliceResult } from './proxy.ts';
-import { OFF, logFields, type Tracer } from '../observability/tracing.ts';
+import { OFF, logFields, type Span, type Tracer } from '../observability/tracing.ts';
 import type { Logger } from '../observability/log.ts';
 import { appCallSpan, endAppCall, endFailed, peerServerSpan, propagate, withTraceContext } from '../observability/tracing-spans.ts';
 
@@ -263,7 +263,7 @@ export class PeerServer {
     let release: (() => void) | undefined;
     // Tracing: this call's server span, and the app call's client span (whose context the app gets).
     const span = this.tracer.on ? peerServerSpan(this.tracer, head, cancelSource === null ? 'Mux' : 'Invoke') : undefined;
-    let appSpan: ReturnType<typeof appCallSpan> | undefined;
+    let appSpan: Span | undefined;
     try {
       const ctx = this.begin(call, head, msLeft, cancelSource, who);
       controller = ctx.controller;
@@ -272,14 +272,14 @@ export class PeerServer {
       this.inflight.add(controller);
       if (head.actorType !== undefined && head.actorType !== '') {
         if (this.hooks.actor === undefined) throw new WeftError('WEFT_ACTOR_MOVED', 'this node hosts no actors');
-        const answer = await this.hooks.actor(head, span !== undefined && span.recording ? propagate(ctx.headers, span) : head.traceparent ? withTraceContext(ctx.headers, head.traceparent, head.tracestate ?? '') : ctx.headers, body, controller.signal, msLeft);
+        // the turn's span is the child of this one: the app call is made (and traced) in the turn
+        const answer = await this.hooks.actor(head, toApp(ctx.headers, head, span, undefined), body, controller.signal, msLeft);
         span?.set('http.response.status_code', answer.status).end();
         return { status: answer.status, headers: answer.headers as string[], body: answer.body, bodyTicket: '' };
       }
-      if (span !== undefined && span.recording) appSpan = appCallSpan(this.tracer, span, head.verb, ctx.channel.app.appHost, ctx.channel.app.appPort ?? 0, `/${head.method}`, head.appId);
+      appSpan = this.appSpan(span, head, ctx.channel);
       const res = await ctx.channel.call({
-        method: head.method, verb: head.verb, query: head.query,
-        headers: appSpan !== undefined ? propagate(ctx.headers, appSpan) : head.traceparent ? withTraceContext(ctx.headers, head.traceparent, head.tracestate ?? '') : ctx.headers,
+        method: head.method, verb: head.verb, query: head.query, headers: toApp(ctx.headers, head, span, appSpan),
         body: body.length === 0 ? null : body, signal: controller.signal,
       });
       const { body: first, rest } = await readUpTo(res, WHOLE_BODY_LIMIT, controller.signal);
@@ -298,14 +298,24 @@ export class PeerServer {
       return { status: res.status, headers: res.headers, body: first, bodyTicket };
     } catch (err) {
       const e = controller === undefined ? WeftError.from(err, head.appId) : abortedOr(err, controller, head.appId);
-      if (appSpan !== undefined) endFailed(appSpan, e);
-      if (span !== undefined) endFailed(span, e);
-      this.hooks.log?.debug({ ...logFields(span), appId: head.appId, callerAppId: head.callerAppId, method: head.method, weftCode: e.code, err: e.message }, 'call from another node failed');
+      this.failed(head, e, span, appSpan);
       throw e;
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
     }
+  }
+
+  /** The app call's client span, under this call's server span when it records. */
+  private appSpan(span: Span | undefined, head: CallHead, channel: AppChannel): Span | undefined {
+    return span !== undefined && span.recording ? appCallSpan(this.tracer, span, head.verb, channel.app.appHost, channel.app.appPort ?? 0, `/${head.method}`, head.appId) : undefined;
+  }
+
+  /** A failed call: its spans end with the error, and a debug line names the trace. */
+  private failed(head: CallHead, e: WeftError, span: Span | undefined, appSpan: Span | undefined): void {
+    if (appSpan !== undefined) endFailed(appSpan, e);
+    if (span !== undefined) endFailed(span, e);
+    this.hooks.log?.debug({ ...logFields(span), appId: head.appId, callerAppId: head.callerAppId, method: head.method, weftCode: e.code, err: e.message }, 'call from another node failed');
   }
 
   private async invoke(call: grpc.ServerUnaryCall<InvokeRequest, InvokeResponse>, cb: grpc.sendUnaryData<InvokeResponse>): Promise<void> {
@@ -389,10 +399,14 @@ export class PeerServer {
     let controller: AbortController | undefined;
     let release: (() => void) | undefined;
     const who: Who = { caller: undefined };
+    // Tracing, as for a whole call; both spans last until the answer's last frame is written.
+    let span: Span | undefined;
+    let appSpan: Span | undefined;
     try {
       const first = await frames.next();
       if (first.done === true || first.value.call === null) throw new WeftError('WEFT_BAD_REQUEST', 'InvokeStream must start with a frame carrying the call');
       head = first.value.call;
+      if (this.tracer.on) span = peerServerSpan(this.tracer, head, 'InvokeStream');
       const ctx = this.begin(call, head, msUntil(call.getDeadline()), call, who);
       controller = ctx.controller;
       release = ctx.release;
@@ -406,14 +420,20 @@ export class PeerServer {
           if (f.value.data.length > 0) yield f.value.data;
         }
       })();
-      const res = await ctx.channel.call({ method: head.method, verb: head.verb, query: head.query, headers: ctx.headers, body, signal: controller.signal });
+      appSpan = this.appSpan(span, head, ctx.channel);
+      const res = await ctx.channel.call({ method: head.method, verb: head.verb, query: head.query, headers: toApp(ctx.headers, head, span, appSpan), body, signal: controller.signal });
       await writeFrames(call, res.status, res.headers, res.body, controller.signal);
+      if (appSpan !== undefined) endAppCall(appSpan, res.status);
+      span?.set('http.response.status_code', res.status).end();
       call.end();
       this.hooks.onCall?.(head, res.status, started, who.caller);
     } catch (err) {
       const e = controller === undefined ? WeftError.from(err, head?.appId) : abortedOr(err, controller, head?.appId);
       call.emit('error', toServiceError(e));
-      if (head !== null) this.hooks.onCall?.(head, e, started, who.caller);
+      if (head !== null) {
+        this.failed(head, e, span, appSpan);
+        this.hooks.onCall?.(head, e, started, who.caller);
+      }
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
@@ -501,6 +521,17 @@ function abortedOr(err: unknown, controller: AbortController, appId: string | un
   if (controller.signal.aborted && reason instanceof WeftError) return reason;
   // the app's connection closing while its answer was read
   return appAborted(err, appId) ?? WeftError.from(err, appId);
+}
+
+/**
+ * The app's headers with the trace context it should see: the app call span's; for an actor
+ * call, the server span's (the turn, and the app call in it, are its children); when this node
+ * records nothing for the call (tracing off, or unsampled), the caller node's context as it came.
+ */
+function toApp(headers: string[], head: CallHead, span: Span | undefined, appSpan: Span | undefined): string[] {
+  if (appSpan !== undefined) return propagate(headers, appSpan);
+  if (span !== undefined && span.recording) return propagate(headers, span);
+  return head.traceparent ? withTraceContext(headers, head.traceparent, head.tracestate ?? '') : headers;
 }
 
 /** The headers the app sees: the caller's, minus any weft sets itself, plus the verified caller and callee. */

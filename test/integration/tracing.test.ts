@@ -11,8 +11,10 @@ import { request } from 'undici';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
+import { Readable } from 'node:stream';
 import type { WeftNode } from '../../src/node.ts';
-import { Cluster, echoHandler, url } from '../support/cluster.ts';
+import { Cluster, echoHandler, url, type Handler, type TestApp } from '../support/cluster.ts';
+import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { freePort } from '../support/ports.ts';
 import { OtlpKind, OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
@@ -29,6 +31,30 @@ function tracing(rx: OtlpReceiver, rate = '1'): Record<string, unknown> {
 function traceId(i: number): string {
   return `${CALLER_TRACE.slice(0, 24)}${i.toString(16).padStart(8, '0')}`;
 }
+
+/** A request body sent chunked (no content-length), a part at a time. */
+function chunks(parts: readonly string[]): Readable {
+  return Readable.from((async function* () {
+    for (const p of parts) {
+      yield Buffer.from(p);
+      await new Promise((r) => setImmediate(r));
+    }
+  })());
+}
+
+/** An app answering an event stream: the head at once, then three events a few ms apart. */
+const eventStream: Handler = (req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.flushHeaders();
+  let i = 0;
+  const next = (): void => {
+    if (i === 3) return void res.end();
+    res.write(`data: ${i++}\n\n`);
+    setTimeout(next, 10);
+  };
+  next();
+};
 
 function one(spans: readonly ReceivedSpan[], pred: (s: ReceivedSpan) => boolean, what: string): ReceivedSpan {
   const found = spans.filter(pred);
@@ -69,12 +95,15 @@ describe.each([
   let rx: OtlpReceiver;
   let a: WeftNode;
   let b: WeftNode;
+  let echo: TestApp;
+  let events: TestApp;
   let n = 0;
 
   beforeAll(async () => {
     rx = await OtlpReceiver.start();
-    const echo = await cluster.app(echoHandler('echo'));
-    b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra: tracing(rx) });
+    echo = await cluster.app(echoHandler('echo'));
+    events = await cluster.app(eventStream);
+    b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }, { appId: 'events', appPort: events.port }], extra: tracing(rx) });
     a = await cluster.node({ workers, apps: [{ appId: 'front' }], extra: tracing(rx) });
   });
   afterAll(async () => {
@@ -123,6 +152,52 @@ describe.each([
     expect(tp).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
     const spans = await rx.waitFor(tp.slice(3, 35), 4);
     invocationChain(spans, a, b, '');
+  });
+
+  it('a request body that streams (chunked, or over the whole-body limit) has its spans on the target node too, and the app gets their traceparent', async () => {
+    const big = Buffer.alloc(WHOLE_BODY_LIMIT + 1000, 'b');
+    const bodies = [
+      { what: 'chunked', make: () => chunks(['one,', 'two,', 'three']), expected: 'one,two,three' },
+      { what: 'over the limit', make: () => big, expected: big.toString() },
+    ];
+    for (const { what, make, expected } of bodies) {
+      const tid = traceId(++n + workers * 100);
+      const res = await request(url(a, '/v1.0/invoke/echo/method/upload'), {
+        method: 'POST', body: make(), headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01`, tracestate: 'vendor=s' },
+      });
+      const seen = JSON.parse(res.headers['x-echo-headers'] as string) as Record<string, string>;
+      expect(await res.body.text(), what).toBe(expected);
+      const spans = await rx.waitFor(tid, 4);
+      expect(spans, what).toHaveLength(4);
+      const { ingress, attempt, server, app } = invocationChain(spans, a, b, CALLER_SPAN);
+      expect(res.headers['traceparent']).toBe(`00-${tid}-${ingress.spanId}-01`);
+      expect(seen['traceparent'], what).toBe(`00-${tid}-${app.spanId}-01`);
+      expect(seen['tracestate']).toBe('vendor=s');
+      expect(attempt.name).toBe('weft.peer.v1.Peer/InvokeStream');
+      expect(server.name).toBe('weft.peer.v1.Peer/InvokeStream');
+      expect(server.attributes).toMatchObject({ 'rpc.method': 'InvokeStream', 'weft.app_id': 'echo', 'weft.caller.app_id': 'front', 'http.response.status_code': 200 });
+      expect(app.attributes).toMatchObject({ 'http.request.method': 'POST', 'http.response.status_code': 200 });
+      expect(app.attributes['url.full']).toMatch(/\/upload$/);
+      expect(app.startNs >= server.startNs && app.endNs <= server.endNs).toBe(true);
+    }
+  });
+
+  it('a streamed answer (an event stream), to a whole or a streamed request, is one trace across both nodes', async () => {
+    for (const body of [undefined, chunks(['a', 'b'])]) {
+      const tid = traceId(++n + workers * 100);
+      const res = await request(url(a, '/v1.0/invoke/events/method/feed'), {
+        method: 'POST', body, headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` },
+      });
+      expect(res.headers['content-type']).toBe('text/event-stream');
+      expect(await res.body.text()).toBe('data: 0\n\ndata: 1\n\ndata: 2\n\n');
+      const spans = await rx.waitFor(tid, 4);
+      expect(spans).toHaveLength(4);
+      const { ingress, app } = invocationChain(spans, a, b, CALLER_SPAN);
+      expect(res.headers['traceparent']).toBe(`00-${tid}-${ingress.spanId}-01`);
+      const seen = events.seen.at(-1);
+      expect(seen?.headers['traceparent']).toBe(`00-${tid}-${app.spanId}-01`);
+      expect(app.attributes['http.response.status_code']).toBe(200);
+    }
   });
 
   it('an unsampled parent is honoured: nothing is exported, the decision and trace id travel on', async () => {
