@@ -327,7 +327,7 @@ export class WeftNode {
       const routing = this.routing;
       const proxying = installFallback(this.grpcApi.server, proxyHandler({
         callerAppId: primary?.appId ?? '', namespace: primary?.namespace ?? config.namespace, apiToken: config.apiToken,
-        routing, channel: (peer, appId, ns) => outbound.peerChannel(peer, appId, ns), plaintext: security === null, metrics: this.metrics,
+        routing, channel: (peer, appId, ns) => outbound.peerChannel(peer, appId, ns), plaintext: security === null, metrics: this.metrics, tracer,
       }));
       if (!proxying) this.log.warn('gRPC proxy mode is off: this grpc-js version does not keep its handlers where weft looks for them');
       const grpcApi = this.grpcApi;

@@ -26,6 +26,8 @@ import {
   identity, relayable, splice,
 } from '../peer/proxy.ts';
 import { checkApiToken, weftStatus } from './grpc.ts';
+import { TRACEPARENT, TRACESTATE, type Span, type Tracer } from '../observability/tracing.ts';
+import { endFailed, endGrpc, proxyHopSpan, proxyIngressSpan } from '../observability/tracing-spans.ts';
 
 export interface GrpcProxyContext {
   /** The app whose calls this port takes (the caller of every proxied call). */
@@ -38,6 +40,8 @@ export interface GrpcProxyContext {
   /** No TLS between nodes: the head names the caller (the far node has no certificate to read). */
   readonly plaintext: boolean;
   readonly metrics: Metrics;
+  /** The node's tracer (docs/tracing.md); absent or `on: false`: no spans. */
+  readonly tracer?: Tracer;
 }
 
 type UntypedHandler = {
@@ -100,6 +104,11 @@ async function relay(ctx: GrpcProxyContext, cursors: Map<string, number>, call: 
   metrics.sent(ctx.callerAppId, appId);
   metrics.inflight.inc();
   let status: string;
+  // Tracing: this node's server span, and the client span of the hop to node B (whose context
+  // the hop's metadata carries); the answer's metadata names the server span, as Dapr's does.
+  const tracer = ctx.tracer;
+  const span = tracer?.on === true ? proxyIngressSpan(tracer, call.metadata.get(TRACEPARENT)[0], call.metadata.get(TRACESTATE)[0], path, { appId, method: path, callerAppId: ctx.callerAppId }) : undefined;
+  let hop: Span | undefined;
   try {
     checkApiToken(call.metadata, ctx.apiToken);
     if (parts.length > 2 || parts.some((p) => p === '')) throw new WeftError('WEFT_BAD_APP_ID', `invalid app id "${target}": use appId or appId.namespace`);
@@ -129,13 +138,27 @@ async function relay(ctx: GrpcProxyContext, cursors: Map<string, number>, call: 
     const deadline = call.getDeadline();
     const finite = deadline instanceof Date || Number.isFinite(deadline);
     if (call.cancelled) throw new WeftError('WEFT_CANCELLED', 'the caller cancelled the call', { appId });
+    if (span !== undefined) {
+      hop = proxyHopSpan(tracer as Tracer, span, peer);
+      md.set(TRACEPARENT, hop.traceparent);
+      if (hop.traceState !== '') md.set(TRACESTATE, hop.traceState);
+      else md.remove(TRACESTATE);
+    }
     const peerCall = client.makeBidiStreamRequest(PeerMethods.proxy, identity, identity, md, finite ? { deadline } : {});
-    const result = await splice(call, peerCall);
+    const result = await splice(call, peerCall, span === undefined ? relayable : (answer) => {
+      const out = relayable(answer);
+      out.set(TRACEPARENT, span.traceparent);
+      return out;
+    });
     status = result.cancelled ? 'CANCELLED' : grpcStatusName(result.code);
+    if (hop !== undefined) endGrpc(hop, result.code, status, false);
+    if (span !== undefined) endGrpc(span, result.code, status, true);
   } catch (err) {
     const e = WeftError.from(err, appId);
     call.emit('error', weftStatus(e));
     status = e.code;
+    if (hop !== undefined) endFailed(hop, e);
+    if (span !== undefined) endFailed(span, e);
   }
   metrics.inflight.dec();
   metrics.received(ctx.callerAppId, appId, status, performance.now() - started);

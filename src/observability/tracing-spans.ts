@@ -15,7 +15,7 @@ import {
   ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
   ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME,
 } from '@opentelemetry/semantic-conventions';
-import { ATTR, SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type Tracer } from './tracing.ts';
+import { ATTR, SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type SpanAttributes, type TraceParent, type Tracer } from './tracing.ts';
 
 export { ATTR };
 
@@ -52,10 +52,14 @@ export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: str
   });
 }
 
+/** The parent a gRPC call's metadata names (`traceparent`, `tracestate`), if valid. */
+function metadataParent(traceparent: unknown, tracestate: unknown): TraceParent | undefined {
+  return typeof traceparent === 'string' ? parseTraceParent(traceparent, typeof tracestate === 'string' ? tracestate : '') : undefined;
+}
+
 /** The gRPC API's server span (`dapr.proto.runtime.v1.Dapr/<rpc>`), parent from the metadata. */
 export function grpcIngressSpan(tracer: Tracer, traceparent: unknown, tracestate: unknown, rpc: string, target: CallTarget): Span {
-  const parent = typeof traceparent === 'string' ? parseTraceParent(traceparent, typeof tracestate === 'string' ? tracestate : '') : undefined;
-  const span = tracer.start(`${DAPR_SERVICE}/${rpc}`, SpanKind.SERVER, parent, null);
+  const span = tracer.start(`${DAPR_SERVICE}/${rpc}`, SpanKind.SERVER, metadataParent(traceparent, tracestate), null);
   if (!span.recording) return span;
   return span.attrs({
     [ATTR.RPC_SYSTEM]: 'grpc',
@@ -223,4 +227,75 @@ export function appCallSpanFromHeaders(tracer: Tracer, headers: readonly string[
     [ATTR_URL_FULL]: `http://${host}:${port}${path}`,
     [ATTR.APP_ID]: appId,
   });
+}
+
+// ---------------------------------------------------------------- gRPC proxy mode
+
+/*
+ * A proxied gRPC call (src/ingress/grpc-proxy.ts, then src/peer/server.ts) is four spans, as an
+ * invocation is: node A's SERVER span named after the proxied method (`package.Service/Method`,
+ * the RPC conventions' name), the CLIENT span of its one hop to node B (`weft.peer.v1.Peer/Proxy`,
+ * never retried), node B's SERVER span for that hop, and its CLIENT span to the app (the method
+ * again). The context travels in each call's `traceparent`/`tracestate` metadata.
+ */
+
+const PEER_PROXY = 'weft.peer.v1.Peer/Proxy';
+
+/** `rpc.*` of a gRPC method path (`/package.Service/Method`). */
+function rpcOf(path: string): SpanAttributes {
+  const slash = path.lastIndexOf('/');
+  return { [ATTR.RPC_SYSTEM]: 'grpc', [ATTR.RPC_SERVICE]: path.slice(1, slash), [ATTR.RPC_METHOD]: path.slice(slash + 1) };
+}
+
+/** Node A's SERVER span of a proxied call; parent the client's metadata. */
+export function proxyIngressSpan(tracer: Tracer, traceparent: unknown, tracestate: unknown, path: string, target: CallTarget): Span {
+  const span = tracer.start(path.slice(1), SpanKind.SERVER, metadataParent(traceparent, tracestate), null);
+  if (!span.recording) return span;
+  const attrs = rpcOf(path);
+  attrs[ATTR.APP_ID] = target.appId;
+  attrs[ATTR.METHOD] = target.method;
+  attrs[ATTR.CALLER_APP_ID] = target.callerAppId;
+  return span.attrs(attrs);
+}
+
+/** The CLIENT span of node A's hop to node B (`Peer/Proxy`). */
+export function proxyHopSpan(tracer: Tracer, parent: Span, peer: { readonly nodeId: string; readonly address: string; readonly port: number }): Span {
+  return tracer.child(parent, PEER_PROXY, SpanKind.CLIENT, parent.recording ? {
+    ...rpcOf(`/${PEER_PROXY}`),
+    [ATTR_SERVER_ADDRESS]: peer.address,
+    [ATTR_SERVER_PORT]: peer.port,
+    [ATTR.PEER_NODE_ID]: peer.nodeId,
+    [ATTR.ATTEMPT]: 1,
+  } : null);
+}
+
+/**
+ * Node B's SERVER span of a proxied call; parent node A's hop (the call's metadata). The caller
+ * is set once known (with mTLS, from its certificate).
+ */
+export function proxyServerSpan(tracer: Tracer, traceparent: unknown, tracestate: unknown, appId: string, path: string): Span {
+  const span = tracer.start(PEER_PROXY, SpanKind.SERVER, metadataParent(traceparent, tracestate), null);
+  if (!span.recording) return span;
+  const attrs = rpcOf(`/${PEER_PROXY}`);
+  attrs[ATTR.APP_ID] = appId;
+  attrs[ATTR.METHOD] = path;
+  return span.attrs(attrs);
+}
+
+/** Node B's CLIENT span of the proxied call to the app's gRPC server. */
+export function grpcAppCallSpan(tracer: Tracer, parent: Span, path: string, host: string, port: number): Span {
+  const attrs = rpcOf(path);
+  attrs[ATTR_SERVER_ADDRESS] = host;
+  attrs[ATTR_SERVER_PORT] = port;
+  return tracer.child(parent, path.slice(1), SpanKind.CLIENT, attrs);
+}
+
+/** gRPC codes a SERVER span counts as its own failure (the RPC conventions' list); a CLIENT span fails on any code but OK. */
+const SERVER_FAULTS = new Set([2, 4, 12, 13, 14, 15]);
+
+/** Ends a gRPC span with the call's status (`name`: the code's name, the span's `error.type`). */
+export function endGrpc(span: Span, code: number, name: string, server: boolean): void {
+  span.set(ATTR.RPC_GRPC_STATUS_CODE, code);
+  if (code !== 0 && (!server || SERVER_FAULTS.has(code))) span.fail(name, `gRPC status ${name}`);
+  span.end();
 }

@@ -26,9 +26,9 @@ import {
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { GrpcAppChannel } from '../appchannel/grpc.ts';
 import { identity, proxyHead, relayable, splice, type SpliceResult } from './proxy.ts';
-import { OFF, logFields, type Span, type Tracer } from '../observability/tracing.ts';
+import { ATTR, OFF, TRACEPARENT, TRACESTATE, logFields, type Span, type Tracer } from '../observability/tracing.ts';
 import type { Logger } from '../observability/log.ts';
-import { appCallSpan, endAppCall, endFailed, peerServerSpan, propagate, withTraceContext } from '../observability/tracing-spans.ts';
+import { appCallSpan, endAppCall, endFailed, endGrpc, grpcAppCallSpan, peerServerSpan, propagate, proxyServerSpan, withTraceContext } from '../observability/tracing-spans.ts';
 
 /** What the server knows about the caller once its transport identity is checked. */
 export interface CallerIdentity {
@@ -453,11 +453,16 @@ export class PeerServer {
       callerAppId: p.callerAppId, callerNamespace: p.callerNamespace, actorType: '', actorId: '',
     };
     let caller: CallerIdentity | undefined;
+    // Tracing: the hop's server span (parent node A's hop span, from the metadata) and the client
+    // span of the call to the app, whose context the app's metadata carries.
+    const span = this.tracer.on ? proxyServerSpan(this.tracer, call.metadata.get(TRACEPARENT)[0], call.metadata.get(TRACESTATE)[0], head.appId, p.path) : undefined;
+    let appSpan: Span | undefined;
     try {
       if (!/^\/[^/]+\/[^/]+$/.test(p.path)) throw new WeftError('WEFT_BAD_REQUEST', `"${p.path}" is not a gRPC method path`);
       const channel = this.hooks.lookup(head.appId, head.namespace);
       if (channel === undefined) throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
       caller = this.hooks.authorize(call, head);
+      span?.set(ATTR.CALLER_APP_ID, caller.appId);
       if (!(channel instanceof GrpcAppChannel)) {
         throw new WeftError('WEFT_APP_NOT_GRPC', `app ${head.appId} is on app protocol ${channel.app.appProtocol}: proxied gRPC calls need grpc or grpcs`, { appId: head.appId });
       }
@@ -465,13 +470,24 @@ export class PeerServer {
       md.set('dapr-caller-app-id', caller.appId);
       md.set('dapr-caller-namespace', caller.namespace);
       md.set('dapr-callee-app-id', head.appId);
+      if (span !== undefined && span.recording) {
+        appSpan = grpcAppCallSpan(this.tracer, span, p.path, channel.app.appHost, channel.app.appPort ?? 0);
+        md.set(TRACEPARENT, appSpan.traceparent);
+        if (appSpan.traceState !== '') md.set(TRACESTATE, appSpan.traceState);
+      }
       const deadline = call.getDeadline();
       const app = channel.client.makeBidiStreamRequest(p.path, identity, identity, md, Number.isFinite(msUntil(deadline)) ? { deadline } : {});
       const result = await splice(call, app);
+      if (span !== undefined) {
+        const name = result.cancelled ? 'CANCELLED' : grpc.status[result.code] ?? String(result.code);
+        if (appSpan !== undefined) endGrpc(appSpan, result.code, name, false);
+        endGrpc(span, result.code, name, true);
+      }
       this.hooks.onProxyCall?.(head, result, started, caller);
     } catch (err) {
       const e = WeftError.from(err, head.appId);
       call.emit('error', toServiceError(e));
+      this.failed(head, e, span, appSpan);
       this.hooks.onProxyCall?.(head, e, started, caller);
     }
   }

@@ -17,6 +17,7 @@ import { Cluster, echoHandler, url, type Handler, type TestApp } from '../suppor
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
 import { freePort } from '../support/ports.ts';
 import { OtlpKind, OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts';
+import { StreamsClient, startStreamsApp, type StreamsApp } from '../support/streams-app.ts';
 import { startActorApp, Tracker, type ActorApp } from '../support/actor-app.ts';
 import { pino } from 'pino';
 import type { Logger } from '../../src/observability/log.ts';
@@ -294,6 +295,76 @@ describe('the gRPC API', () => {
     expect(ingress.name).toBe('dapr.proto.runtime.v1.Dapr/InvokeService');
     expect(ingress.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.method': 'InvokeService', 'weft.app_id': 'echo', 'weft.method': 'rpc/echo' });
     expect(answerTp).toBe(`00-${tid}-${ingress.spanId}-01`);
+  });
+});
+
+describe('gRPC proxy mode', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  let app: StreamsApp;
+  let a: WeftNode;
+  let b: WeftNode;
+  let client: grpc.Client & Record<string, (...args: unknown[]) => grpc.Call>;
+
+  beforeAll(async () => {
+    rx = await OtlpReceiver.start();
+    app = await startStreamsApp();
+    b = await cluster.node({ apps: [{ appId: 'streams', appPort: app.port, appProtocol: 'grpc' }], extra: tracing(rx) });
+    a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx) });
+    client = new StreamsClient(`127.0.0.1:${a.ports.grpc}`, grpc.credentials.createInsecure()) as typeof client;
+  });
+  afterAll(async () => {
+    client?.close();
+    await cluster.close();
+    await app?.close();
+    await rx.close();
+  });
+
+  function proxied(name: string, req: Buffer, tid: string): Promise<{ err: grpc.ServiceError | null; headers: grpc.Metadata | null }> {
+    const md = new grpc.Metadata();
+    md.set('dapr-app-id', 'streams');
+    md.set('traceparent', `00-${tid}-${CALLER_SPAN}-01`);
+    md.set('tracestate', 'vendor=g');
+    return new Promise((resolve) => {
+      let headers: grpc.Metadata | null = null;
+      const call = (client[name] as (r: Buffer, m: grpc.Metadata, cb: (e: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall)
+        .call(client, req, md, (err) => resolve({ err, headers }));
+      call.on('metadata', (m: grpc.Metadata) => (headers = m));
+    });
+  }
+
+  it('a proxied call is one trace: A\'s server and hop spans, B\'s server and app call spans; the app gets traceparent, the answer names A\'s span', async () => {
+    const tid = traceId(5150);
+    const { err, headers } = await proxied('Unary', Buffer.from('abc'), tid);
+    expect(err).toBeNull();
+    const spans = await rx.waitFor(tid, 4);
+    expect(spans).toHaveLength(4);
+    const { ingress, attempt, server, app: appCall } = invocationChain(spans, a, b, CALLER_SPAN);
+    expect(ingress.name).toBe('weft.test.Streams/Unary');
+    expect(ingress.attributes).toMatchObject({ 'rpc.system': 'grpc', 'rpc.service': 'weft.test.Streams', 'rpc.method': 'Unary', 'rpc.grpc.status_code': 0, 'weft.app_id': 'streams', 'weft.caller.app_id': 'front' });
+    expect(attempt.name).toBe('weft.peer.v1.Peer/Proxy');
+    expect(attempt.attributes).toMatchObject({ 'rpc.method': 'Proxy', 'server.port': b.ports.peer, 'weft.peer.node_id': b.nodeId, 'rpc.grpc.status_code': 0 });
+    expect(server.name).toBe('weft.peer.v1.Peer/Proxy');
+    expect(server.attributes).toMatchObject({ 'rpc.method': 'Proxy', 'weft.app_id': 'streams', 'weft.caller.app_id': 'front' });
+    expect(appCall.name).toBe('weft.test.Streams/Unary');
+    expect(appCall.attributes).toMatchObject({ 'rpc.service': 'weft.test.Streams', 'rpc.method': 'Unary', 'server.port': app.port, 'rpc.grpc.status_code': 0 });
+    const seen = app.seen.at(-1);
+    expect(seen?.metadata.get('traceparent')).toEqual([`00-${tid}-${appCall.spanId}-01`]);
+    expect(seen?.metadata.get('tracestate')).toEqual(['vendor=g']);
+    expect(headers?.get('traceparent')).toEqual([`00-${tid}-${ingress.spanId}-01`]);
+  });
+
+  it('a failing proxied call: the client spans fail with the gRPC status, the server spans carry it', async () => {
+    const tid = traceId(5151);
+    const { err } = await proxied('Fail', Buffer.from('x'), tid);
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const spans = await rx.waitFor(tid, 4);
+    const { ingress, attempt, server, app: appCall } = invocationChain(spans, a, b, CALLER_SPAN);
+    for (const s of [ingress, attempt, server, appCall]) expect(s.attributes['rpc.grpc.status_code']).toBe(grpc.status.INVALID_ARGUMENT);
+    // the RPC conventions: INVALID_ARGUMENT is the client's fault, not the server's
+    for (const s of [attempt, appCall]) expect([s.status.code, s.attributes['error.type']]).toEqual([2, 'INVALID_ARGUMENT']);
+    for (const s of [ingress, server]) expect(s.status.code).toBe(0);
+    expect(app.seen.at(-1)?.metadata.get('traceparent')).toEqual([`00-${tid}-${appCall.spanId}-01`]);
   });
 });
 
