@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from './yaml.ts';
 import { WeftError } from './errors.ts';
 import { parseDuration, parseSize } from './duration.ts';
 import { parseAccessControl } from './security/acl.ts';

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import type { CancelMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, SpanBatch, WireErrorShape, WorkerData } from '../workers/protocol.ts';
 import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, SPANS_CHANNEL } from '../workers/protocol.ts';
 import type { SpanSink } from './observability/tracing.ts';
+import { moduleUrl } from './paths.ts';
 
 export interface Dispatcher {
   readonly mode: 'workers' | 'inline';
@@ -37,7 +38,7 @@ export interface DispatchEvents {
 
 /** The longest a node waits for its workers at start before it serves anyway. */
 const WORKER_START_WAIT_MS = 10_000;
-const WORKER_FILE = new URL('../workers/peer-worker.ts', import.meta.url).href;
+const WORKER_FILE = moduleUrl('workers/peer-worker.ts');
 
 /**
  * Why these settings: a worker owns long-lived channels, so it takes many tasks at once

@@ -24,8 +24,8 @@ import type { AppConfig } from '../config.ts';
 import { WeftError } from '../errors.ts';
 import type { AppChannel, AppRequest, AppResponse } from './channel.ts';
 import { HOP_BY_HOP } from './http.ts';
+import { PROTO_ROOT } from '../paths.ts';
 
-const PROTO_ROOT = new URL('../../proto/', import.meta.url).pathname;
 const APP_CALLBACK_PROTO = 'dapr/proto/runtime/v1/appcallback.proto';
 export const ON_INVOKE_PATH = '/dapr.proto.runtime.v1.AppCallback/OnInvoke';
 

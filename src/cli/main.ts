@@ -10,6 +10,7 @@ import { WeftError } from '../errors.ts';
 import { DEFAULTS, loadConfigFile, readConfigDocument, validateConfig } from '../config.ts';
 import { WeftNode, type Listener } from '../node.ts';
 import { createLogger } from '../observability/log.ts';
+import { COMPILED } from '../paths.ts';
 
 interface Out {
   readonly json: boolean;
@@ -271,7 +272,7 @@ async function runCommand(args: string[], out: Out): Promise<number> {
 }
 
 function announce(node: WeftNode, out: Out): void {
-  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.ports.grpc, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type, peerTls: node.config.security.plaintext ? 'plaintext' : 'mtls' };
+  const event = { event: 'ready', nodeId: node.nodeId, http: node.ports.http, grpc: node.ports.grpc, peer: node.ports.peer, metrics: node.ports.metrics, apps: node.config.apps.map((a) => a.appId), workers: node.config.workers, resolver: node.config.resolver.type, peerTls: node.config.security.plaintext ? 'plaintext' : 'mtls', build: COMPILED ? 'compiled' : 'source' };
   if (out.json) out.write(`${JSON.stringify(event)}\n`);
   else out.write(`weft: node ${node.nodeId} ready: http 127.0.0.1:${node.ports.http}${node.ports.grpc === null ? '' : `, grpc :${node.ports.grpc}`}, peer :${node.ports.peer}${node.ports.metrics === null ? '' : `, metrics :${node.ports.metrics}`}; apps ${event.apps.join(', ') || '(none)'}; ${node.config.workers === 0 ? 'outbound inline' : `${node.config.workers} outbound workers`}; resolver ${event.resolver}; ${event.peerTls === 'mtls' ? 'mTLS between nodes' : 'PLAINTEXT between nodes'}\n`);
 }

@@ -37,6 +37,7 @@ import { normalizeMethod } from '../method-path.ts';
 import { actorStateHandlers } from './grpc-actors.ts';
 import type { Span, Tracer } from '../observability/tracing.ts';
 import { endIngress, grpcIngressSpan } from '../observability/tracing-spans.ts';
+import { PROTO_ROOT } from '../paths.ts';
 
 export interface GrpcApiContext {
   /** The app whose calls this listener takes (the caller of every invocation). */
@@ -63,7 +64,6 @@ interface InvokeActorRequest {
   metadata?: Record<string, string>;
 }
 
-const PROTO_ROOT = new URL('../../proto/', import.meta.url).pathname;
 const DAPR_PROTO = 'dapr/proto/runtime/v1/dapr.proto';
 const SERVICE = 'dapr.proto.runtime.v1.Dapr';
 

@@ -15,7 +15,7 @@
  * sampler is not always off.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../yaml.ts';
 import { WeftError } from '../errors.ts';
 
 export type OtlpProtocol = 'http/protobuf' | 'grpc';

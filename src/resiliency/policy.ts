@@ -18,7 +18,7 @@
  * built-in one (`DaprBuiltInServiceRetries` / `DaprBuiltInActorRetries`, overridable, at least
  * 3 retries). A document with `scopes` applies only to calls made by the apps it lists.
  */
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments } from '../yaml.ts';
 import { WeftError } from '../errors.ts';
 import { parseDuration } from '../duration.ts';
 import { DAPR_EXPONENTIAL, parseCodeRanges, statusMatch } from './backoff.ts';

@@ -18,7 +18,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments } from '../yaml.ts';
 import { configError } from '../config.ts';
 import { PostgresStateStore } from './postgresql.ts';
 import { SqliteStateStore } from './sqlite.ts';

@@ -2,7 +2,7 @@
  * The `weft` CLI as a user runs it: real processes, stopped by the test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +17,17 @@ const dir = mkdtempSync(join(tmpdir(), 'weft-cli-'));
 const registry = join(dir, 'registry.sqlite');
 const running: ChildProcess[] = [];
 
-interface Ready { event: string; nodeId: string; http: number; grpc: number; peer: number; metrics: number }
+interface Ready { event: string; nodeId: string; http: number; grpc: number; peer: number; metrics: number; build: string }
+
+/** `npm run build` compiled src/ after its last change (npm test builds first): bin/weft.js then runs dist/. */
+function compiledIsCurrent(): boolean {
+  const newest = (d: string): number => Math.max(0, ...readdirSync(d, { withFileTypes: true }).map((e) => (e.isDirectory() ? newest(join(d, e.name)) : e.name.endsWith('.ts') ? statSync(join(d, e.name)).mtimeMs : 0)));
+  try {
+    return statSync(join(ROOT, 'dist', '.built')).mtimeMs >= Math.max(newest(join(ROOT, 'src')), newest(join(ROOT, 'workers')));
+  } catch {
+    return false;
+  }
+}
 
 function weft(args: string[], env: Record<string, string> = {}): ChildProcess {
   const child = spawn(process.execPath, [WEFT, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -85,6 +95,8 @@ describe('weft run', () => {
     const a = weft(['run', '--app-id', 'front', ...ports, '--registry', registry, '--workers', '1', '--json']);
     const [rb, ra] = await Promise.all([ready(b), ready(a)]);
     expect(rb).toMatchObject({ event: 'ready', http: expect.any(Number), peer: expect.any(Number) });
+    // Both run the compiled tree when it is current (the worker pool's entry found in dist/ too).
+    expect([rb.build, ra.build]).toEqual(compiledIsCurrent() ? ['compiled', 'compiled'] : ['source', 'source']);
     // the app started by weft comes up on APP_PORT
     for (let i = 0; i < 50 && !(await portOpen(appPort)); i++) await new Promise((r) => setTimeout(r, 100));
     const res = await request(`http://127.0.0.1:${ra.http}/v1.0/invoke/echo/method/echo/cli?z=9`, { method: 'POST', body: 'via cli' });
@@ -99,6 +111,23 @@ describe('weft run', () => {
     expect(await portOpen(appPort)).toBe(false);
     a.kill('SIGTERM');
     expect(await exited(a)).toBe(0);
+  });
+
+  it('runs the TypeScript sources when asked (WEFT_FROM_SOURCE=1), and such a node calls a compiled one', async () => {
+    const appPort = await freePort();
+    const b = weft(['run', '--app-id', 'echo2', '--app-port', String(appPort), ...ports, '--registry', registry, '--json', '--', process.execPath, 'examples/echo-app.ts']);
+    const a = weft(['run', '--app-id', 'front2', ...ports, '--registry', registry, '--workers', '1', '--json'], { WEFT_FROM_SOURCE: '1' });
+    const [rb, ra] = await Promise.all([ready(b), ready(a)]);
+    expect(ra.build).toBe('source');
+    expect(rb.build).toBe(compiledIsCurrent() ? 'compiled' : 'source');
+    for (let i = 0; i < 50 && !(await portOpen(appPort)); i++) await new Promise((r) => setTimeout(r, 100));
+    const res = await request(`http://127.0.0.1:${ra.http}/v1.0/invoke/echo2/method/echo/x`, { method: 'POST', body: 'mixed' });
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('mixed');
+    a.kill('SIGTERM');
+    b.kill('SIGTERM');
+    expect(await exited(a)).toBe(0);
+    expect(await exited(b)).toBe(0);
   });
 
   it('stops when the app command exits, with its exit code', async () => {
