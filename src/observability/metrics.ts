@@ -1,13 +1,15 @@
 /**
  * The node's metrics, in its own prom-client registry (several nodes can share a process in
- * tests). Names follow Dapr's with a `weft_` prefix. Labelled children are cached so the
- * per-call cost is a map lookup, not a label hash.
+ * tests). Names follow Dapr's with a `weft_` prefix. The per-call series are fast-metrics.ts
+ * families: a call adds to numbers found by map lookups, with no label hashing and no
+ * allocation; the rest are prom-client's own metrics.
  *
  * Workers count their own facts (retries, channels) and send batches once a second
  * (`MetricsBatch`); `absorb` adds them here.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetricsBatch } from '../../workers/protocol.ts';
+import { FastCounter, FastHistogram } from './fast-metrics.ts';
 
 const LATENCY_BUCKETS_MS = [0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
@@ -52,35 +54,45 @@ class Cached<T> {
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly reqSent: Cached<{ inc(): void }>;
-  private readonly resRecv: Cached<{ inc(): void }>;
-  private readonly resRecvLatency: Cached<{ observe(v: number): void }>;
-  private readonly reqRecv: Cached<{ inc(): void }>;
-  private readonly resSent: Cached<{ inc(): void }>;
-  private readonly resSentLatency: Cached<{ observe(v: number): void }>;
-  private readonly reqCancelled: Cached<{ inc(): void }>;
-  private readonly recvCancelled: Cached<{ inc(): void }>;
-  private readonly accessControl: Cached<{ inc(): void }>;
+  private readonly reqSent: FastCounter;
+  private readonly resRecv: FastCounter;
+  private readonly resRecvLatency: FastHistogram;
+  private readonly reqRecv: FastCounter;
+  private readonly resSent: FastCounter;
+  private readonly resSentLatency: FastHistogram;
+  private readonly reqCancelled: FastCounter;
+  private readonly recvCancelled: FastCounter;
+  private readonly accessControl: FastCounter;
   private readonly renewals: Cached<{ inc(): void }>;
   private readonly certExpiry: Gauge;
   /** Counters the workers report, by name. */
   private readonly workerCounters = new Map<string, Counter>();
   /** Label sets seen per worker counter (bounded like Cached). */
   private readonly workerLabelSets = new Map<string, Set<string>>();
-  readonly inflight: Gauge;
+  /** Calls from local apps not yet over (`weft_service_invocation_inflight`, read at a scrape). */
+  readonly inflight = { value: 0, inc(): void { this.value++; }, dec(): void { this.value--; } };
   private watchCount: () => number = () => 0;
 
   constructor(nodeId: string) {
     this.registry.setDefaultLabels({ node_id: nodeId });
     collectDefaultMetrics({ register: this.registry, prefix: 'weft_' });
     const reg = [this.registry];
-    const sent = new Counter({ name: 'weft_service_invocation_req_sent_total', help: 'Calls sent to other apps', labelNames: ['app_id', 'dst_app_id'], registers: reg });
-    const recv = new Counter({ name: 'weft_service_invocation_res_recv_total', help: 'Answers received from other apps, by status (HTTP status, or weft error code)', labelNames: ['app_id', 'dst_app_id', 'status'], registers: reg });
-    const recvLat = new Histogram({ name: 'weft_service_invocation_res_recv_latency_ms', help: 'Time from a local app\'s call to the answer, in ms', labelNames: ['app_id', 'dst_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
-    const reqRecv = new Counter({ name: 'weft_service_invocation_req_recv_total', help: 'Calls received from other nodes for local apps', labelNames: ['app_id', 'src_app_id'], registers: reg });
-    const resSent = new Counter({ name: 'weft_service_invocation_res_sent_total', help: 'Answers sent to other nodes, by status', labelNames: ['app_id', 'src_app_id', 'status'], registers: reg });
-    const resSentLat = new Histogram({ name: 'weft_service_invocation_res_sent_latency_ms', help: 'Time a local app took to answer a call from another node, in ms', labelNames: ['app_id', 'src_app_id', 'status'], buckets: LATENCY_BUCKETS_MS, registers: reg });
-    this.inflight = new Gauge({ name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet over (a streamed answer counts until its last byte)', registers: reg });
+    const limits = { maxSets: MAX_LABEL_SETS, overflow: OVERFLOW_LABEL, clean: labelValue };
+    const counter = (name: string, help: string, labelNames: string[]): FastCounter => new FastCounter(this.registry, name, help, labelNames, limits);
+    const histogram = (name: string, help: string, labelNames: string[]): FastHistogram => new FastHistogram(this.registry, name, help, labelNames, LATENCY_BUCKETS_MS, limits);
+    this.reqSent = counter('weft_service_invocation_req_sent_total', 'Calls sent to other apps', ['app_id', 'dst_app_id']);
+    this.resRecv = counter('weft_service_invocation_res_recv_total', 'Answers received from other apps, by status (HTTP status, or weft error code)', ['app_id', 'dst_app_id', 'status']);
+    this.resRecvLatency = histogram('weft_service_invocation_res_recv_latency_ms', 'Time from a local app\'s call to the answer, in ms', ['app_id', 'dst_app_id', 'status']);
+    this.reqRecv = counter('weft_service_invocation_req_recv_total', 'Calls received from other nodes for local apps', ['app_id', 'src_app_id']);
+    this.resSent = counter('weft_service_invocation_res_sent_total', 'Answers sent to other nodes, by status', ['app_id', 'src_app_id', 'status']);
+    this.resSentLatency = histogram('weft_service_invocation_res_sent_latency_ms', 'Time a local app took to answer a call from another node, in ms', ['app_id', 'src_app_id', 'status']);
+    const inflight = this.inflight;
+    new Gauge({
+      name: 'weft_service_invocation_inflight', help: 'Calls from local apps not yet over (a streamed answer counts until its last byte)', registers: reg,
+      collect() {
+        this.set(inflight.value);
+      },
+    });
     const watchCount = (): number => this.watchCount();
     new Gauge({
       name: 'weft_routing_watches', help: 'Target apps the routing table watches now (idle ones expire)', registers: reg,
@@ -88,21 +100,12 @@ export class Metrics {
         this.set(watchCount());
       },
     });
-    const reqCancelled = new Counter({ name: 'weft_service_invocation_cancelled_total', help: 'Calls from local apps that the caller gave up before they were over (its connection closed, its gRPC call was cancelled); counted here, not as answers received', labelNames: ['app_id', 'dst_app_id'], registers: reg });
-    const recvCancelled = new Counter({ name: 'weft_service_invocation_recv_cancelled_total', help: 'Calls from other nodes for local apps that the calling node cancelled; the app\'s request was abandoned', labelNames: ['app_id', 'src_app_id'], registers: reg });
-    const acl = new Counter({ name: 'weft_access_control_total', help: 'Calls from other nodes checked against the target app\'s access policy, by verified caller (app and namespace from its certificate; "unknown" when it had none) and action', labelNames: ['app_id', 'src_app_id', 'src_namespace', 'action'], registers: reg });
+    this.reqCancelled = counter('weft_service_invocation_cancelled_total', 'Calls from local apps that the caller gave up before they were over (its connection closed, its gRPC call was cancelled); counted here, not as answers received', ['app_id', 'dst_app_id']);
+    this.recvCancelled = counter('weft_service_invocation_recv_cancelled_total', 'Calls from other nodes for local apps that the calling node cancelled; the app\'s request was abandoned', ['app_id', 'src_app_id']);
+    this.accessControl = counter('weft_access_control_total', 'Calls from other nodes checked against the target app\'s access policy, by verified caller (app and namespace from its certificate; "unknown" when it had none) and action', ['app_id', 'src_app_id', 'src_namespace', 'action']);
     const renewals = new Counter({ name: 'weft_identity_certificates_total', help: 'Certificates this node issued for itself and its apps, by kind (node, workload) and result (issued, renewed, failed)', labelNames: ['kind', 'result'], registers: reg });
     this.certExpiry = new Gauge({ name: 'weft_identity_certificate_expiry_seconds', help: 'When the certificate currently held for an identity expires (Unix time, s)', labelNames: ['spiffe_id'], registers: reg });
-    this.accessControl = new Cached((l) => acl.labels(...l));
     this.renewals = new Cached((l) => renewals.labels(...l));
-    this.reqSent = new Cached((l) => sent.labels(...l));
-    this.resRecv = new Cached((l) => recv.labels(...l));
-    this.resRecvLatency = new Cached((l) => recvLat.labels(...l));
-    this.reqRecv = new Cached((l) => reqRecv.labels(...l));
-    this.resSent = new Cached((l) => resSent.labels(...l));
-    this.resSentLatency = new Cached((l) => resSentLat.labels(...l));
-    this.reqCancelled = new Cached((l) => reqCancelled.labels(...l));
-    this.recvCancelled = new Cached((l) => recvCancelled.labels(...l));
     for (const [name, help, labelNames] of [
       ['weft_invoke_retries_total', 'Attempts retried on another instance, by the failure that caused them', ['app_id', 'reason']],
       ['weft_peer_channels_opened_total', 'gRPC channels opened to peer nodes', []],
@@ -115,34 +118,34 @@ export class Metrics {
   }
 
   sent(appId: string, dstAppId: string): void {
-    this.reqSent.get(appId, dstAppId).inc();
+    this.reqSent.child2(appId, dstAppId).value++;
   }
 
   received(appId: string, dstAppId: string, status: string, ms: number): void {
-    this.resRecv.get(appId, dstAppId, status).inc();
-    this.resRecvLatency.get(appId, dstAppId, status).observe(ms);
+    this.resRecv.child3(appId, dstAppId, status).value++;
+    this.resRecvLatency.child3(appId, dstAppId, status).observe(ms);
   }
 
   /** A local app's call that its caller gave up (not a failure: nothing was answered). */
   cancelled(appId: string, dstAppId: string): void {
-    this.reqCancelled.get(appId, dstAppId).inc();
+    this.reqCancelled.child2(appId, dstAppId).value++;
   }
 
   served(appId: string, srcAppId: string, status: string, ms: number): void {
-    this.reqRecv.get(appId, srcAppId).inc();
-    this.resSent.get(appId, srcAppId, status).inc();
-    this.resSentLatency.get(appId, srcAppId, status).observe(ms);
+    this.reqRecv.child2(appId, srcAppId).value++;
+    this.resSent.child3(appId, srcAppId, status).value++;
+    this.resSentLatency.child3(appId, srcAppId, status).observe(ms);
   }
 
   /** A call from another node that the calling node cancelled: received, never answered. */
   servedCancelled(appId: string, srcAppId: string): void {
-    this.reqRecv.get(appId, srcAppId).inc();
-    this.recvCancelled.get(appId, srcAppId).inc();
+    this.reqRecv.child2(appId, srcAppId).value++;
+    this.recvCancelled.child2(appId, srcAppId).value++;
   }
 
   /** One access-control decision on this node (allow or deny). */
   accessChecked(appId: string, srcAppId: string, srcNamespace: string, allowed: boolean): void {
-    this.accessControl.get(appId, srcAppId, srcNamespace, allowed ? 'allow' : 'deny').inc();
+    this.accessControl.child([appId, srcAppId, srcNamespace, allowed ? 'allow' : 'deny']).value++;
   }
 
   /** A certificate issued, renewed, or a renewal that failed. */
