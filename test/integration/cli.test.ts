@@ -2,7 +2,7 @@
  * The `weft` CLI as a user runs it: real processes, stopped by the test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,12 +113,18 @@ describe('weft run', () => {
     expect(await exited(a)).toBe(0);
   });
 
-  it('runs the TypeScript sources when asked (WEFT_FROM_SOURCE=1), and such a node calls a compiled one', async () => {
+  // Reads /proc (Linux only) to see the flags the node runs with.
+  it.skipIf(process.platform !== 'linux')('runs the TypeScript sources when asked (WEFT_FROM_SOURCE=1), and such a node calls a compiled one; a serving node gets a small young generation unless NODE_OPTIONS chose one', async () => {
     const appPort = await freePort();
     const b = weft(['run', '--app-id', 'echo2', '--app-port', String(appPort), ...ports, '--registry', registry, '--json', '--', process.execPath, 'examples/echo-app.ts']);
-    const a = weft(['run', '--app-id', 'front2', ...ports, '--registry', registry, '--workers', '1', '--json'], { WEFT_FROM_SOURCE: '1' });
+    const a = weft(['run', '--app-id', 'front2', ...ports, '--registry', registry, '--workers', '1', '--json'], { WEFT_FROM_SOURCE: '1', NODE_OPTIONS: '--max-semi-space-size=8' });
     const [rb, ra] = await Promise.all([ready(b), ready(a)]);
     expect(ra.build).toBe('source');
+    // A serving node runs with weft's young generation (the same process, restarted with the
+    // flag), unless the user chose one.
+    const cmdline = (pid: number | undefined): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    expect(cmdline(b.pid)).toContain('--max-semi-space-size=4');
+    expect(cmdline(a.pid)).not.toContain('--max-semi-space-size=4');
     expect(rb.build).toBe(compiledIsCurrent() ? 'compiled' : 'source');
     for (let i = 0; i < 50 && !(await portOpen(appPort)); i++) await new Promise((r) => setTimeout(r, 100));
     const res = await request(`http://127.0.0.1:${ra.http}/v1.0/invoke/echo2/method/echo/x`, { method: 'POST', body: 'mixed' });
