@@ -278,7 +278,7 @@ async function write(res: ServerResponse, outcome: Outcome, req: IncomingMessage
     for (;;) {
       const e = await reader.next();
       if (e.type === 'data') {
-        if (!res.write(e.chunk)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+        if (!res.write(e.chunk)) await drainedOrClosed(res);
         if (res.destroyed) return;
       } else if (e.type === 'end') {
         res.end();
@@ -439,4 +439,20 @@ export function sendError(res: ServerResponse, err: WeftError, close = !res.req.
   if (close) headers['connection'] = 'close';
   res.writeHead(err.httpStatus, headers);
   res.end(body);
+}
+
+/**
+ * Until `res` drains or closes, whichever comes first; the other listener is removed, so a slow
+ * reader of a long answer (many waits) adds no listeners.
+ */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
 }

@@ -105,6 +105,28 @@ describe.each([
     expect(back.every((x) => x === 7)).toBe(true);
   });
 
+  it('a slow reader of a long answer adds no listeners per wait for the client (no MaxListenersExceededWarning)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const n = 8 * 1024 * 1024;
+      const res = await request(url(a, `/v1.0/invoke/solo/method/bytes/${n}`), { highWaterMark: 16 * 1024 });
+      expect(res.statusCode).toBe(200);
+      let got = 0;
+      // Read slowly (bounded: at most ~600 pauses of 1 ms), so the node waits for drain many times.
+      for await (const chunk of res.body) {
+        got += (chunk as Buffer).length;
+        if (got % (64 * 1024) < (chunk as Buffer).length) await new Promise((r) => setTimeout(r, 1));
+      }
+      expect(got).toBe(n);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it.each([201, 204, 302, 404, 418, 500, 503])('returns the app status %i unchanged', async (status) => {
     const res = await request(url(a, `/v1.0/invoke/solo/method/status/${status}`));
     const text = await res.body.text();
