@@ -3,11 +3,11 @@
  * with `workers: 0`, the same outbound code on the main thread.
  */
 import { BroadcastChannel } from 'node:worker_threads';
-import type { Transferable } from 'node:worker_threads';
+import type { MessagePort, Transferable } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { randomUUID } from 'node:crypto';
-import type { CancelMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, RoutingMessage, RoutingSnapshot, SpanBatch, WireErrorShape, WorkerData } from '../workers/protocol.ts';
-import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, SPANS_CHANNEL } from '../workers/protocol.ts';
+import type { CallMessage, IdentitySet, InvokeResult, InvokeTask, MetricsBatch, OutboundSettings, ResultMessage, ResultTuple, RoutingMessage, RoutingSnapshot, SpanBatch, WireErrorShape, WorkerData, WorkerHello } from '../workers/protocol.ts';
+import { CALL, CANCEL, ERROR, METRICS_CHANNEL, RESPONSE, ROUTING_CHANNEL, SPANS_CHANNEL, STREAM, TASK_FIELDS } from '../workers/protocol.ts';
 import type { SpanSink } from './observability/tracing.ts';
 import { moduleUrl } from './paths.ts';
 
@@ -40,19 +40,53 @@ export interface DispatchEvents {
 const WORKER_START_WAIT_MS = 10_000;
 const WORKER_FILE = moduleUrl('workers/peer-worker.ts');
 
+/** One call waiting for its result from a worker. */
+interface Pending {
+  resolve(result: InvokeResult): void;
+  readonly signal: AbortSignal | undefined;
+  readonly onAbort: (() => void) | undefined;
+}
+
+/** A worker's call port and the calls in flight on it. */
+class WorkerPort {
+  readonly port: MessagePort;
+  readonly pending = new Map<number, Pending>();
+  private lastId = 0;
+
+  constructor(port: MessagePort) {
+    this.port = port;
+  }
+
+  nextId(): number {
+    this.lastId = this.lastId >= MAX_CALL_ID ? 1 : this.lastId + 1;
+    return this.lastId;
+  }
+}
+
+/** Call ids wrap here (per port: no two calls in flight on one port share one). */
+const MAX_CALL_ID = 0x7fffffff;
+
 /**
- * Why these settings: a worker owns long-lived channels, so it takes many tasks at once
- * (the default of 1 cost two thirds of the throughput in measurements, perf.md) and never
- * parks its event loop in Atomics.wait (that stalls gRPC keepalives).
+ * Calls go to the workers over a MessagePort per worker (protocol.ts: CallMessage), not as
+ * piscina tasks. Why: at 1000 calls/s a `piscina.run` cost node A's main thread ~100 µs of CPU
+ * per call (task bookkeeping, a Promise and TaskInfo per call, ref/unref of the port, an
+ * Atomics notify, the task object's structured clone), as much as the outbound work it moved
+ * off the thread; a bare message each way on a port of our own costs ~40 µs, most of it the
+ * thread wake-ups themselves (docs/benchmark.md, "The worker pool"). piscina still starts,
+ * keeps and restarts the workers.
+ *
+ * Why these pool settings: a worker owns long-lived channels, so piscina must never park its
+ * event loop in Atomics.wait (that stalls gRPC keepalives); and it is handed no tasks at all.
  */
 class PoolDispatcher implements Dispatcher {
   readonly mode = 'workers';
   private readonly pool: Piscina;
   private readonly routing: BroadcastChannel;
   private readonly metrics: BroadcastChannel;
-  private readonly cancels: BroadcastChannel;
-  private lastCallId = 0;
   private readonly spans: BroadcastChannel | null = null;
+  private readonly ports: WorkerPort[] = [];
+  /** Calls made before any worker had handed over its port. */
+  private waiting: Array<() => void> = [];
   private snapshot: RoutingSnapshot = { version: 0, apps: {} };
   private identities: IdentitySet | null = null;
   private closed = false;
@@ -83,8 +117,6 @@ class PoolDispatcher implements Dispatcher {
     this.metrics = new BroadcastChannel(`${METRICS_CHANNEL}:${channel}`);
     this.metrics.unref();
     this.metrics.onmessage = (event: unknown) => onMetrics((event as { data: MetricsBatch }).data);
-    this.cancels = new BroadcastChannel(`${CANCEL_CHANNEL}:${channel}`);
-    this.cancels.unref();
     const sink = events.spans;
     if (sink !== undefined) {
       this.spans = new BroadcastChannel(`${SPANS_CHANNEL}:${channel}`);
@@ -96,26 +128,92 @@ class PoolDispatcher implements Dispatcher {
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: Number.POSITIVE_INFINITY,
-      concurrentTasksPerWorker: 256,
       atomics: 'disabled',
-      maxQueue: 'auto',
       workerData: { channel, settings } satisfies WorkerData,
+    });
+    // Each worker's call port, as it starts (and again when piscina replaces a worker that died).
+    this.pool.on('message', (msg: WorkerHello) => {
+      if (msg?.type === 'weft-worker-port') this.adopt(msg.port);
     });
   }
 
+  private adopt(port: MessagePort): void {
+    if (this.closed) {
+      port.close();
+      return;
+    }
+    const worker = new WorkerPort(port);
+    this.ports.push(worker);
+    port.on('message', (batch: ResultMessage) => {
+      for (const r of batch) {
+        const p = worker.pending.get(r[0]);
+        if (p === undefined) continue;
+        worker.pending.delete(r[0]);
+        p.signal?.removeEventListener('abort', p.onAbort as () => void);
+        p.resolve(resultOf(r));
+      }
+    });
+    // The worker exited (it crashed, or the pool is closing): its calls fail; piscina starts another.
+    port.on('close', () => {
+      const i = this.ports.indexOf(worker);
+      if (i >= 0) this.ports.splice(i, 1);
+      const lost = [...worker.pending.values()];
+      worker.pending.clear();
+      for (const p of lost) {
+        p.signal?.removeEventListener('abort', p.onAbort as () => void);
+        p.resolve({ type: 'error', error: { code: 'WEFT_INTERNAL', message: 'the outbound worker thread exited during the call' }, attempts: 0, nodeId: null });
+      }
+    });
+    port.unref();
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const go of waiting) go();
+  }
+
+  /**
+   * The worker with the fewest calls in flight, the first among equals (as piscina picks): calls
+   * one at a time all go to one worker, so its round robin over instances is the node's.
+   */
+  private pick(): WorkerPort | undefined {
+    let best = this.ports[0];
+    for (let i = 1; i < this.ports.length && best !== undefined && best.pending.size > 0; i++) {
+      const w = this.ports[i] as WorkerPort;
+      if (w.pending.size < best.pending.size) best = w;
+    }
+    return best;
+  }
+
   run(task: InvokeTask, transfer: Transferable[], signal?: AbortSignal): Promise<InvokeResult> {
-    if (signal === undefined) return this.pool.run(task, { transferList: transfer as never }) as Promise<InvokeResult>;
-    // Not piscina's own abort: it would end the worker thread, and every call on it.
-    const callId = (this.lastCallId = this.lastCallId >= Number.MAX_SAFE_INTEGER ? 1 : this.lastCallId + 1);
-    const onAbort = (): void => {
-      if (!this.closed) this.cancels.postMessage({ type: 'cancel', callId, error: wireOf(signal.reason) } satisfies CancelMessage);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    const running = this.pool.run({ ...task, callId }, { transferList: transfer as never }) as Promise<InvokeResult>;
-    const untie = (): void => signal.removeEventListener('abort', onAbort);
-    running.then(untie, untie);
-    if (signal.aborted) onAbort();
-    return running;
+    return new Promise((resolve) => {
+      if (this.closed) {
+        resolve({ type: 'error', error: { code: 'WEFT_SHUTTING_DOWN', message: 'the node is shutting down' }, attempts: 0, nodeId: null });
+        return;
+      }
+      const worker = this.pick();
+      if (worker === undefined) {
+        // No worker is up yet (or all were replaced at once): the call goes with the first.
+        this.waiting.push(() => void this.run(task, transfer, signal).then(resolve));
+        return;
+      }
+      const id = worker.nextId();
+      const msg: unknown[] = [CALL, id, signal === undefined ? 0 : 1];
+      for (const field of TASK_FIELDS) msg.push(task[field]);
+      if (signal === undefined) {
+        worker.pending.set(id, { resolve, signal: undefined, onAbort: undefined });
+        worker.port.postMessage(msg, transfer);
+        return;
+      }
+      // Not piscina's own abort: it would end the worker thread, and every call on it.
+      const onAbort = (): void => {
+        if (!worker.pending.has(id)) return;
+        const wire = wireOf(signal.reason);
+        worker.port.postMessage([CANCEL, id, wire.code, wire.message] satisfies CallMessage);
+      };
+      worker.pending.set(id, { resolve, signal, onAbort });
+      worker.port.postMessage(msg, transfer);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   publish(snapshot: RoutingSnapshot): void {
@@ -142,9 +240,24 @@ class PoolDispatcher implements Dispatcher {
     this.closed = true;
     this.routing.close();
     this.metrics.close();
-    this.cancels.close();
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const go of waiting) go();
     await this.pool.destroy();
+    for (const w of this.ports.splice(0)) w.port.close();
     this.spans?.close();
+  }
+}
+
+/** A worker's result tuple as the InvokeResult the callers read. */
+function resultOf(r: ResultTuple): InvokeResult {
+  switch (r[1]) {
+    case RESPONSE:
+      return { type: 'response', head: { status: r[2], headers: r[3] }, body: r[4], attempts: r[5], nodeId: r[6] };
+    case STREAM:
+      return { type: 'stream', port: r[2], attempts: r[3], nodeId: r[4] };
+    case ERROR:
+      return { type: 'error', error: { code: r[2], message: r[3] }, attempts: r[4], nodeId: r[5] };
   }
 }
 

@@ -1,15 +1,19 @@
 /**
  * The piscina worker entry: one Outbound per worker thread, fed routing snapshots and the TLS
- * identities of the node's apps over a BroadcastChannel, reporting its counters to the main thread once a second.
+ * identities of the node's apps over a BroadcastChannel, taking calls over a port of its own,
+ * reporting its counters to the main thread once a second.
  *
  * Channel names carry the node's own suffix (piscina `workerData.channel`), so several nodes
  * in one process never hear each other's snapshots.
  */
-import { BroadcastChannel, threadId } from 'node:worker_threads';
-import { move, workerData } from 'piscina';
+import { BroadcastChannel, MessageChannel, parentPort, threadId, type Transferable } from 'node:worker_threads';
+import { workerData } from 'piscina';
 import { CounterBatcher } from './counters.ts';
 import { Outbound, optionsFrom } from './outbound.ts';
-import { CANCEL_CHANNEL, METRICS_CHANNEL, ROUTING_CHANNEL, SPANS_CHANNEL, type CancelMessage, type InvokeResult, type InvokeTaskMessage, type RoutingMessage, type SpanBatch, type WireErrorShape, type WorkerData } from './protocol.ts';
+import {
+  CANCEL, ERROR, METRICS_CHANNEL, RESPONSE, ROUTING_CHANNEL, SPANS_CHANNEL, STREAM, TASK_FIELDS,
+  type CallMessage, type InvokeResult, type InvokeTask, type ResultMessage, type ResultTuple, type RoutingMessage, type SpanBatch, type WireErrorShape, type WorkerData, type WorkerHello,
+} from './protocol.ts';
 import { BatchingSink } from '../src/observability/tracing.ts';
 
 const { channel, settings } = workerData as WorkerData;
@@ -40,50 +44,83 @@ routing.onmessage = (event: unknown) => {
 routing.postMessage({ type: 'snapshot-request' } satisfies RoutingMessage);
 
 /**
- * Calls the main thread may cancel, by id. A cancel can overtake its task (they travel on
- * different channels), so a cancel for an id not running here is remembered for a while: the
- * task, if it comes to this worker, is abandoned at once. Bounded: the oldest are forgotten.
+ * The call port: this worker's own channel to the main thread (see CallMessage and ResultMessage
+ * in protocol.ts). A cancel follows its call on the same port, so it finds the call running (or
+ * finished, and then there is nothing to cancel).
  */
+const { port1: calls, port2: mainEnd } = new MessageChannel();
 const running = new Map<number, AbortController>();
-const cancelledEarly = new Map<number, WireErrorShape>();
-const MAX_EARLY_CANCELS = 1024;
-const cancels = new BroadcastChannel(`${CANCEL_CHANNEL}:${channel}`);
-cancels.unref();
-cancels.onmessage = (event: unknown) => {
-  const msg = (event as { data: CancelMessage }).data;
-  const controller = running.get(msg.callId);
-  if (controller !== undefined) {
-    controller.abort(msg.error);
+calls.on('message', (msg: CallMessage) => {
+  if (msg[0] === CANCEL) {
+    running.get(msg[1])?.abort({ code: msg[2], message: msg[3] } satisfies WireErrorShape);
     return;
   }
-  cancelledEarly.set(msg.callId, msg.error);
-  if (cancelledEarly.size > MAX_EARLY_CANCELS) cancelledEarly.delete(cancelledEarly.keys().next().value as number);
-};
+  const task = taskOf(msg);
+  const id = msg[1];
+  if (msg[2] === 0) {
+    outbound.invoke(task).then((result) => answer(id, result), (err: unknown) => answer(id, internal(err)));
+    return;
+  }
+  const controller = new AbortController();
+  running.set(id, controller);
+  outbound.invoke(task, controller.signal).then(
+    (result) => {
+      running.delete(id);
+      answer(id, result);
+    },
+    (err: unknown) => {
+      running.delete(id);
+      answer(id, internal(err));
+    },
+  );
+});
+parentPort?.postMessage({ type: 'weft-worker-port', port: mainEnd } satisfies WorkerHello, [mainEnd]);
 
-const kTransferable = Symbol.for('Piscina.transferable');
-const kValue = Symbol.for('Piscina.valueOf');
-
-/** Hands the result back with its body or port transferred, not cloned. */
-function movable(result: InvokeResult): unknown {
-  const transfer = result.type === 'response' ? result.body : result.type === 'stream' ? result.port : null;
-  if (transfer === null) return result;
-  return move({ [kTransferable]: [transfer], [kValue]: result } as never);
+function taskOf(msg: readonly unknown[]): InvokeTask {
+  const task: Record<string, unknown> = { type: 'invoke' };
+  for (let i = 0; i < TASK_FIELDS.length; i++) {
+    const v = msg[i + 3];
+    if (v !== undefined) task[TASK_FIELDS[i] as string] = v;
+  }
+  return task as unknown as InvokeTask;
 }
 
-export default async function run(task: InvokeTaskMessage): Promise<unknown> {
-  if (task.type === 'ping') return { type: 'pong', routingVersion: outbound.routingVersion };
-  const callId = task.callId;
-  if (callId === undefined) return movable(await outbound.invoke(task));
-  const controller = new AbortController();
-  const early = cancelledEarly.get(callId);
-  if (early !== undefined) {
-    cancelledEarly.delete(callId);
-    controller.abort(early);
+function internal(err: unknown): InvokeResult {
+  return { type: 'error', error: { code: 'WEFT_INTERNAL', message: (err as Error).message }, attempts: 0, nodeId: null };
+}
+
+/**
+ * Results finished in one turn of this thread's loop go to the main thread as one message:
+ * each message costs the main thread a wake-up, more than the clone of a few results.
+ */
+let outbox: ResultTuple[] = [];
+let outboxTransfer: Transferable[] = [];
+function answer(id: number, result: InvokeResult): void {
+  switch (result.type) {
+    case 'response':
+      outbox.push([id, RESPONSE, result.head.status, result.head.headers, result.body, result.attempts, result.nodeId]);
+      if (result.body !== null) outboxTransfer.push(result.body);
+      break;
+    case 'stream':
+      outbox.push([id, STREAM, result.port, result.attempts, result.nodeId]);
+      if (result.port !== null) outboxTransfer.push(result.port);
+      break;
+    case 'error':
+      outbox.push([id, ERROR, result.error.code, result.error.message, result.attempts, result.nodeId]);
+      break;
   }
-  running.set(callId, controller);
-  try {
-    return movable(await outbound.invoke(task, controller.signal));
-  } finally {
-    running.delete(callId);
-  }
+  if (outbox.length === 1) setImmediate(flush);
+}
+
+function flush(): void {
+  const batch = outbox;
+  const transfer = outboxTransfer;
+  outbox = [];
+  outboxTransfer = [];
+  calls.postMessage(batch satisfies ResultMessage, transfer);
+}
+
+/** piscina wants a task handler; calls never come this way (they come over the call port). */
+export default function run(): never {
+  throw new Error('weft workers take calls over their call port, not as piscina tasks');
 }

@@ -2,7 +2,10 @@
  * The wire protocol between the main thread and the outbound workers. Types only: `src/`
  * and `workers/` share nothing else across the thread boundary.
  *
- * - A call is one piscina task (`InvokeTask`); its result is an `InvokeResult`.
+ * - Each worker (started and kept by piscina) hands the main thread a MessagePort of its own at
+ *   start (`WorkerHello` on piscina's channel). A call is one `CallMessage` on that port, its
+ *   result one `ResultMessage` back on it: compact arrays, not piscina tasks (see the header
+ *   of src/dispatch.ts for why). A cancel travels on the same port after its call.
  * - Bodies travel as exact-size ArrayBuffers in the transfer list (never a view of Node's
  *   shared 64 KiB pool, which would clone the whole pool).
  * - A body too large to hold whole (request or response) streams over a MessagePort of its
@@ -16,8 +19,6 @@ import type { MessagePort } from 'node:worker_threads';
 
 export const ROUTING_CHANNEL = 'weft:routing';
 export const METRICS_CHANNEL = 'weft:metrics';
-/** The main thread tells the workers which calls to abandon (`CancelMessage`). */
-export const CANCEL_CHANNEL = 'weft:cancel';
 /** Finished spans a worker made, in batches, for the main thread's one exporter. */
 export const SPANS_CHANNEL = 'weft:spans';
 
@@ -119,12 +120,6 @@ export interface InvokeTask {
   readonly actorType?: string;
   readonly actorId?: string;
   /**
-   * Set when the caller may give up on the call (it went away, or its deadline passed): a
-   * `CancelMessage` naming this id then makes the worker cancel the peer call. Unique per node.
-   * A streamed call is also cancelled by its port closing.
-   */
-  readonly callId?: number;
-  /**
    * The call's trace context (tracing on): the W3C `traceparent` of the span the outbound
    * attempts are children of, and its `tracestate`. Absent with tracing off.
    */
@@ -132,14 +127,45 @@ export interface InvokeTask {
   readonly traceState?: string;
 }
 
-/** Abandon call `callId`: the worker cancels its peer call (the far node then cancels the app's request). */
-export interface CancelMessage {
-  readonly type: 'cancel';
-  readonly callId: number;
-  readonly error: WireErrorShape;
+/** What a worker posts on piscina's channel (`parentPort`) once its module has loaded. */
+export interface WorkerHello {
+  readonly type: 'weft-worker-port';
+  /** The worker's end of the call channel is kept by the worker; this is the main thread's. */
+  readonly port: MessagePort;
 }
 
-export type InvokeTaskMessage = InvokeTask | { readonly type: 'ping' };
+/**
+ * Main thread → worker, on the worker's call port. Arrays, not objects: the structured clone
+ * then carries no property names. `id` is unique per port (1 … 2^31, wrapping).
+ * - a call: `CALL`, id, cancellable (1 when a `CANCEL` may follow), then the InvokeTask's fields
+ *   in the order of `TASK_FIELDS`;
+ * - `CANCEL`, id, code, message: abandon call `id` (the worker cancels its peer call, and the
+ *   far node the app's request). It follows its call on the same port, so it never overtakes it.
+ */
+export const CALL = 0;
+export const CANCEL = 1;
+/** The InvokeTask fields a `CALL` carries after its first three cells, in this order. */
+export const TASK_FIELDS = [
+  'routingVersion', 'appId', 'namespace', 'callerAppId', 'callerNamespace', 'method', 'verb', 'query',
+  'headers', 'body', 'port', 'deadline', 'target', 'actorType', 'actorId', 'trace', 'traceState',
+] as const satisfies ReadonlyArray<Exclude<keyof InvokeTask, 'type'>>;
+export type CallMessage = readonly [typeof CALL, number, 0 | 1, ...unknown[]] | readonly [typeof CANCEL, number, string, string];
+
+/**
+ * Worker → main thread, on the call port: a batch of results (those finished in one turn of the
+ * worker's loop), each `[id, kind, ...]`:
+ * - `RESPONSE`: status, headers, body (ArrayBuffer, transferred, or null), attempts, nodeId;
+ * - `STREAM`: port (transferred, or null), attempts, nodeId;
+ * - `ERROR`: code, message, attempts, nodeId.
+ */
+export const RESPONSE = 0;
+export const STREAM = 1;
+export const ERROR = 2;
+export type ResultTuple =
+  | readonly [number, typeof RESPONSE, number, readonly string[], ArrayBuffer | null, number, string]
+  | readonly [number, typeof STREAM, MessagePort | null, number, string | null]
+  | readonly [number, typeof ERROR, string, string, number, string | null];
+export type ResultMessage = readonly ResultTuple[];
 
 export interface ResponseHead {
   readonly status: number;
