@@ -57,6 +57,10 @@ const MUX_MAX_AGE_MS = 20_000;
  * half life) until the successor is connected, but no longer than this.
  */
 const SWAP_WAIT_MS = 10_000;
+/** Actor calls' per-app guards are keyed `<namespace>/<app>#actors`. */
+const ACTORS_SUFFIX = '#actors';
+/** At most this many apps' guards per thread by default (a bound for those no snapshot lists). */
+const MAX_TRACKED_APPS = 10_000;
 
 
 export interface OutboundOptions {
@@ -73,6 +77,8 @@ export interface OutboundOptions {
   readonly onTlsFailure?: (peer: string, message: string) => void;
   /** Where spans of traced calls go (tasks carrying `trace`); without it no span is made. */
   readonly spans?: SpanSink | undefined;
+  /** The most apps this thread keeps per-app state for (default 10,000; the oldest go first). */
+  readonly maxTrackedApps?: number;
 }
 
 /** Outbound options from the settings the main thread hands every outbound thread. */
@@ -178,9 +184,20 @@ export class Outbound {
     });
   }
 
+  /** Apps this thread keeps per-app state for (retry budget, outlier detector), by key. */
+  get trackedApps(): number {
+    return this.guards.size;
+  }
+
   private guardsOf(appKey: string, appId: string): AppGuards {
     let g = this.guards.get(appKey);
     if (g === undefined) {
+      // Actor calls' guards are not in any snapshot (placement picks their node): the oldest
+      // go first past the bound, as breakers do past theirs.
+      if (this.guards.size >= (this.options.maxTrackedApps ?? MAX_TRACKED_APPS)) {
+        const oldest = this.guards.keys().next();
+        if (oldest.done !== true) this.guards.delete(oldest.value);
+      }
       const count = this.count;
       g = {
         budget: new RetryBudget({ ...this.options.budget, now: Date.now }),
@@ -214,10 +231,15 @@ export class Outbound {
     // Instances that left an app's list are forgotten by its outlier detector: a dead node
     // ejected before it left must not keep holding a slot of maxEjectionPercent. (Guards with
     // no list of their own, the actor calls' `<app>#actors`, never filter by ejection.)
+    // An app the snapshot no longer lists (the main thread stopped watching it) takes its
+    // per-app state with it: callers choose the app ids, so that state must not pile up.
     for (const [key, g] of this.guards) {
+      if (key.endsWith(ACTORS_SUFFIX)) continue;
       const list = snapshot.apps[key];
-      if (list !== undefined) g.outlier.retain(list.map((p) => p.nodeId));
+      if (list === undefined) this.guards.delete(key);
+      else g.outlier.retain(list.map((p) => p.nodeId));
     }
+    for (const key of this.cursors.keys()) if (snapshot.apps[key] === undefined) this.cursors.delete(key);
     const waiters = this.snapshotWaiters.splice(0);
     for (const w of waiters) w();
   }
@@ -439,7 +461,7 @@ export class Outbound {
       const policy = this.policies.forApp(task.appId, task.callerAppId);
       // Actor calls have guards of their own: a node answering "moved" during a rebalance must
       // not be ejected from the app's ordinary invocations (and the owner is never skipped).
-      const guards = this.guardsOf(task.target === undefined ? appKey : `${appKey}#actors`, task.appId);
+      const guards = this.guardsOf(task.target === undefined ? appKey : `${appKey}${ACTORS_SUFFIX}`, task.appId);
       const usable = task.target === undefined ? guards.outlier.filter(instances) : instances;
       let lastCode = '';
       // Tracing: a span per attempt, its context in that attempt's head (a copy per attempt).
