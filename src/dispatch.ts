@@ -30,6 +30,11 @@ export interface DispatchEvents {
   /** A peer's certificate was refused (wrong node, wrong trust domain). */
   onTlsFailure?(peer: string, message: string): void;
   /**
+   * A worker thread failed (an uncaught error, or it exited): its calls in flight failed with
+   * WEFT_INTERNAL and piscina starts another in its place.
+   */
+  onWorkerError?(err: Error): void;
+  /**
    * Tracing on: where the outbound side's finished spans go (the node's one exporter). Workers
    * send theirs in batches on the spans channel; inline, the outbound adds them directly.
    */
@@ -131,6 +136,9 @@ class PoolDispatcher implements Dispatcher {
       atomics: 'disabled',
       workerData: { channel, settings } satisfies WorkerData,
     });
+    // Without a listener piscina's 'error' (a worker failed with no piscina task on it, which is
+    // always, here) would end the process.
+    this.pool.on('error', (err: Error) => events.onWorkerError?.(err));
     // Each worker's call port, as it starts (and again when piscina replaces a worker that died).
     this.pool.on('message', (msg: WorkerHello) => {
       if (msg?.type === 'weft-worker-port') this.adopt(msg.port);

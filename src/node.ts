@@ -242,6 +242,7 @@ export class WeftNode {
       outlier: config.outlierDetection,
     }, {
       onTlsFailure: (peer, message) => security?.tlsFailure('outgoing', peer, message),
+      onWorkerError: (err) => this.log.error({ err }, 'an outbound worker thread failed; its calls in flight failed and another thread takes its place'),
       spans: this.traces ?? undefined,
     });
     const dispatcher = this.dispatcher;
