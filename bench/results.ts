@@ -35,6 +35,19 @@ export interface ProcessCost {
   peakMB: number | null;
 }
 
+/** Self time by stage of one node's threads over the measured phase, from V8 CPU profiles. */
+export interface NodeProfile {
+  role: string;
+  /** The directory holding the .cpuprofile files. */
+  dir: string;
+  /** The main thread's busy ms over the phase, and its stages as shares of that. */
+  mainBusyMs: number;
+  main: Array<{ stage: string; share: number }>;
+  /** All worker threads together (empty without --workers). */
+  workersBusyMs: number;
+  workers: Array<{ stage: string; share: number }>;
+}
+
 export interface Latency {
   p50: number;
   p90: number;
@@ -70,6 +83,10 @@ export interface PathReport {
   /** weft − its baseline at each percentile, ms (null for a baseline, or when its baseline was not measured). */
   addedMs: Latency | null;
   costs: ProcessCost[];
+  /** The measured phase on the monotonic clock (µs): the window --profile reads profiles over. */
+  measuredUs?: { fromUs: number; toUs: number };
+  /** With --profile: each node's CPU profiles over the measured phase, by stage (bench/profile-summary.ts). */
+  profiles?: NodeProfile[];
   max: { run: RunResult; costs: ProcessCost[] } | null;
   search: SearchResult | null;
   /** Average CPU used by processes outside this benchmark during the measured phase, vCPU. */
@@ -317,6 +334,28 @@ export function toMarkdown(r: Report): string {
         const share = ratio(c.mainCpuUsPerRequest, c.cpuUsPerRequest);
         const row = CEILING_CORES.map((n) => f(nodeCeiling(c.cpuUsPerRequest, c.mainCpuUsPerRequest, n), 0));
         out.push(`| ${p.name} | ${c.role} | ${f(c.cpuUsPerRequest, 0)} | ${f(c.mainCpuUsPerRequest, 0)} | ${share === null ? '—' : `${(share * 100).toFixed(0)}%`} | ${row.join(' | ')} |`);
+      }
+    }
+    out.push('');
+  }
+
+  const profiled = r.paths.filter((p) => (p.profiles ?? []).length > 0);
+  if (profiled.length > 0) {
+    out.push('## Where the threads\' time went (CPU profiles, measured phase)');
+    out.push('');
+    out.push(
+      'With --profile: V8 CPU profiles of each node, self time charged to the first frame from the leaf up that names a stage ' +
+        '(bench/profile-summary.ts), as a share of the thread\'s busy samples. The profiler samples wall time, so a thread descheduled inside a ' +
+        'system call (a wake-up of another thread, a socket write) is counted there: read shares, not µs, and take µs from the per-thread CPU above.',
+    );
+    out.push('');
+    out.push('| path | process | thread | busy ms | stages |');
+    out.push('| --- | --- | --- | ---: | --- |');
+    const stages = (list: NodeProfile['main']): string => list.filter((x) => x.share >= 0.01).slice(0, 8).map((x) => `${x.stage} ${(x.share * 100).toFixed(0)}%`).join('; ');
+    for (const p of profiled) {
+      for (const n of p.profiles ?? []) {
+        out.push(`| ${p.name} | ${n.role} | main | ${n.mainBusyMs.toFixed(0)} | ${stages(n.main)} |`);
+        if (n.workersBusyMs > 0) out.push(`| ${p.name} | ${n.role} | workers | ${n.workersBusyMs.toFixed(0)} | ${stages(n.workers)} |`);
       }
     }
     out.push('');

@@ -54,6 +54,7 @@ import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
 import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
+import { summariseNode } from './profile-summary.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -80,6 +81,8 @@ interface Settings {
   out: string;
   json: boolean;
   quick: boolean;
+  /** Where --profile puts each node's CPU profiles (a directory per node), or null. */
+  profileDir: string | null;
 }
 
 function parseSettings(argv: string[]): Settings {
@@ -110,6 +113,7 @@ function parseSettings(argv: string[]): Settings {
       json: { type: 'boolean', default: false },
       'json-only': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -152,6 +156,7 @@ function parseSettings(argv: string[]): Settings {
     out: values.out,
     json: values.json || values['json-only'],
     quick,
+    profileDir: values.profile ? resolve(process.cwd(), values.out, `profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`) : null,
   };
 }
 
@@ -186,6 +191,8 @@ const USAGE = `usage: node bench/run.ts [options]
   --out DIR             where reports go (default bench/results)
   --json                print only the JSON report on stdout (alias --json-only)
   --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
+  --profile             CPU-profile every weft node (--cpu-prof, a directory per node under --out) and add
+                        where each node's threads spent the measured phase, by stage, to the report
 `;
 
 /** The actor calls' routes: `{id}` is filled in by the load generator. */
@@ -211,6 +218,13 @@ interface Measurement {
   peak: Map<number, number | null>;
   otherVcpu: number | null;
   stealVcpu: number | null;
+  /** The measured phase on the monotonic clock (µs), for reading CPU profiles over it. */
+  window: { fromUs: number; toUs: number };
+}
+
+/** Now on the monotonic clock, in µs (V8's CPU profiles use the same clock on Linux). */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 class Bench {
@@ -256,6 +270,7 @@ class Bench {
     let threadsBefore = new Map<number, Record<ThreadKind, number> | null>();
     let machineBefore = machineCpu();
     let wallBefore = performance.now();
+    let fromUs = 0;
     let result: unknown;
     gen.onLine((line) => {
       let event: { event?: string; phase?: string; result?: unknown };
@@ -269,12 +284,14 @@ class Bench {
         threadsBefore = new Map(watch.map((w) => [w.pid, threadCpuSeconds(w.pid)]));
         machineBefore = machineCpu();
         wallBefore = performance.now();
+        fromUs = monotonicUs();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
       } else if (event.event === 'result') {
         result = event.result;
       }
     });
     const code = await gen.exited;
+    const toUs = monotonicUs();
     sampler.stop();
     if (code !== 0 || result === undefined) throw new Error(`load generator exited with ${code} without a result; see ${gen.logFile}`);
     const cpu = new Map<number, number | null>();
@@ -309,7 +326,7 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu } };
+    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs } } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
@@ -402,7 +419,7 @@ class Bench {
       const { exitCode, signalCode } = w.child;
       if (exitCode !== null || signalCode !== null) this.fail(`${name}: ${roles[i] ?? w.name} exited during the run (${exitCode ?? signalCode}); see ${w.logFile}`);
     });
-    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu };
+    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu, measuredUs: main.measured.window };
   }
 
   fail(message: string): void {
@@ -500,8 +517,10 @@ class Bench {
 
   /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
   async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null, appProtocol = 'http', env: Record<string, string> = {}): Promise<{ proc: Started; http: number; grpc: number; metrics: number }> {
+    const profile = this.settings.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(this.settings.profileDir, name)}`];
     const args = [
       ...this.settings.nodeArgs,
+      ...profile,
       join(ROOT, 'bin/weft.js'),
       'run',
       '--app-id', appId,
@@ -728,15 +747,27 @@ async function main(): Promise<void> {
           : api === 'grpc' || api === 'grpc-app' ? `grpc://127.0.0.1:${a.grpc}/testapp/test`
           : api === 'grpc-proxy' ? `grpc+call://127.0.0.1:${a.grpc}${GRPC_ECHO_PATH}?dapr-app-id=testapp`
           : httpUrl;
+        let measured: PathReport | undefined;
         try {
           // gRPC rides the same route as HTTP: once node A routes HTTP to testapp, InvokeService (and proxy mode) does too.
           await untilRoutable(api === 'grpc' || grpcApp ? httpUrl : url, method, api === 'actors' ? 30_000 : 15_000);
           const p = await bench.path(mode, workers, url, method, [a.proc, b.proc, target.proc], ['node A', 'node B', 'app']);
           const baseline = api === 'actors' ? 'actors-baseline' : grpcApp ? `${api}-baseline` : 'baseline';
-          paths.push({ ...p, api, baseline, tls: settings.mtls ? 'mtls' : 'plain', addedMs: null });
+          measured = { ...p, api, baseline, tls: settings.mtls ? 'mtls' : 'plain', addedMs: null };
+          paths.push(measured);
         } finally {
+          // A node writes its CPU profiles as it exits.
           await bench.procs.stop(a.proc);
           await bench.procs.stop(b.proc);
+        }
+        if (settings.profileDir !== null && measured?.measuredUs !== undefined) {
+          measured.profiles = [];
+          for (const [role, name] of [['node A', `${mode}-node-A`], ['node B', `${mode}-node-B`]] as const) {
+            const dir = join(settings.profileDir, name);
+            const summary = summariseNode(dir, measured.measuredUs);
+            if (summary !== null) measured.profiles.push({ role, dir, ...summary });
+          }
+          say(`${mode}: CPU profiles in ${settings.profileDir}`);
         }
       } catch (err) {
         bench.fail(`${mode}: ${(err as Error).message}`);
@@ -792,6 +823,7 @@ async function main(): Promise<void> {
       nodeArgs: settings.nodeArgs,
       mtls: settings.mtls,
       quick: settings.quick,
+      profile: settings.profileDir !== null,
     },
     sharing:
       `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the app (the echo app; the actor app on actor paths), and on weft paths node A and node B ` +
