@@ -25,8 +25,8 @@ import type { Logger } from '../../src/observability/log.ts';
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
 
-function tracing(rx: OtlpReceiver, rate = '1'): Record<string, unknown> {
-  return { tracing: { samplingRate: rate, otel: { endpointAddress: rx.address, protocol: 'http', isSecure: false }, exportInterval: 50 } };
+function tracing(rx: OtlpReceiver, rate = '1', protocol = 'http'): Record<string, unknown> {
+  return { tracing: { samplingRate: rate, otel: { endpointAddress: rx.address, protocol, isSecure: false }, exportInterval: 50 } };
 }
 
 function traceId(i: number): string {
@@ -214,6 +214,29 @@ describe.each([
     await rx.waitFor((after.headers['traceparent'] as string).slice(3, 35), 4);
     await new Promise((r) => setTimeout(r, 300));
     expect(rx.trace(tid)).toEqual([]);
+  });
+});
+
+describe('export over OTLP/gRPC', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  afterAll(async () => {
+    await cluster.close();
+    await rx.close();
+  });
+
+  it('both nodes export the call\'s spans to a gRPC collector', async () => {
+    rx = await OtlpReceiver.startGrpc();
+    const echo = await cluster.app(echoHandler('echo'));
+    const b = await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra: tracing(rx, '1', 'grpc') });
+    const a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx, '1', 'grpc') });
+    const tid = traceId(6060);
+    const res = await request(url(a, '/v1.0/invoke/echo/method/g'), { method: 'POST', body: 'x', headers: { traceparent: `00-${tid}-${CALLER_SPAN}-01` } });
+    expect(await res.body.text()).toBe('x');
+    const spans = await rx.waitFor(tid, 4);
+    expect(spans).toHaveLength(4);
+    const { ingress } = invocationChain(spans, a, b, CALLER_SPAN);
+    expect(ingress.resource['weft.node.id']).toBe(a.nodeId);
   });
 });
 

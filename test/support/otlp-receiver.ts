@@ -1,9 +1,10 @@
 /**
- * An OTLP/HTTP trace receiver in the test process: `POST /v1/traces` with a protobuf
- * ExportTraceServiceRequest, decoded with protobufjs against test/fixtures/otlp/trace.proto
+ * An OTLP trace receiver in the test process, over HTTP (`POST /v1/traces`) or gRPC (`TraceService/Export`):
+ * a protobuf ExportTraceServiceRequest, decoded with protobufjs against test/fixtures/otlp/trace.proto
  * (the few messages a test reads). Spans are kept flat, with their resource's attributes.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
@@ -44,63 +45,98 @@ function hex(b: Uint8Array | undefined): string {
   return b === undefined || b.length === 0 ? '' : Buffer.from(b).toString('hex');
 }
 
+type Decoder = (bytes: Uint8Array) => unknown;
+
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
   /** Export requests received (including ones the receiver refused). */
   requests = 0;
-  private readonly server: Server;
+  private readonly decode: Decoder;
+  private stop: () => Promise<void> = async () => {};
   private port = 0;
 
-  private constructor(server: Server) {
-    this.server = server;
+  private constructor(decode: Decoder) {
+    this.decode = decode;
   }
 
-  static async start(): Promise<OtlpReceiver> {
+  private static async decoder(): Promise<Decoder> {
     const root = await protobuf.load(PROTO);
     const Request = root.lookupType('weft.test.otlp.ExportTraceServiceRequest');
-    let receiver: OtlpReceiver | undefined;
+    return (bytes) => Request.toObject(Request.decode(bytes), { longs: String, bytes: Array, defaults: false });
+  }
+
+  /** An OTLP/HTTP receiver (`POST /v1/traces`). */
+  static async start(): Promise<OtlpReceiver> {
+    const r = new OtlpReceiver(await OtlpReceiver.decoder());
     const server = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const r = receiver as OtlpReceiver;
         r.requests++;
         if (req.url !== '/v1/traces' || req.method !== 'POST') {
           res.writeHead(404).end();
           return;
         }
-        const msg = Request.toObject(Request.decode(Buffer.concat(chunks)), { longs: String, bytes: Array, defaults: false }) as {
-          resourceSpans?: Array<{ resource?: { attributes?: KV[] }; scopeSpans?: Array<{ spans?: Array<Record<string, unknown>> }> }>;
-        };
-        for (const rs of msg.resourceSpans ?? []) {
-          const resource = attrs(rs.resource?.attributes);
-          for (const ss of rs.scopeSpans ?? []) {
-            for (const s of ss.spans ?? []) {
-              const status = (s['status'] ?? {}) as { code?: number; message?: string };
-              r.spans.push({
-                traceId: hex(Uint8Array.from(s['traceId'] as number[])),
-                spanId: hex(Uint8Array.from(s['spanId'] as number[])),
-                parentSpanId: hex(s['parentSpanId'] === undefined ? undefined : Uint8Array.from(s['parentSpanId'] as number[])),
-                traceState: (s['traceState'] as string | undefined) ?? '',
-                name: s['name'] as string,
-                kind: (s['kind'] as number | undefined) ?? 0,
-                startNs: BigInt(s['startTimeUnixNano'] as string),
-                endNs: BigInt(s['endTimeUnixNano'] as string),
-                attributes: attrs(s['attributes'] as KV[] | undefined),
-                events: ((s['events'] ?? []) as Array<{ name: string; attributes?: KV[] }>).map((e) => ({ name: e.name, attributes: attrs(e.attributes) })),
-                status: { code: status.code ?? 0, message: status.message ?? '' },
-                resource,
-              });
-            }
-          }
-        }
+        r.ingest(Buffer.concat(chunks));
         res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
       });
     });
-    receiver = new OtlpReceiver(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    receiver.port = (server.address() as AddressInfo).port;
-    return receiver;
+    r.port = (server.address() as AddressInfo).port;
+    r.stop = () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+    return r;
+  }
+
+  /** An OTLP/gRPC receiver (`opentelemetry.proto.collector.trace.v1.TraceService/Export`, plaintext). */
+  static async startGrpc(): Promise<OtlpReceiver> {
+    const r = new OtlpReceiver(await OtlpReceiver.decoder());
+    const raw = (b: Buffer): Buffer => b;
+    const server = new grpc.Server();
+    server.addService({
+      Export: { path: '/opentelemetry.proto.collector.trace.v1.TraceService/Export', requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw },
+    }, {
+      Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+        r.requests++;
+        r.ingest(call.request);
+        cb(null, Buffer.alloc(0));
+      },
+    });
+    r.port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    r.stop = async () => {
+      server.forceShutdown();
+    };
+    return r;
+  }
+
+  private ingest(bytes: Uint8Array): void {
+    const msg = this.decode(bytes) as {
+      resourceSpans?: Array<{ resource?: { attributes?: KV[] }; scopeSpans?: Array<{ spans?: Array<Record<string, unknown>> }> }>;
+    };
+    for (const rs of msg.resourceSpans ?? []) {
+      const resource = attrs(rs.resource?.attributes);
+      for (const ss of rs.scopeSpans ?? []) {
+        for (const s of ss.spans ?? []) {
+          const status = (s['status'] ?? {}) as { code?: number; message?: string };
+          this.spans.push({
+            traceId: hex(Uint8Array.from(s['traceId'] as number[])),
+            spanId: hex(Uint8Array.from(s['spanId'] as number[])),
+            parentSpanId: hex(s['parentSpanId'] === undefined ? undefined : Uint8Array.from(s['parentSpanId'] as number[])),
+            traceState: (s['traceState'] as string | undefined) ?? '',
+            name: s['name'] as string,
+            kind: (s['kind'] as number | undefined) ?? 0,
+            startNs: BigInt(s['startTimeUnixNano'] as string),
+            endNs: BigInt(s['endTimeUnixNano'] as string),
+            attributes: attrs(s['attributes'] as KV[] | undefined),
+            events: ((s['events'] ?? []) as Array<{ name: string; attributes?: KV[] }>).map((e) => ({ name: e.name, attributes: attrs(e.attributes) })),
+            status: { code: status.code ?? 0, message: status.message ?? '' },
+            resource,
+          });
+        }
+      }
+    }
   }
 
   /** `host:port`, as Dapr's `otel.endpointAddress` takes it. */
@@ -123,9 +159,6 @@ export class OtlpReceiver {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.closeAllConnections();
-      this.server.close(() => resolve());
-    });
+    return this.stop();
   }
 }
