@@ -26,6 +26,8 @@ describe('traceparent', () => {
     expect(formatTraceParent(TID, SID, true)).toBe(`00-${TID}-${SID}-01`);
     // a later version is read by its first four fields
     expect(parseTraceParent(`01-${TID}-${SID}-01-extra`)?.traceId).toBe(TID);
+    // surrounding white space (a header value as some clients send it)
+    expect(parseTraceParent(` 00-${TID}-${SID}-01 `)?.spanId).toBe(SID);
   });
 
   it.each([
@@ -38,6 +40,9 @@ describe('traceparent', () => {
     [`00-${TID}-${SID}-01-x`, 'version 00 with more fields'],
     [`00_${TID}-${SID}-01`, 'wrong separator'],
     [`00-${TID.slice(0, 31)}g-${SID}-01`, 'not hex'],
+    [`00-${TID}-${SID}-0g`, 'flags not hex'],
+    [`01-${TID}-${SID}-01x`, 'a later version, more without a dash'],
+    [`00-${TID}-${SID}-01`.slice(0, 54) + '-', 'cut short'],
   ])('ignores %j (%s)', (value) => {
     expect(parseTraceParent(value)).toBeUndefined();
   });
