@@ -3,9 +3,9 @@
  * call's path, so the figure is not lost in the noise of a two-node run on shared cores): the
  * work of weft's tracing hooks for one invocation on node A (ingress span, the task's context,
  * the attempt span and the head it goes into, the answer's traceparent) and on node B (peer
- * server span, app call span, the app's headers), plus the export of the finished spans: turned
- * into OTel ReadableSpans and sent by the real OTLP http/protobuf exporter to a sink in this
- * process (the serialization is on the node's CPU, off the call's path).
+ * server span, app call span, the app's headers), plus the export of the finished spans: encoded
+ * as OTLP protobuf as they finish (src/observability/tracing-otlp.ts) and sent by the real
+ * OTLP http/protobuf transport to a sink in this process (the sink's own CPU is counted too).
  *
  *   node bench/tracing-cost.ts [--calls 100000] [--json] [--no-export]
  *

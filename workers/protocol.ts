@@ -215,7 +215,7 @@ export interface SpanEventData {
 
 /**
  * One finished span as plain data (src/observability/tracing.ts makes it; the main thread turns
- * it into an OTel ReadableSpan for the exporter). Times are ms since the epoch (fractional).
+ * it into OTLP protobuf for the exporter). Times are ms since the epoch (fractional).
  */
 export interface SpanData {
   readonly traceId: string;

@@ -1,13 +1,13 @@
 /**
  * OTLP's protobuf (`ExportTraceServiceRequest`, opentelemetry/proto/trace/v1) written straight
  * from weft's finished spans (`SpanData`), for the OTel exporters' transports
- * (tracing-export.ts): the OTel exporter turns each span into a ReadableSpan, then into a
- * transformer object, then hands that to protobufjs; at 100% sampling that was ~85% of what
- * tracing cost a node. Here a batch is one buffer written in one pass:
+ * (tracing-export.ts). The OTel exporter's own path (each span a ReadableSpan, then a
+ * transformer object, then protobufjs) was ~85% of what tracing cost a node at 100% sampling.
+ * Here each span is written once, as it ends, into the chunk of the export it will go in:
  *
  * - the resource and the instrumentation scope are encoded once per resource (they never
- *   change), and the batch's one ResourceSpans/ScopeSpans head is written in front of the
- *   spans once their length is known (room for it is left at the start: nothing is copied);
+ *   change), and the chunk's one ResourceSpans/ScopeSpans head is written in front of its
+ *   spans when it is sent (room for it is kept at the start: nothing is copied);
  * - ids go from hex to bytes, short ASCII strings byte by byte, times from fractional epoch ms
  *   to fixed64 nanoseconds in two 32-bit halves (no BigInt, no [s, ns] pairs);
  * - a nested message's length is written after the message: one byte is kept for it, and in
