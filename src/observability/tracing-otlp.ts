@@ -173,6 +173,15 @@ class Writer {
     this.pos = p;
   }
 
+  /** An encoded message in field `tag` (a one-byte tag). */
+  message(tag: number, bytes: Uint8Array): void {
+    this.byte(tag);
+    this.varint32(bytes.length);
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   /** Starts a nested message (its tag already written): keeps `room` bytes for its length. */
   begin(room = 1): number {
     this.ensure(room);
@@ -371,22 +380,16 @@ export class SpanChunk {
       p.buf = w.buf;
       p.pos = this.room - prefix;
     } else {
-      p.buf = Buffer.allocUnsafe(prefix + spansLen);
+      p.buf = Buffer.allocUnsafe(prefix + spansLen + 8); // (slack: the head's writes check for five bytes of room)
       w.buf.copy(p.buf, prefix, this.room, w.pos);
     }
     const start = p.pos;
     p.byte(0x0a); // ExportTraceServiceRequest.resource_spans = 1
     p.varint32(resourceSpansLen);
-    p.byte(0x0a); // ResourceSpans.resource = 1
-    p.varint32(resource.length);
-    p.buf.set(resource, p.pos);
-    p.pos += resource.length;
+    p.message(0x0a, resource); // ResourceSpans.resource = 1
     p.byte(0x12); // ResourceSpans.scope_spans = 2
     p.varint32(scopeSpansLen);
-    p.byte(0x0a); // ScopeSpans.scope = 1
-    p.varint32(scope.length);
-    p.buf.set(scope, p.pos);
-    p.pos += scope.length;
+    p.message(0x0a, scope); // ScopeSpans.scope = 1
     return p.buf.subarray(start, start + prefix + spansLen);
   }
 }

@@ -13,7 +13,7 @@ import { TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { encodeRequest, encodeResource } from '../../src/observability/tracing-otlp.ts';
+import { SpanChunk, encodeRequest, encodeResource } from '../../src/observability/tracing-otlp.ts';
 import type { SpanData } from '../../src/observability/tracing.ts';
 
 const root = protobuf.loadSync(fileURLToPath(new URL('../fixtures/otlp/trace.proto', import.meta.url)));
@@ -109,6 +109,15 @@ describe('the OTLP encoder', () => {
       expect(Buffer.from(encodeRequest(resource, spans, guess)).equals(Buffer.from(whole)), `first guess ${guess}`).toBe(true);
     }
     expect(decode(whole).resourceSpans[0]!.scopeSpans[0]!.spans.map((s) => s['name'])).toEqual(['POST /x', 'second']);
+  });
+
+  it('a chunk started for one resource is sent under a larger one (the node learnt its id meanwhile)', () => {
+    const chunk = SpanChunk.for(encodeResource({ 'service.name': 'x' }, SCOPE));
+    chunk.add(span());
+    const bigger = { ...RESOURCE, 'host.name': 'h'.repeat(300) };
+    const out = decode(chunk.request(encodeResource(bigger, SCOPE))).resourceSpans[0]!;
+    expect(out.resource.attributes.map((a) => a.key)).toEqual(Object.keys(bigger));
+    expect(out.scopeSpans[0]!.spans.map((s) => s['name'])).toEqual(['POST /x']);
   });
 
   it('a batch of thousands of spans, one after another', () => {
