@@ -29,6 +29,8 @@ export interface AppResponse {
   readonly status: number;
   readonly headers: string[];
   readonly body: Readable;
+  /** The whole body, when the channel read it all before answering (then `body` reads the same bytes). */
+  readonly whole?: Uint8Array;
 }
 
 export interface AppChannel {

@@ -9,6 +9,7 @@
  * call past its deadline WEFT_DEADLINE_EXCEEDED. The app's own statuses (4xx, 5xx) are answers,
  * not errors: they travel back to the caller unchanged.
  */
+import { Readable } from 'node:stream';
 import { H2CClient, Pool, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { AppConfig } from '../config.ts';
 import { WeftError } from '../errors.ts';
@@ -16,6 +17,9 @@ import type { AppHealth } from './health.ts';
 import type { AppChannel, AppRequest, AppResponse } from './channel.ts';
 
 export type { AppRequest, AppResponse } from './channel.ts';
+
+/** Answers of a known length up to this are collected whole before the call resolves. */
+const WHOLE_ANSWER_LIMIT = 256 * 1024;
 
 /**
  * Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1), plus ones undici sets
@@ -58,23 +62,19 @@ export class HttpAppChannel implements AppChannel {
     }
   }
 
-  async call(req: AppRequest): Promise<AppResponse> {
+  call(req: AppRequest): Promise<AppResponse> {
     if (this.health !== undefined && !this.health.healthy) {
-      throw new WeftError('WEFT_APP_UNHEALTHY', `app ${this.app.appId} failed its health checks (${this.health.status().lastError ?? 'unhealthy'})`, { appId: this.app.appId });
+      return Promise.reject(new WeftError('WEFT_APP_UNHEALTHY', `app ${this.app.appId} failed its health checks (${this.health.status().lastError ?? 'unhealthy'})`, { appId: this.app.appId }));
     }
     const path = req.query === '' ? `/${req.method}` : `/${req.method}?${req.query}`;
-    try {
-      const res = await this.pool.request({
-        path,
-        method: req.verb as 'GET',
-        headers: req.headers as string[],
-        body: req.body as Uint8Array | null,
-        signal: req.signal,
-      });
-      return { status: res.statusCode, headers: flattenHeaders(res.headers), body: res.body };
-    } catch (err) {
-      throw this.classify(err, req.signal);
-    }
+    return new Promise((resolve, reject) => {
+      const handler = new AppCall(this, req.signal, resolve, reject);
+      try {
+        this.pool.dispatch({ path, method: req.verb as 'GET', headers: req.headers as string[], body: req.body as Uint8Array | null }, handler);
+      } catch (err) {
+        handler.fail(err);
+      }
+    });
   }
 
   classify(err: unknown, signal: AbortSignal): WeftError {
@@ -141,4 +141,111 @@ export function flattenHeaders(headers: Record<string, string | string[] | undef
     else for (const v of value) out.push(name, v);
   }
   return out;
+}
+
+/**
+ * One call to the app through undici's dispatch API, which leaves out what `request()` builds
+ * per call for a general caller (a body stream, its promise machinery, a header object turned
+ * back into a list). An answer of known length that fits WHOLE_ANSWER_LIMIT is collected and
+ * resolves whole (`AppResponse.whole`, the body stream made only if someone asks for it);
+ * any other answer resolves at its head and streams, paused while its reader is behind.
+ */
+class AppCall implements Dispatcher.DispatchHandler {
+  private readonly channel: HttpAppChannel;
+  private readonly signal: AbortSignal;
+  private readonly resolve: (res: AppResponse) => void;
+  private readonly reject: (err: WeftError) => void;
+  private controller: Dispatcher.DispatchController | null = null;
+  private status = 0;
+  private headers: string[] = [];
+  /** Collecting a whole answer: its chunks so far. */
+  private chunks: Buffer[] | null = null;
+  private size = 0;
+  /** Streaming the answer: the stream its reader reads. */
+  private stream: Readable | null = null;
+  private settled = false;
+  /** The answer came to its end (or failed): nothing left to abort. */
+  private ended = false;
+  private readonly onAbort = (): void => this.controller?.abort(this.signal.reason as Error);
+
+  constructor(channel: HttpAppChannel, signal: AbortSignal, resolve: (res: AppResponse) => void, reject: (err: WeftError) => void) {
+    this.channel = channel;
+    this.signal = signal;
+    this.resolve = resolve;
+    this.reject = reject;
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.signal.aborted) controller.abort(this.signal.reason as Error);
+    else this.signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    this.status = status;
+    this.headers = flattenHeaders(headers);
+    const length = headers['content-length'];
+    if (typeof length === 'string' && Number(length) <= WHOLE_ANSWER_LIMIT) {
+      this.chunks = [];
+      return;
+    }
+    this.stream = new Readable({
+      read: () => controller.resume(),
+      // The reader gave up on the answer (its caller went away): so does the app's request.
+      destroy: (err, cb) => {
+        if (!this.ended) controller.abort(err ?? new WeftError('WEFT_CANCELLED', 'the answer was abandoned', { appId: this.channel.app.appId }));
+        cb(err);
+      },
+    });
+    this.settled = true;
+    this.resolve({ status, headers: this.headers, body: this.stream });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.chunks !== null) {
+      this.chunks.push(chunk);
+      this.size += chunk.length;
+    } else if (this.stream !== null && !this.stream.push(chunk)) {
+      controller.pause();
+    }
+  }
+
+  onResponseEnd(): void {
+    this.ended = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (this.chunks !== null) {
+      const whole = this.chunks.length === 1 ? (this.chunks[0] as Buffer) : Buffer.concat(this.chunks, this.size);
+      this.settled = true;
+      this.resolve(wholeResponse(this.status, this.headers, whole));
+    } else {
+      this.stream?.push(null);
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.fail(err);
+  }
+
+  fail(err: unknown): void {
+    this.ended = true;
+    this.signal.removeEventListener('abort', this.onAbort);
+    if (!this.settled) {
+      this.settled = true;
+      this.reject(this.channel.classify(err, this.signal));
+    } else if (this.stream !== null && !this.stream.destroyed) {
+      this.stream.destroy(err as Error);
+    }
+  }
+}
+
+/** An answer read whole: its body stream is made only when asked for (actor callbacks read it that way). */
+function wholeResponse(status: number, headers: string[], whole: Buffer): AppResponse {
+  let body: Readable | undefined;
+  return {
+    status, headers, whole,
+    get body(): Readable {
+      body ??= Readable.from(whole.length === 0 ? [] : [whole]);
+      return body;
+    },
+  };
 }

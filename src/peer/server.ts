@@ -578,14 +578,9 @@ function nextTurn(): Promise<typeof NOT_YET> {
  * (so no chunk waits for the next). A small chunked answer usually arrives whole with its head.
  */
 async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): Promise<{ body: Uint8Array; rest: Rest | null }> {
+  // The common answer: the channel read it whole already.
+  if (res.whole !== undefined && res.whole.length <= limit) return { body: res.whole, rest: null };
   const length = headerValue(res.headers, 'content-length');
-  // The common answer: a length that fits. undici's body reads itself whole without an async
-  // iterator (no promise per chunk); an app that fails mid-body or the signal rejects it.
-  const wholeBody = (res.body as Readable & { bytes?: () => Promise<Uint8Array> }).bytes;
-  if (length !== undefined && Number(length) <= limit && typeof wholeBody === 'function') {
-    if (signal.aborted) throw signal.reason;
-    return { body: await wholeBody.call(res.body), rest: null };
-  }
   const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   if (length !== undefined && Number(length) > limit) return { body: EMPTY, rest: { it, stream: res.body } };
   const chunks: Buffer[] = [];
