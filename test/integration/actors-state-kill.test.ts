@@ -175,7 +175,7 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
     await procs.close();
   }, 180_000);
 
-  it('refuses the write of an owner frozen past its lease (SIGSTOP, then SIGCONT) in the store', async () => {
+  it('refuses the write of an owner frozen past its lease (SIGSTOP, then SIGCONT), in the store or on its node, and the new owner\'s count stands', async () => {
     const tracker = new Tracker();
     const x = await start('x', tracker, 'fence');
     const y = await start('y', tracker, 'fence');
@@ -219,13 +219,18 @@ suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node
       x.proc.child.kill('SIGCONT');
     }
     await stale;
-    // The frozen owner's write (count 2) reached x after it resumed: the store refused it.
+    // The frozen owner's write (count 2) reached x after it resumed, and was refused. Which
+    // refusal depends on what x does first once it runs again (timers before sockets, or not):
+    // the store refuses the stale generation (409; state-store.test.ts covers that store fence on
+    // its own), or x has already given up the actor and refuses it itself (400), or x's HTTP
+    // server finds the request's head overdue after the freeze and cuts the connection (0).
     const end = Date.now() + 10_000;
     while (!tracker.stateRefusals.some((r) => r.app === 'x' && r.id === id) && Date.now() < end) await sleep(100);
     const refusal = tracker.stateRefusals.find((r) => r.app === 'x' && r.id === id);
     console.log(`stale owner's write after SIGCONT: ${refusal?.status} ${refusal?.body}`);
-    expect(refusal?.status).toBe(409);
-    expect(JSON.parse(refusal?.body ?? '{}')).toMatchObject({ weftCode: 'WEFT_ACTOR_STATE_FENCED', errorCode: 'ERR_ACTOR_STATE_TRANSACTION_SAVE' });
+    expect([409, 400, 0]).toContain(refusal?.status);
+    if (refusal?.status === 409) expect(JSON.parse(refusal.body)).toMatchObject({ weftCode: 'WEFT_ACTOR_STATE_FENCED', errorCode: 'ERR_ACTOR_STATE_TRANSACTION_SAVE' });
+    if (refusal?.status === 400) expect(JSON.parse(refusal.body)).toMatchObject({ weftCode: 'WEFT_ACTOR_INSTANCE_MISSING' });
     // y's writes stand; the stale write would have set 2.
     expect(await (await fetch(`http://127.0.0.1:${y.proc.ready.http}/v1.0/actors/Counter/${id}/method/count`, { method: 'PUT', body: '{}' })).json()).toEqual({ count: finalCount });
     await procs.close();

@@ -27,7 +27,7 @@ export class Tracker {
   readonly reminderFires: Array<{ id: string; name: string; app: string; body: unknown; at: number }> = [];
   /** Ids whose `inc` has read the state and is pausing before its write. */
   readonly pausedAfterRead = new Set<string>();
-  /** State transactions the node refused (`inc`): status and the node's error body. */
+  /** State transactions the node refused (`inc`): status and the node's error body (status 0: the connection was cut). */
   readonly stateRefusals: Array<{ id: string; app: string; status: number; body: string }> = [];
 
   up(id: string): void {
@@ -155,7 +155,15 @@ export async function startActorApp(name: string, tracker: Tracker, config: Reco
             tracker.pausedAfterRead.add(id);
             await new Promise((r) => setTimeout(r, pauseMs));
           }
-          const put = await fetch(base, { method: 'POST', body: JSON.stringify([{ operation: 'upsert', request: { key: 'count', value: count + 1 } }]) });
+          let put: Response;
+          try {
+            put = await fetch(base, { method: 'POST', body: JSON.stringify([{ operation: 'upsert', request: { key: 'count', value: count + 1 } }]) });
+          } catch (err) {
+            // The node cut the connection (status 0): the write did not land either.
+            tracker.stateRefusals.push({ id, app: name, status: 0, body: String((err as { cause?: Error }).cause?.message ?? (err as Error).message) });
+            res.destroy();
+            return;
+          }
           const putText = await put.text();
           if (put.status !== 204) {
             tracker.stateRefusals.push({ id, app: name, status: put.status, body: putText });
