@@ -7,7 +7,7 @@
 import { WeftError } from '../errors.ts';
 import { accessDenied, evaluate, type AccessControl, type AclDecision, type AclRequest } from './acl.ts';
 import type { WorkloadId } from './spiffe.ts';
-import { peerIdentityFromCall, type CallWithAuthContext } from './tls.ts';
+import { connectionClosed, connectionOf, peerIdentityFromCall, type CallWithAuthContext } from './tls.ts';
 
 export interface Authorized {
   readonly caller: WorkloadId;
@@ -47,12 +47,12 @@ export interface PeerAuthorizerOptions {
 
 /**
  * authorizePeerCall for a node, with what can be remembered remembered: the caller's identity
- * per gRPC call object (a Mux stream carries many calls over one verified connection, so the
- * certificate is read once per stream, not once per call), and per policy the trust domains it
- * accepts (the node's own plus those its policies name, as Dapr's per-policy `trustDomain` allows).
+ * per connection, and per policy the trust domains it accepts (the node's own plus those its
+ * policies name, as Dapr's per-policy `trustDomain` allows).
  */
 export class PeerAuthorizer {
   private readonly options: PeerAuthorizerOptions;
+  /** Keyed by the HTTP/2 session of the call (or by the call, where grpc-js hides the session). */
   private readonly callers = new WeakMap<object, WorkloadId | WeftError>();
   private readonly domains = new WeakMap<AccessControl, readonly string[]>();
 
@@ -69,19 +69,39 @@ export class PeerAuthorizer {
     return d;
   }
 
+  /**
+   * Who is calling, read once per connection. A TLS connection carries one client certificate
+   * for its whole life, so it is read and parsed on the connection's first call and every later
+   * call or stream on it pays one WeakMap lookup. Reading it per call cost ~1 ms of CPU (grpc-js
+   * translates the whole certificate into an object on every getAuthContext(), then X509 parsing):
+   * a node took a few hundred proxied calls a second, fell behind under a burst, and stayed
+   * behind for as long as the backlog lasted. A renewed certificate arrives on a new connection
+   * (the caller's successor channel; connections also age out, see peerServerOptions), so it is
+   * a new key. A connection that closed before its identity was read fails that one call as
+   * cancelled, and nothing is remembered for it.
+   */
+  private callerOf(call: CallWithAuthContext): WorkloadId | WeftError {
+    const conn = connectionOf(call);
+    if (conn === null) return connectionClosed();
+    const key = conn ?? call;
+    let caller = this.callers.get(key);
+    if (caller !== undefined) return caller;
+    try {
+      caller = peerIdentityFromCall(call);
+    } catch (err) {
+      caller = WeftError.from(err);
+      if (caller.code === 'WEFT_CANCELLED') return caller;
+    }
+    this.callers.set(key, caller);
+    return caller;
+  }
+
   authorize(call: CallWithAuthContext, target: { namespace: string; appId: string }, request: AclRequest): Authorized {
     const acl = this.options.acl(target.namespace, target.appId);
-    let caller = this.callers.get(call);
-    if (caller === undefined) {
-      try {
-        caller = peerIdentityFromCall(call);
-      } catch (err) {
-        caller = WeftError.from(err);
-      }
-      this.callers.set(call, caller);
-    }
+    const caller = this.callerOf(call);
     if (caller instanceof WeftError) {
-      this.options.onDecision?.(target, undefined, false, caller.message);
+      // a closed connection is no decision about anyone: not logged or counted as a refusal
+      if (caller.code !== 'WEFT_CANCELLED') this.options.onDecision?.(target, undefined, false, caller.message);
       throw new WeftError(caller.code, caller.message, { appId: target.appId });
     }
     const domains = this.trustDomains(acl);

@@ -213,12 +213,52 @@ function unauthenticated(problem: string): WeftError {
 }
 
 /**
+ * The connection is gone: its socket was destroyed before the call's identity was read (say the
+ * session was torn down by an HTTP/2 protection, a keepalive timeout or the caller, with streams
+ * of it still queued on a busy event loop). Not an authentication failure: the caller is no
+ * longer there to answer, so the call ends as cancelled.
+ */
+export function connectionClosed(): WeftError {
+  return new WeftError('WEFT_CANCELLED', 'the calling node\'s connection closed before its identity was read');
+}
+
+/**
+ * The HTTP/2 session (one per TCP/TLS connection) a grpc-js server call arrived on: an object
+ * while it is open, null once it is closed, undefined when this grpc-js keeps it elsewhere.
+ *
+ * grpc-js has no public way to it. A server call object holds its intercepting call in `call`,
+ * interceptors chain through `nextCall`, and the innermost one holds the http2 stream in
+ * `stream` (grpc-js 1.10 to 1.14); `getAuthContext()` itself goes the same way. If a later
+ * grpc-js moves them, the answer is undefined and callers fall back to reading the certificate
+ * per call (slower, never wrong); the per-connection test in test/integration then fails.
+ */
+export function connectionOf(call: object): object | null | undefined {
+  let inner = (call as { call?: unknown }).call;
+  for (let i = 0; i < 8 && typeof inner === 'object' && inner !== null; i++) {
+    const stream = (inner as { stream?: unknown }).stream;
+    if (typeof stream === 'object' && stream !== null) {
+      const session = (stream as { session?: { destroyed?: boolean } | undefined }).session;
+      return session === undefined || session.destroyed === true ? null : session;
+    }
+    inner = (inner as { nextCall?: unknown }).nextCall;
+  }
+  return undefined;
+}
+
+/**
  * The SPIFFE id of the caller's verified client certificate, either shape. grpc-js reports a peer
  * certificate only when the TLS socket is `authorized` (its chain verified against the server's
- * roots), so a returned id is one the CA vouched for.
+ * roots), so a returned id is one the CA vouched for. Throws `connectionClosed()` when the
+ * connection's socket is already destroyed (grpc-js then fails reading its certificate).
  */
 export function peerSpiffeIdFromCall(call: CallWithAuthContext): AnySpiffeId {
-  const auth = call.getAuthContext();
+  let auth: ReturnType<CallWithAuthContext['getAuthContext']>;
+  try {
+    auth = call.getAuthContext();
+  } catch {
+    // grpc-js 1.14 reads `getPeerCertificate().raw`, and a destroyed TLS socket answers null
+    throw connectionClosed();
+  }
   const peer = auth?.sslPeerCertificate;
   if (auth?.transportSecurityType !== 'ssl' || peer?.raw === undefined) {
     throw unauthenticated('the connection carries no verified client certificate');

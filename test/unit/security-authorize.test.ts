@@ -48,6 +48,14 @@ describe('peerIdentityFromCall', () => {
   });
 });
 
+describe('a call on a connection already closed', () => {
+  it('is cancelled, not an unknown caller: grpc-js fails reading the certificate of a destroyed TLS socket', () => {
+    // what grpc-js 1.14 does there: getPeerCertificate() answers null, then `.raw` is read
+    const closed: CallWithAuthContext = { getAuthContext: () => (null as unknown as PeerCertificate).raw as never };
+    expect(() => peerSpiffeIdFromCall(closed)).toThrow(expect.objectContaining({ code: 'WEFT_CANCELLED' }));
+  });
+});
+
 describe('authorizePeerCall', () => {
   const acl = () => parseAccessControl({ defaultAction: 'deny', policies: [{ appId: 'frontend', namespace: 'default', trustDomain: 'weft.test', operations: [{ name: '/orders/*', httpVerb: ['GET'], action: 'allow' }] }] });
 
