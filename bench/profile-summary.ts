@@ -41,13 +41,13 @@ export interface Summary {
  * internals (streams, events, timers) are passed over on the way up.
  */
 const STAGES: Array<[RegExp, string]> = [
-  [/node_modules\/piscina|src\/dispatch\.ts|workers\/peer-worker\.ts|^postMessage$|per_context\/messageport/, 'hop to the workers (piscina, postMessage, dispatch)'],
-  [/workers\/mux\.ts|workers\/outbound\.ts|src\/peer\/codec\.ts|src\/resiliency\/|node_modules\/@grpc|node:internal\/http2|workers\/port-stream\.ts/, 'outbound peer call (Mux, gRPC, HTTP/2, resiliency)'],
-  [/src\/observability\/metrics\.ts|node_modules\/prom-client|node:internal\/histogram/, 'metrics'],
-  [/src\/invoker\.ts/, 'invoker (Exchange, routing wait, abort wiring)'],
+  [/node_modules\/piscina|src\/dispatch\.[jt]s|workers\/peer-worker\.[jt]s|^postMessage$|per_context\/messageport/, 'hop to the workers (piscina, postMessage, dispatch)'],
+  [/workers\/mux\.[jt]s|workers\/outbound\.[jt]s|src\/peer\/codec\.[jt]s|src\/resiliency\/|node_modules\/@grpc|node:internal\/http2|workers\/port-stream\.[jt]s/, 'outbound peer call (Mux, gRPC, HTTP/2, resiliency)'],
+  [/src\/observability\/[a-z-]*metrics\.[jt]s|node_modules\/prom-client|node:internal\/histogram/, 'metrics'],
+  [/src\/invoker\.[jt]s/, 'invoker (Exchange, routing wait, abort wiring)'],
   [/src\/routing\//, 'routing'],
-  [/src\/ingress\/|node:_http_|src\/appid\.ts|src\/method-path\.ts|node:net/, 'HTTP ingress (parse, handler, answer)'],
-  [/src\/peer\/server\.ts|src\/appchannel\/|node_modules\/undici|src\/security\//, 'peer server and app channel'],
+  [/src\/ingress\/|node:_http_|src\/appid\.[jt]s|src\/method-path\.[jt]s|node:net/, 'HTTP ingress (parse, handler, answer)'],
+  [/src\/peer\/server\.[jt]s|src\/appchannel\/|node_modules\/undici|src\/security\//, 'peer server and app channel'],
 ];
 
 /**
