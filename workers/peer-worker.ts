@@ -25,7 +25,7 @@ const counters = new CounterBatcher(threadId, (batch) => metrics.postMessage(bat
 // trace make any: with tracing off this channel stays silent).
 const spanChannel = new BroadcastChannel(`${SPANS_CHANNEL}:${channel}`);
 spanChannel.unref();
-const spans = new BatchingSink((list, dropped) => spanChannel.postMessage({ type: 'spans', spans: list, dropped } satisfies SpanBatch));
+const spans = new BatchingSink((batch, dropped) => spanChannel.postMessage({ type: 'spans', bytes: batch.bytes, count: batch.count, dropped } satisfies SpanBatch));
 
 const routing = new BroadcastChannel(`${ROUTING_CHANNEL}:${channel}`);
 routing.unref();

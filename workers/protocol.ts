@@ -235,9 +235,14 @@ export interface SpanData {
   message: string;
 }
 
-/** A worker's finished spans, sent on the spans channel; `dropped` spans did not fit its buffer. */
+/**
+ * A worker's finished spans, sent on the spans channel: OTLP-encoded (a run of
+ * `ScopeSpans.spans` fields, src/observability/tracing-otlp.ts), `count` of them; `dropped`
+ * spans did not fit its buffer.
+ */
 export interface SpanBatch {
   readonly type: 'spans';
-  readonly spans: readonly SpanData[];
+  readonly bytes: Uint8Array;
+  readonly count: number;
   readonly dropped: number;
 }

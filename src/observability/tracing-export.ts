@@ -134,10 +134,24 @@ export class TraceExport implements SpanSink {
     else this.dropped.inc({ reason: 'unencodable' });
   }
 
-  /** A worker's batch. */
+  /**
+   * A worker's batch, encoded there: its bytes join the queue as they are. A batch that does not
+   * fit the queue whole is dropped whole.
+   */
   absorb(batch: SpanBatch): void {
     if (batch.dropped > 0) this.dropped.inc({ reason: 'worker_buffer' }, batch.dropped);
-    for (const s of batch.spans) this.add(s);
+    if (batch.count === 0) return;
+    if (this.queued + batch.count > this.config.maxQueueSize || this.closed) {
+      this.dropped.inc({ reason: 'queue_full' }, batch.count);
+      return;
+    }
+    let chunk = this.chunks.at(-1);
+    if (chunk === undefined || chunk.count + batch.count > this.config.maxExportBatchSize) {
+      chunk = SpanChunk.for(this.resource, batch.bytes.length);
+      this.chunks.push(chunk);
+    }
+    chunk.append(batch.bytes, batch.count);
+    this.queued += batch.count;
   }
 
   private exportSome(): void {

@@ -359,6 +359,21 @@ export class SpanChunk {
     return true;
   }
 
+  /** The spans' bytes alone, in a buffer of their own (what a worker sends the main thread). */
+  spans(): Uint8Array {
+    const out = new Uint8Array(this.w.pos - this.room);
+    out.set(this.w.buf.subarray(this.room, this.w.pos));
+    return out;
+  }
+
+  /** Appends `count` spans another chunk encoded (`spans()`). */
+  append(bytes: Uint8Array, count: number): void {
+    this.w.ensure(bytes.length);
+    this.w.buf.set(bytes, this.w.pos);
+    this.w.pos += bytes.length;
+    this.count += count;
+  }
+
   /** Bytes the spans take so far. */
   get bytes(): number {
     return this.w.pos - this.room;

@@ -14,6 +14,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import type { SpanData, SpanEventData, SpanAttributes } from '../../workers/protocol.ts';
+import { SpanChunk } from './tracing-otlp.ts';
 
 export type { SpanData, SpanAttributes };
 
@@ -289,28 +290,42 @@ export class Tracer {
 /** The tracer of a node with tracing off: `on` is false and nothing is ever recorded. */
 export const OFF = new Tracer(false, { ratio: 0, parentBased: true }, null);
 
-/** A sink that batches span data and hands each batch on (a worker's, to the main thread). */
+/** Spans a sink encoded, as a batch: their OTLP bytes (a run of `ScopeSpans.spans` fields) and how many. */
+export interface EncodedSpans {
+  readonly bytes: Uint8Array;
+  readonly count: number;
+}
+
+const NO_SPANS: EncodedSpans = { bytes: new Uint8Array(0), count: 0 };
+
+/**
+ * A sink that encodes each span as OTLP as it ends (tracing-otlp.ts) and hands the bytes on in
+ * batches: a worker's, to the main thread, whose exporter adds them to its queue as they are.
+ * A batch crosses the thread boundary as one byte array, not as a structured clone of every
+ * span's objects, and the span objects die young on the thread that made them.
+ */
 export class BatchingSink implements SpanSink {
-  private batch: SpanData[] = [];
+  private chunk: SpanChunk | null = null;
   private timer: NodeJS.Timeout | undefined;
   private dropped = 0;
-  private readonly send: (spans: SpanData[], dropped: number) => void;
+  private readonly send: (spans: EncodedSpans, dropped: number) => void;
   private readonly max: number;
   private readonly delayMs: number;
 
-  constructor(send: (spans: SpanData[], dropped: number) => void, max = 2048, delayMs = 200) {
+  /** `max`: spans held at most (the rest are dropped and counted); a batch goes at 512 spans or after `delayMs`. */
+  constructor(send: (spans: EncodedSpans, dropped: number) => void, max = 2048, delayMs = 200) {
     this.send = send;
     this.max = max;
     this.delayMs = delayMs;
   }
 
   add(span: SpanData): void {
-    if (this.batch.length >= this.max) {
+    const chunk = (this.chunk ??= new SpanChunk(0));
+    if (chunk.count >= this.max || !chunk.add(span)) {
       this.dropped++;
       return;
     }
-    this.batch.push(span);
-    if (this.batch.length >= 512) this.flush();
+    if (chunk.count >= 512) this.flush();
     else if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), this.delayMs);
       this.timer.unref();
@@ -320,11 +335,12 @@ export class BatchingSink implements SpanSink {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.batch.length === 0 && this.dropped === 0) return;
-    const spans = this.batch;
+    const chunk = this.chunk;
+    this.chunk = null;
+    const count = chunk?.count ?? 0;
+    if (count === 0 && this.dropped === 0) return;
     const dropped = this.dropped;
-    this.batch = [];
     this.dropped = 0;
-    this.send(spans, dropped);
+    this.send(chunk === null || count === 0 ? NO_SPANS : { bytes: chunk.spans(), count }, dropped);
   }
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchingSink, OFF, SpanKind, Tracer, formatTraceParent, parseTraceParent, ratioSampled, type SpanData } from '../../src/observability/tracing.ts';
+import { BatchingSink, OFF, SpanKind, Tracer, formatTraceParent, parseTraceParent, ratioSampled, type EncodedSpans, type SpanData } from '../../src/observability/tracing.ts';
 import { parseResourceAttributes, tracingConfig } from '../../src/observability/tracing-config.ts';
 import { TraceExport, nodeResource, type BatchExporter } from '../../src/observability/tracing-export.ts';
 import type { SpanExportBatch } from '../../src/observability/tracing-otlp.ts';
@@ -94,7 +94,7 @@ describe('sampling', () => {
 
   it('a worker\'s batching sink bounds what it holds and counts what it dropped', () => {
     const sent: Array<{ n: number; dropped: number }> = [];
-    const sink = new BatchingSink((list, dropped) => sent.push({ n: list.length, dropped }), 3, 10_000);
+    const sink = new BatchingSink((batch, dropped) => sent.push({ n: batch.count, dropped }), 3, 10_000);
     const t = new Tracer(true, { ratio: 1, parentBased: true }, sink);
     for (let i = 0; i < 5; i++) t.start('s', SpanKind.CLIENT, undefined, null).end();
     sink.flush();
@@ -179,6 +179,32 @@ describe('the export queue', () => {
     // what the exporter got: one request of the 10 spans first queued (test/unit/tracing-otlp.test.ts reads such bytes)
     expect(calls[0]?.count).toBe(10);
     expect(Buffer.from(calls[0]?.bytes ?? []).includes('s9')).toBe(true);
+    await q.shutdown(50);
+  });
+
+  it('takes a worker\'s encoded batch into its queue as it is, and drops a batch that does not fit whole', async () => {
+    const calls: SpanExportBatch[] = [];
+    const exporter: BatchExporter = { export: (batch, cb) => { calls.push(batch); cb({ code: 0 }); }, shutdown: async () => {} };
+    const registry = new Registry();
+    const q = new TraceExport(tracingConfig({ samplingRate: '1', otel: { endpointAddress: 'x:1' }, maxQueueSize: 6, exportInterval: 10 }, {}), exporter, resourceFromAttributes({ 'service.name': 'main' }), registry);
+    const batches: EncodedSpans[] = [];
+    const worker = new BatchingSink((batch, dropped) => {
+      batches.push(batch);
+      q.absorb({ type: 'spans', bytes: batch.bytes, count: batch.count, dropped });
+    });
+    for (let i = 0; i < 4; i++) worker.add(span(i));
+    worker.flush();
+    q.add(span(4));
+    for (let i = 5; i < 8; i++) worker.add(span(i));
+    worker.flush(); // 3 more do not fit the queue's 6 with 5 in it: dropped whole
+    await q.flush(1000);
+    expect(batches.map((b) => b.count)).toEqual([4, 3]);
+    expect(calls.reduce((n, c) => n + c.count, 0)).toBe(5);
+    const bytes = Buffer.concat(calls.map((c) => Buffer.from(c.bytes)));
+    for (const name of ['s0', 's3', 's4']) expect(bytes.includes(`\x2a\x02${name}`, 0, 'latin1')).toBe(true);
+    expect(bytes.includes('s5')).toBe(false);
+    expect(bytes.includes('main')).toBe(true);
+    expect(await registry.metrics()).toMatch(/weft_tracing_spans_dropped_total\{reason="queue_full"\} 3/);
     await q.shutdown(50);
   });
 
