@@ -82,6 +82,13 @@ describe('bench report', () => {
     expect(find('worker pool: node A main-thread CPU per call vs inline (workers vs inline)')).toMatchObject({ measured: '40% (40 vs 100 µs)', pass: true });
     expect(find('worker pool: extra p50')).toMatchObject({ target: '≤ 0.1 ms', measured: '0.30 ms', pass: false });
     expect(result.some((c) => c.what.startsWith('baseline'))).toBe(false);
+
+    // Medians of seconds (the nodes or the machine saturated): a 0.1 ms price is not judged from them.
+    const slowInline = fakePath('inline', 0, fakeRun(4_000_000, 5_000_000), 120);
+    const slowPooled = fakePath('workers', 2, fakeRun(3_000_000, 5_000_000), 200);
+    const saturated = checks([base, slowInline, slowPooled], 1000, false).find((c) => c.what === 'worker pool: extra p50');
+    expect(saturated?.pass).toBeNull();
+    expect(saturated?.measured).toContain('not judged');
   });
 
   it('renders every path and figure into the markdown table', () => {
