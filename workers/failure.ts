@@ -3,9 +3,17 @@
  * whether it surely never reached the target app (and so may be tried on another instance).
  */
 import type { WireErrorShape } from './protocol.ts';
+import { Errors } from '../src/errors.ts';
 
-/** Failures weft decided itself, by stable code, that never reached the app. */
-const NEVER_REACHED_APP = new Set(['WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN', 'WEFT_APP_REFUSED', 'WEFT_APP_UNHEALTHY']);
+/**
+ * Failures of an invocation that surely never reached the app, by stable code: exactly those
+ * src/errors.ts marks `retryable` (and `invoke`), so the registry, docs/resiliency.md and the
+ * retries cannot disagree. A list of its own here once left out WEFT_OVERLOADED (a node that
+ * refused the call before its app was asked), which the docs said was retried.
+ */
+const NEVER_REACHED_APP: ReadonlySet<string> = new Set(
+  Object.entries(Errors).filter(([, spec]) => 'retryable' in spec && spec.retryable && 'invoke' in spec && spec.invoke).map(([code]) => code),
+);
 
 export class CallFailure extends Error {
   readonly wire: WireErrorShape;
