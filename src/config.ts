@@ -95,7 +95,8 @@ export interface NodeConfig {
   readonly namespace: string;
   /** The address other nodes use to reach this node's peer server. */
   readonly advertiseAddress: string;
-  readonly http: ListenConfig;
+  /** `maxConnections`: connections each HTTP API listener keeps open at once (one more is answered 503 WEFT_OVERLOADED and closed). */
+  readonly http: ListenConfig & { readonly maxConnections: number };
   readonly grpc: ListenConfig & { readonly enabled: boolean };
   readonly peer: ListenConfig;
   readonly metrics: ListenConfig & { readonly enabled: boolean };
@@ -166,6 +167,8 @@ export const DEFAULTS = {
   shutdownTimeout: 10_000,
   headersTimeout: 60_000,
   appMaxConnections: 128,
+  /** nginx's worker_connections scale: far above what one host's apps need, far below what exhausts a process's file descriptors. */
+  httpMaxConnections: 1024,
   resolver: 'local',
   logLevel: 'info',
   certTtl: 24 * 3_600_000,
@@ -282,8 +285,8 @@ class Fields {
   }
 }
 
-function listen(f: Fields, key: string, port: number, host: string): Fields & { listen: ListenConfig } {
-  const sub = f.sub(key, ['host', 'port', 'enabled']);
+function listen(f: Fields, key: string, port: number, host: string, more: readonly string[] = []): Fields & { listen: ListenConfig } {
+  const sub = f.sub(key, ['host', 'port', 'enabled', ...more]);
   return Object.assign(sub, { listen: { host: sub.string('host', host), port: sub.port('port', port) } });
 }
 
@@ -295,7 +298,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     'security', 'actors', 'routing', 'resourcesPath', 'tracing',
   ]);
   const namespace = top.string('namespace', DEFAULTS.namespace, NAMESPACE, 'a valid namespace (letters, digits, - and _, at most 63)');
-  const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host);
+  const http = listen(top, 'http', DEFAULTS.httpPort, DEFAULTS.host, ['maxConnections']);
   const grpc = listen(top, 'grpc', DEFAULTS.grpcPort, DEFAULTS.host);
   const peer = listen(top, 'peer', DEFAULTS.peerPort, DEFAULTS.host);
   const metrics = listen(top, 'metrics', DEFAULTS.metricsPort, DEFAULTS.host);
@@ -377,7 +380,7 @@ export function validateConfig(raw: unknown, env: NodeJS.ProcessEnv = process.en
     nodeId: top.obj['nodeId'] === undefined ? undefined : top.string('nodeId', '', /^[A-Za-z0-9._:-]+$/, 'a valid node id (letters, digits, . _ : -)'),
     namespace,
     advertiseAddress,
-    http: http.listen,
+    http: { ...http.listen, maxConnections: http.int('maxConnections', DEFAULTS.httpMaxConnections, 1, 1_000_000) },
     grpc: { ...grpc.listen, enabled: grpc.bool('enabled', true) },
     peer: peer.listen,
     metrics: { ...metrics.listen, enabled: metrics.bool('enabled', true) },

@@ -71,7 +71,7 @@ export const Errors = {
   WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },
   WEFT_PEER_UNAUTHENTICATED: { http: 401, grpc: GrpcStatus.UNAUTHENTICATED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node could not establish who is calling (no verified workload certificate, or one from an untrusted trust domain)', invoke: true },
   WEFT_ACCESS_DENIED: { http: 403, grpc: GrpcStatus.PERMISSION_DENIED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target\'s access policy denies this call', invoke: true },
-  WEFT_OVERLOADED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node has too many calls queued', retryable: true, invoke: true },
+  WEFT_OVERLOADED: { http: 503, grpc: GrpcStatus.RESOURCE_EXHAUSTED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node refused the call before running it: too many calls queued, or too many connections open (http.maxConnections)', retryable: true, invoke: true },
   WEFT_SHUTTING_DOWN: { http: 503, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the node is shutting down', retryable: true, invoke: true },
   WEFT_CIRCUIT_OPEN: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the circuit breaker for the target is open', invoke: true },
   WEFT_HEALTH_NOT_READY: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_HEALTH_NOT_READY', summary: 'the node is not ready' },

@@ -287,6 +287,7 @@ export class WeftNode {
       maxBodySize: config.maxBodySize,
       invokeTimeoutMs: config.timeouts.invoke,
       headersTimeoutMs: config.timeouts.headers,
+      maxConnections: config.http.maxConnections,
       invoker,
       ready: () => this.ready,
       outboundReady: () => this.state === 'ready',

@@ -7,6 +7,7 @@
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+import type { Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { WeftError } from '../errors.ts';
 import { parseTarget } from '../appid.ts';
@@ -28,6 +29,8 @@ export interface HttpApiContext {
   readonly invokeTimeoutMs: number;
   /** How long a client may take to send a request head (`timeouts.headers`); past it, 408. */
   readonly headersTimeoutMs?: number | undefined;
+  /** Connections open at once (`http.maxConnections`, default 1024); one more is answered 503 WEFT_OVERLOADED and closed. */
+  readonly maxConnections?: number | undefined;
   readonly invoker: Invoker;
   ready(): boolean;
   outboundReady(): boolean;
@@ -52,13 +55,17 @@ export const MAX_URL_LENGTH = 8 * 1024;
 /** The largest request head (request line and headers) the parser takes (431 past it; 414 when the URL alone is that long). */
 export const MAX_HEAD_BYTES = 16 * 1024;
 const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+const DEFAULT_MAX_CONNECTIONS = 1024;
 
 /** Requests that asked `Expect: 100-continue` and have not been told to go on yet. */
 const awaitingContinue = new WeakSet<IncomingMessage>();
 
 export function createHttpApi(ctx: HttpApiContext): Server {
   const headersTimeout = ctx.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const refused = new WeakSet<object>();
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    // a connection past the cap was answered and is closing: nothing on it is served
+    if (refused.has(req.socket)) return void req.resume();
     handle(ctx, req, res).catch((err: unknown) => sendError(res, WeftError.from(err)));
   };
   const server = createServer({
@@ -66,6 +73,24 @@ export function createHttpApi(ctx: HttpApiContext): Server {
     // How often Node looks for heads past headersTimeout (its default, 30 s, would let a short timeout run long).
     connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4))),
   }, onRequest);
+  // At most `maxConnections` open at once: each connection holds a file descriptor and buffers,
+  // and a client could otherwise open them without end. One past the cap is answered at once
+  // (503 WEFT_OVERLOADED, which says the call was never run, so a client may retry it) and
+  // closed, and a request already sent on it is not served; Node's own `maxConnections` would
+  // drop it with no answer. Counted here, per listener, as connections open and close.
+  const maxConnections = ctx.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    if (open >= maxConnections) {
+      refused.add(socket);
+      rawAnswer(socket, new WeftError('WEFT_OVERLOADED', `this listener already has ${maxConnections} connections open (http.maxConnections); try again once one closes`));
+      return;
+    }
+    open++;
+    socket.once('close', () => {
+      open--;
+    });
+  });
   // `Expect: 100-continue`: the body is asked for only once the request is known to be taken
   // (token, target, method path and declared size checked); a refusal is the final answer.
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {

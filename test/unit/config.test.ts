@@ -19,7 +19,7 @@ function problem(raw: unknown): string {
 describe('node config', () => {
   it('fills every field with defaults and freezes the result', () => {
     const c = validateConfig({}, {});
-    expect(c.http).toEqual({ host: '127.0.0.1', port: DEFAULTS.httpPort });
+    expect(c.http).toEqual({ host: '127.0.0.1', port: DEFAULTS.httpPort, maxConnections: DEFAULTS.httpMaxConnections });
     expect(c.peer.port).toBe(DEFAULTS.peerPort);
     expect(c.metrics).toEqual({ host: '127.0.0.1', port: 9090, enabled: true });
     expect(c.maxBodySize).toBe(4 * 1024 * 1024);
@@ -63,7 +63,7 @@ describe('node config', () => {
 
   it.each([
     [{ http: { port: 70000 } }, 'http.port: must be an integer from 0 to 65535 (got 70000)'],
-    [{ http: { prot: 1 } }, 'http.prot: unknown field (known: host, port, enabled)'],
+    [{ http: { prot: 1 } }, 'http.prot: unknown field (known: host, port, enabled, maxConnections)'],
     [{ apps: [{ appPort: 3000 }] }, 'apps[0].appId: is required'],
     [{ apps: [{ appId: 'a.b' }] }, 'apps[0].appId: "a.b" is not a valid app id (letters, digits, - and _, at most 63; no dots)'],
     [{ apps: [{ appId: 'a', appPort: 'x' }] }, 'apps[0].appPort: must be an integer from 1 to 65535 (got "x")'],
