@@ -563,10 +563,20 @@ function appHeaders(head: CallHead, caller: CallerIdentity): string[] {
   return out;
 }
 
-/** Resolves on the event loop's next turn: by then, whatever had arrived with the app's head has been read. */
+/**
+ * How long an answer without a content-length may keep the node waiting for its next chunk (or
+ * its end) before what has come goes on and the rest streams. One turn of the event loop was
+ * too short: an app writes its head with the first chunk and the terminating chunk a moment
+ * later, in a segment of its own, so small chunked answers went out as streams (a follow-up
+ * FetchBody, and an answer whose head had left could only be cut, not failed, if its node died).
+ * An event stream's head waits at most this long.
+ */
+const NEXT_CHUNK_WAIT_MS = 2;
 const NOT_YET = Symbol('not yet');
-function nextTurn(): Promise<typeof NOT_YET> {
-  return new Promise((resolve) => setImmediate(resolve, NOT_YET));
+function nextChunkWait(): { promise: Promise<typeof NOT_YET>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  const promise = new Promise<typeof NOT_YET>((resolve) => (timer = setTimeout(resolve, NEXT_CHUNK_WAIT_MS, NOT_YET)));
+  return { promise, cancel: () => clearTimeout(timer) };
 }
 
 /**
@@ -574,8 +584,9 @@ function nextTurn(): Promise<typeof NOT_YET> {
  * found while reading) comes back as the bytes read so far plus the rest of the stream.
  *
  * An answer without a content-length (chunked: an event stream, a body made as it goes) is
- * never waited for: what had already arrived goes with the head, the rest follows as it comes
- * (so no chunk waits for the next). A small chunked answer usually arrives whole with its head.
+ * waited for at most NEXT_CHUNK_WAIT_MS per chunk: what has arrived by then goes with the head,
+ * the rest follows as it comes (so no chunk waits for the next longer than that). A small
+ * chunked answer arrives whole.
  */
 async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): Promise<{ body: Uint8Array; rest: Rest | null }> {
   // The common answer: the channel read it whole already.
@@ -589,7 +600,14 @@ async function readUpTo(res: AppResponse, limit: number, signal: AbortSignal): P
   for (;;) {
     if (signal.aborted) throw signal.reason;
     const next = it.next();
-    const r = length === undefined ? await Promise.race([next, nextTurn()]) : await next;
+    let r: IteratorResult<Buffer> | typeof NOT_YET;
+    if (length === undefined) {
+      const wait = nextChunkWait();
+      r = await Promise.race([next, wait.promise]);
+      wait.cancel();
+    } else {
+      r = await next;
+    }
     if (r === NOT_YET) return { body: collected(), rest: { it: resumed(next, it), stream: res.body } };
     if (r.done === true) break;
     chunks.push(r.value);
