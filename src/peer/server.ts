@@ -569,9 +569,10 @@ function appHeaders(head: CallHead, caller: CallerIdentity): string[] {
  * too short: an app writes its head with the first chunk and the terminating chunk a moment
  * later, in a segment of its own, so small chunked answers went out as streams (a follow-up
  * FetchBody, and an answer whose head had left could only be cut, not failed, if its node died).
- * An event stream's head waits at most this long.
+ * An event stream's head waits at most this long (once: after it, chunks pass as they come).
+ * 2 ms was too short on a busy machine, where an app's end chunk can lag by several.
  */
-const NEXT_CHUNK_WAIT_MS = 2;
+const NEXT_CHUNK_WAIT_MS = 10;
 const NOT_YET = Symbol('not yet');
 function nextChunkWait(): { promise: Promise<typeof NOT_YET>; cancel: () => void } {
   let timer: NodeJS.Timeout | undefined;
