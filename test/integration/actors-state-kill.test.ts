@@ -30,6 +30,8 @@ const binaries = findPostgres();
 /** Codes of failures that surely never reached the app (the increment did not run). */
 const NOT_RUN = new Set(['WEFT_ACTOR_MOVED', 'WEFT_ACTOR_CLAIM', 'WEFT_PEER_UNAVAILABLE', 'WEFT_NOT_SERVING', 'WEFT_SHUTTING_DOWN', 'WEFT_ACTOR_INSTANCE_MISSING']);
 
+// Skipped when no PostgreSQL binaries are found (findPostgres() then returns the reason as a
+// string); .ci/run installs PostgreSQL, so CI runs it.
 const suite = typeof binaries === 'string' ? describe.skip : describe;
 
 suite(`actor state on PostgreSQL under SIGKILL, graceful leave and SIGSTOP (node processes)${typeof binaries === 'string' ? ` (skipped: ${binaries})` : ''}`, () => {

@@ -291,6 +291,7 @@ describe('weft on a Node too old for it', () => {
     const [major = 0, minor = 0] = r.stdout.trim().split('.').map(Number);
     return r.status === 0 && (major < 22 || (major === 22 && minor < 13));
   });
+  // Skipped when no Node older than 22.13 is installed at /usr/bin or /usr/local/bin (nothing to run the check with).
   it.skipIf(oldNode === undefined)('says which Node it needs and how to get it, and exits 1', () => {
     const r = spawnSync(oldNode as string, [WEFT, 'status'], { cwd: ROOT, encoding: 'utf8' });
     expect(r.status).toBe(1);
