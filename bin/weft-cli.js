@@ -6,6 +6,7 @@
 // Node 22.18 and 24); on a Node that has the feature only behind a flag, it re-runs with the flag.
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const root = new URL('../', import.meta.url);
 
@@ -29,7 +30,8 @@ function compiledIsCurrent() {
   } catch {
     return false;
   }
-  const sources = Math.max(newestSource(new URL('src', root).pathname), newestSource(new URL('workers', root).pathname));
+  // File paths, not URL paths: a checkout under a directory with a space or a '%' in its name.
+  const sources = Math.max(newestSource(fileURLToPath(new URL('src', root))), newestSource(fileURLToPath(new URL('workers', root))));
   return built >= sources;
 }
 
