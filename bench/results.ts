@@ -3,6 +3,7 @@
  * rendering. Latencies are in ms here (the generator's µs divided by 1000); CPU in seconds
  * and µs; memory in MB.
  */
+import type { AllocSummary } from './alloc-profile.ts';
 import type { RunResult, SearchResult } from './load.ts';
 
 export interface ProcessCost {
@@ -33,6 +34,11 @@ export interface ProcessCost {
   rssLoadMB: number | null;
   /** VmHWM right after the measured phase, MB. */
   peakMB: number | null;
+}
+
+/** Bytes one node's main thread allocated per call over the measured phase, sampled. */
+export interface NodeAlloc extends AllocSummary {
+  role: string;
 }
 
 /** Self time by stage of one node's threads over the measured phase, from V8 CPU profiles. */
@@ -87,6 +93,8 @@ export interface PathReport {
   measuredUs?: { fromUs: number; toUs: number };
   /** With --profile: each node's CPU profiles over the measured phase, by stage (bench/profile-summary.ts). */
   profiles?: NodeProfile[];
+  /** With --alloc: what each weft node's main thread allocated per call over the measured phase (bench/alloc-profile.ts). */
+  alloc?: NodeAlloc[];
   max: { run: RunResult; costs: ProcessCost[] } | null;
   search: SearchResult | null;
   /** Average CPU used by processes outside this benchmark during the measured phase, vCPU. */
@@ -356,6 +364,27 @@ export function toMarkdown(r: Report): string {
       for (const n of p.profiles ?? []) {
         out.push(`| ${p.name} | ${n.role} | main | ${n.mainBusyMs.toFixed(0)} | ${stages(n.main)} |`);
         if (n.workersBusyMs > 0) out.push(`| ${p.name} | ${n.role} | workers | ${n.workersBusyMs.toFixed(0)} | ${stages(n.workers)} |`);
+      }
+    }
+    out.push('');
+  }
+
+  const sampled = r.paths.filter((p) => (p.alloc ?? []).length > 0);
+  if (sampled.length > 0) {
+    out.push('## What a call allocates (sampling heap profiler, measured phase)');
+    out.push('');
+    out.push(
+      'With --alloc: V8\'s sampling heap profiler on each weft node\'s main thread, keeping objects the GC has already collected, so the bytes ' +
+        'estimate everything allocated during the rate run, divided by its calls. Worker threads are not sampled (compare inline paths). ' +
+        'The sampling costs CPU: take CPU and latency from a run without --alloc.',
+    );
+    out.push('');
+    out.push('| path | process | KB per call | most allocated by (KB per call) |');
+    out.push('| --- | --- | ---: | --- |');
+    for (const p of sampled) {
+      for (const n of p.alloc ?? []) {
+        const top = n.top.slice(0, 6).map((t) => `\`${t.fn}\` ${(t.bytesPerCall / 1024).toFixed(2)}`).join('; ');
+        out.push(`| ${p.name} | ${n.role} | ${(n.bytesPerCall / 1024).toFixed(1)} | ${top} |`);
       }
     }
     out.push('');

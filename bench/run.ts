@@ -53,8 +53,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
-import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
+import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type NodeAlloc, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
+import { AllocSampler, freePort, summariseAlloc } from './alloc-profile.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -81,6 +82,8 @@ interface Settings {
   out: string;
   json: boolean;
   quick: boolean;
+  /** With --alloc: sample each node's allocations over the rate run's measured phase (bench/alloc-profile.ts). */
+  alloc: boolean;
   /** Where --profile puts each node's CPU profiles (a directory per node), or null. */
   profileDir: string | null;
 }
@@ -114,6 +117,7 @@ function parseSettings(argv: string[]): Settings {
       'json-only': { type: 'boolean', default: false },
       quick: { type: 'boolean', default: false },
       profile: { type: 'boolean', default: false },
+      alloc: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -156,6 +160,7 @@ function parseSettings(argv: string[]): Settings {
     out: values.out,
     json: values.json || values['json-only'],
     quick,
+    alloc: values.alloc,
     profileDir: values.profile ? resolve(process.cwd(), values.out, `profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`) : null,
   };
 }
@@ -193,6 +198,10 @@ const USAGE = `usage: node bench/run.ts [options]
   --quick               a smoke run: 5 s per path after 2 s of warm-up, short max/search
   --profile             CPU-profile every weft node (--cpu-prof, a directory per node under --out) and add
                         where each node's threads spent the measured phase, by stage, to the report
+  --alloc               sample each weft node's allocations (V8's sampling heap profiler, over the inspector on
+                        a loopback port) during each rate run's measured phase, and report bytes per call on
+                        the main thread and the functions that allocate most; the sampling costs some CPU, so
+                        take CPU and latency figures from a run without it
 `;
 
 /** The actor calls' routes: `{id}` is filled in by the load generator. */
@@ -220,6 +229,8 @@ interface Measurement {
   stealVcpu: number | null;
   /** The measured phase on the monotonic clock (µs), for reading CPU profiles over it. */
   window: { fromUs: number; toUs: number };
+  /** With --alloc: each sampled node's allocation profile over the phase, by pid. */
+  alloc: Map<number, Awaited<ReturnType<AllocSampler['stop']>>>;
 }
 
 /** Now on the monotonic clock, in µs (V8's CPU profiles use the same clock on Linux). */
@@ -272,6 +283,7 @@ class Bench {
     let wallBefore = performance.now();
     let fromUs = 0;
     let result: unknown;
+    const allocStarts: Array<Promise<number> | undefined> = [];
     gen.onLine((line) => {
       let event: { event?: string; phase?: string; result?: unknown };
       try {
@@ -286,6 +298,7 @@ class Bench {
         wallBefore = performance.now();
         fromUs = monotonicUs();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
+        if (sampleRss) for (const w of watch) allocStarts.push(this.#allocSamplers.get(w.pid)?.start().then(() => w.pid));
       } else if (event.event === 'result') {
         result = event.result;
       }
@@ -293,6 +306,12 @@ class Bench {
     const code = await gen.exited;
     const toUs = monotonicUs();
     sampler.stop();
+    const alloc = new Map<number, Awaited<ReturnType<AllocSampler['stop']>>>();
+    for (const started of allocStarts) {
+      const pid = await started;
+      const s = pid === undefined ? undefined : this.#allocSamplers.get(pid);
+      if (pid !== undefined && s !== undefined) alloc.set(pid, await s.stop());
+    }
     if (code !== 0 || result === undefined) throw new Error(`load generator exited with ${code} without a result; see ${gen.logFile}`);
     const cpu = new Map<number, number | null>();
     for (const pid of pids) {
@@ -326,7 +345,7 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs } } };
+    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs }, alloc } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
@@ -391,6 +410,11 @@ class Bench {
     );
     // Per request actually sent (a request the generator had to drop cost the nodes nothing).
     const costs = this.costs(watch, roles, main.measured, run.sent - run.errors.dropped, idle, run.generatorCpuMs);
+    const alloc: NodeAlloc[] = [];
+    watch.forEach((w, i) => {
+      const head = main.measured.alloc.get(w.pid);
+      if (head !== undefined) alloc.push({ role: roles[i] ?? w.name, ...summariseAlloc(head, run.sent - run.errors.dropped) });
+    });
 
     // The max-rate figures are extras: if one fails, the rate run above still counts.
     let max: PathReport['max'] = null;
@@ -419,7 +443,10 @@ class Bench {
       const { exitCode, signalCode } = w.child;
       if (exitCode !== null || signalCode !== null) this.fail(`${name}: ${roles[i] ?? w.name} exited during the run (${exitCode ?? signalCode}); see ${w.logFile}`);
     });
-    return { name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu, measuredUs: main.measured.window };
+    return {
+      name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu, measuredUs: main.measured.window,
+      ...(alloc.length > 0 ? { alloc } : {}),
+    };
   }
 
   fail(message: string): void {
@@ -499,6 +526,9 @@ class Bench {
     return this.#grpcApp;
   }
 
+  /** With --alloc: an inspector session per weft node, by pid. */
+  readonly #allocSamplers = new Map<number, AllocSampler>();
+
   /** The actor app, started on first use and kept for the rest of the run. */
   #actorApp: Promise<{ proc: Started; port: number }> | null = null;
   actorApp(): Promise<{ proc: Started; port: number }> {
@@ -518,9 +548,11 @@ class Bench {
   /** Starts one weft node with `weft run ... --json` and waits for its ready line. */
   async startNode(name: string, appId: string, workers: number, registry: string, appPort: number | null, appProtocol = 'http', env: Record<string, string> = {}): Promise<{ proc: Started; http: number; grpc: number; metrics: number }> {
     const profile = this.settings.profileDir === null ? [] : ['--cpu-prof', `--cpu-prof-dir=${join(this.settings.profileDir, name)}`];
+    const inspectPort = this.settings.alloc ? await freePort() : null;
     const args = [
       ...this.settings.nodeArgs,
       ...profile,
+      ...(inspectPort === null ? [] : [`--inspect=127.0.0.1:${inspectPort}`]),
       join(ROOT, 'bin/weft.js'),
       'run',
       '--app-id', appId,
@@ -546,6 +578,14 @@ class Bench {
         return undefined;
       }
     }, 30_000);
+    if (inspectPort !== null) {
+      const sampler = await AllocSampler.connect(inspectPort);
+      this.#allocSamplers.set(proc.pid, sampler);
+      void proc.exited.then(() => {
+        sampler.close();
+        this.#allocSamplers.delete(proc.pid);
+      });
+    }
     return { proc, ...ports };
   }
 }
@@ -824,6 +864,7 @@ async function main(): Promise<void> {
       mtls: settings.mtls,
       quick: settings.quick,
       profile: settings.profileDir !== null,
+      alloc: settings.alloc,
     },
     sharing:
       `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the app (the echo app; the actor app on actor paths), and on weft paths node A and node B ` +
