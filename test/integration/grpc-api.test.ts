@@ -75,14 +75,14 @@ describe.each([
 ])('the Dapr gRPC API (raw grpc-js client, $mode)', ({ workers }) => {
   const cluster = new Cluster();
   let a: WeftNode; // "front": caller-only, maxBodySize 16Mi (the cluster's default)
-  let small: WeftNode; // "tight": maxBodySize 1Mi, invoke timeout 400ms
+  let small: WeftNode; // "tight": maxBodySize 1Mi, invoke timeout 2s (short enough to wait out; long enough for a 900 KiB answer on a loaded machine)
   let client: Client;
   let tight: Client;
 
   beforeAll(async () => {
     const echo = await cluster.app(echoHandler('e1'));
     a = await cluster.node({ workers, apps: [{ appId: 'front' }] });
-    small = await cluster.node({ workers, apps: [{ appId: 'tight' }], extra: { maxBodySize: '1Mi', timeouts: { invoke: '400ms', shutdown: '2s' } } });
+    small = await cluster.node({ workers, apps: [{ appId: 'tight' }], extra: { maxBodySize: '1Mi', timeouts: { invoke: '2s', shutdown: '2s' } } });
     await cluster.node({ workers, apps: [{ appId: 'echo', appPort: echo.port }] });
     client = connect(a.ports.grpc);
     tight = connect(small.ports.grpc);

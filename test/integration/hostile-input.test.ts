@@ -128,9 +128,11 @@ describe.each([
       res.write('the start of an answer that never ends');
       setTimeout(() => req.socket.destroy(), 20);
     });
+    // headers 1.5 s: short for the slow-head test to wait out, long enough that an event-loop stall on a
+    // loaded machine does not turn a whole head waiting in the socket into a 408 (Node checks heads on a timer).
     a = await cluster.node({
       workers, apps: [{ appId: 'front' }],
-      extra: { timeouts: { invoke: '5s', shutdown: '2s', headers: '300ms' }, routing: { unknownIdleTimeout: '300ms', maxUnknown: UNKNOWN_CAP } },
+      extra: { timeouts: { invoke: '5s', shutdown: '2s', headers: '1500ms' }, routing: { unknownIdleTimeout: '300ms', maxUnknown: UNKNOWN_CAP } },
     });
     const apps = [
       { appId: 'echo', appPort: echo.port },
