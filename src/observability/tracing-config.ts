@@ -40,11 +40,13 @@ export interface TracingConfig {
   readonly exportIntervalMs: number;
   /** One export's time limit, ms. */
   readonly exportTimeoutMs: number;
+  /** Exports in flight at most (more wait in the queue). */
+  readonly maxConcurrentExports: number;
 }
 
 export const TRACING_OFF: TracingConfig = Object.freeze({
   enabled: false, ratio: 0, parentBased: true, protocol: 'http/protobuf', endpoint: '', serviceName: undefined,
-  resourceAttributes: Object.freeze({}), maxQueueSize: 2048, maxExportBatchSize: 512, exportIntervalMs: 1000, exportTimeoutMs: 10_000,
+  resourceAttributes: Object.freeze({}), maxQueueSize: 2048, maxExportBatchSize: 512, exportIntervalMs: 1000, exportTimeoutMs: 10_000, maxConcurrentExports: 4,
 });
 
 type Obj = Record<string, unknown>;
@@ -146,7 +148,7 @@ export function tracingConfig(raw: unknown, env: NodeJS.ProcessEnv, field = 'tra
   const found = tracingMapping(raw, field);
   const map = found?.map ?? {};
   const where = found?.field ?? field;
-  known(map, where, ['samplingRate', 'otel', 'zipkin', 'stdout', 'maxQueueSize', 'exportInterval']);
+  known(map, where, ['samplingRate', 'otel', 'zipkin', 'stdout', 'maxQueueSize', 'exportInterval', 'maxConcurrentExports']);
   const otel = map['otel'] ?? {};
   if (!isObj(otel)) throw err(`${where}.otel`, 'must be a mapping (endpointAddress, protocol, isSecure)');
   known(otel, `${where}.otel`, ['endpointAddress', 'protocol', 'isSecure']);
@@ -193,6 +195,8 @@ export function tracingConfig(raw: unknown, env: NodeJS.ProcessEnv, field = 'tra
   const intervalRaw = map['exportInterval'] ?? 1000;
   const interval = typeof intervalRaw === 'number' ? intervalRaw : Number.NaN;
   if (!Number.isInteger(interval) || interval < 10 || interval > 60_000) throw err(`${where}.exportInterval`, 'must be an integer number of ms from 10 to 60000');
+  const concurrent = map['maxConcurrentExports'] ?? 4;
+  if (typeof concurrent !== 'number' || !Number.isInteger(concurrent) || concurrent < 1 || concurrent > 16) throw err(`${where}.maxConcurrentExports`, 'must be an integer from 1 to 16');
 
   return Object.freeze({
     // Dapr's samplingRate "0" turns tracing off; OTel's parentbased_always_off still follows parents.
@@ -207,5 +211,6 @@ export function tracingConfig(raw: unknown, env: NodeJS.ProcessEnv, field = 'tra
     maxExportBatchSize: Math.min(512, queue),
     exportIntervalMs: interval,
     exportTimeoutMs: 10_000,
+    maxConcurrentExports: concurrent,
   });
 }

@@ -5,8 +5,10 @@
  *
  * The queue is the only place spans wait. It holds at most `maxQueueSize` spans; past that a
  * span is dropped and counted (`weft_tracing_spans_dropped_total`), so a collector that is down
- * costs memory up to the cap and never slows a call: adding is an array push, exporting runs on
- * a timer, one export at a time, each bounded by `exportTimeoutMs`.
+ * costs memory up to the cap and never slows a call: adding a span encodes it into the chunk being
+ * filled. A chunk is exported once full (right after the call that filled it) or at the
+ * interval's tick, with at most `maxConcurrentExports` exports in flight, each bounded by
+ * `exportTimeoutMs`; what waits for a place in flight stays in the bounded queue.
  */
 import { hostname } from 'node:os';
 import { defaultResource, resourceFromAttributes, type Resource } from '@opentelemetry/resources';
@@ -78,20 +80,27 @@ export async function createExporter(config: TracingConfig): Promise<BatchExport
       url: config.endpoint,
       credentials: secure ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(),
       timeoutMillis: config.exportTimeoutMs,
+      concurrencyLimit: config.maxConcurrentExports,
     }, 'TRACES');
     return new OTLPExporterBase(otlp.createOtlpGrpcExportDelegate(options, serializer, 'otlp_grpc_span_exporter', counting, undefined, 'TraceExportService', '/opentelemetry.proto.collector.trace.v1.TraceService/Export'));
   }
   const http = await import('@opentelemetry/otlp-exporter-base/node-http');
-  const options = http.convertLegacyHttpOptions({ url: config.endpoint, timeoutMillis: config.exportTimeoutMs, concurrencyLimit: 2 }, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
+  // the exporter's own limit must not refuse what TraceExport allows in flight
+  const options = http.convertLegacyHttpOptions({ url: config.endpoint, timeoutMillis: config.exportTimeoutMs, concurrencyLimit: config.maxConcurrentExports }, 'TRACES', 'v1/traces', { 'Content-Type': 'application/x-protobuf' });
   return new OTLPExporterBase(http.createOtlpHttpExportDelegate(options, serializer, 'otlp_http_span_exporter', counting, undefined));
 }
 
 export class TraceExport implements SpanSink {
-  /** Spans waiting, encoded as they came (oldest chunk first; the last is being filled). */
+  /** Spans waiting, encoded as they came (oldest chunk first; only the last is still filled). */
   private chunks: SpanChunk[] = [];
   /** Spans in `chunks`: at most maxQueueSize. */
   private queued = 0;
-  private exporting = false;
+  /** Exports sent and not yet answered: at most maxConcurrentExports. */
+  private inFlight = 0;
+  /** A pump is scheduled (setImmediate) for a chunk that filled. */
+  private pumping = false;
+  /** The size the next chunk's buffer starts at: what the last full chunk took, so it seldom grows. */
+  private chunkBytes: number;
   private closed = false;
   private readonly timer: NodeJS.Timeout;
   private readonly config: TracingConfig;
@@ -100,19 +109,26 @@ export class TraceExport implements SpanSink {
   private readonly dropped: { inc(labels: { reason: string }, by?: number): void };
   private readonly exported: Counter;
   private readonly failures: Counter;
+  private readonly pumpFull = (): void => {
+    this.pumping = false;
+    this.pump(false);
+  };
 
   /** `resource` may be replaced once the node knows its id (`identify`), before the first export. */
   constructor(config: TracingConfig, exporter: BatchExporter, resource: Resource, registry: Registry) {
     this.config = config;
     this.exporter = exporter;
     this.resource = encodedResource(resource);
+    this.chunkBytes = Math.min(config.maxExportBatchSize, 64) * 384;
     const registers = [registry];
     this.dropped = new Counter({ name: 'weft_tracing_spans_dropped_total', help: 'Finished spans dropped before export, by reason (queue_full: the export queue was at tracing.maxQueueSize; worker_buffer: a worker\'s batch was full; export_failed: the collector did not take them; unencodable: a span the OTLP encoder could not write)', labelNames: ['reason'], registers });
     this.exported = new Counter({ name: 'weft_tracing_spans_exported_total', help: 'Spans the collector accepted', registers });
     this.failures = new Counter({ name: 'weft_tracing_export_failures_total', help: 'Exports that failed (their spans are dropped)', registers });
     const queue = (): number => this.queued;
     new Gauge({ name: 'weft_tracing_queue_spans', help: 'Finished spans waiting for export', registers, collect() { this.set(queue()); } });
-    this.timer = setInterval(() => this.exportSome(), config.exportIntervalMs);
+    const inFlight = (): number => this.inFlight;
+    new Gauge({ name: 'weft_tracing_exports_in_flight', help: 'Exports sent to the collector and not yet answered', registers, collect() { this.set(inFlight()); } });
+    this.timer = setInterval(() => this.pump(true), config.exportIntervalMs);
     this.timer.unref();
   }
 
@@ -126,12 +142,13 @@ export class TraceExport implements SpanSink {
       return;
     }
     let chunk = this.chunks.at(-1);
-    if (chunk === undefined || chunk.count >= this.config.maxExportBatchSize) {
-      chunk = SpanChunk.for(this.resource, Math.min(this.config.maxExportBatchSize, 64) * 384);
-      this.chunks.push(chunk);
+    if (chunk === undefined || chunk.count >= this.config.maxExportBatchSize) chunk = this.newChunk(this.chunkBytes);
+    if (!chunk.add(span)) {
+      this.dropped.inc({ reason: 'unencodable' });
+      return;
     }
-    if (chunk.add(span)) this.queued++;
-    else this.dropped.inc({ reason: 'unencodable' });
+    this.queued++;
+    if (chunk.count >= this.config.maxExportBatchSize) this.filled(chunk);
   }
 
   /**
@@ -147,22 +164,60 @@ export class TraceExport implements SpanSink {
     }
     let chunk = this.chunks.at(-1);
     if (chunk === undefined || chunk.count + batch.count > this.config.maxExportBatchSize) {
-      chunk = SpanChunk.for(this.resource, batch.bytes.length);
-      this.chunks.push(chunk);
+      if (chunk !== undefined) this.filled(chunk);
+      chunk = this.newChunk(Math.max(batch.bytes.length, this.chunkBytes));
     }
     chunk.append(batch.bytes, batch.count);
     this.queued += batch.count;
+    if (chunk.count >= this.config.maxExportBatchSize) this.filled(chunk);
   }
 
-  private exportSome(): void {
-    if (this.exporting) return;
-    const chunk = this.chunks.shift();
-    if (chunk === undefined) return;
+  private newChunk(size: number): SpanChunk {
+    const chunk = SpanChunk.for(this.resource, size);
+    this.chunks.push(chunk);
+    return chunk;
+  }
+
+  /**
+   * A chunk is full: it is exported as soon as the call that filled it is done (setImmediate),
+   * not at the next tick, so at any rate the queue holds about one chunk while the collector
+   * keeps up.
+   */
+  private filled(chunk: SpanChunk): void {
+    // the next chunk starts as big as this one ended (+1/8): it seldom has to grow
+    this.chunkBytes = Math.max(this.chunkBytes, chunk.bytes + (chunk.bytes >>> 3));
+    this.schedulePump();
+  }
+
+  private schedulePump(): void {
+    if (this.pumping || this.inFlight >= this.config.maxConcurrentExports) return;
+    this.pumping = true;
+    setImmediate(this.pumpFull);
+  }
+
+  /**
+   * Sends chunks while fewer than maxConcurrentExports exports are in flight: the full ones
+   * (every chunk but the last is full), and with `all` (the interval's tick, a flush) the one
+   * still being filled too.
+   */
+  private pump(all: boolean): void {
+    while (this.inFlight < this.config.maxConcurrentExports) {
+      const n = this.chunks.length;
+      if (n === 0) return;
+      const head = this.chunks[0] as SpanChunk;
+      if (n === 1 && !all && head.count < this.config.maxExportBatchSize) return;
+      this.chunks.shift();
+      if (head.count === 0) continue;
+      this.send(head);
+    }
+  }
+
+  private send(chunk: SpanChunk): void {
     const count = chunk.count;
     this.queued -= count;
-    this.exporting = true;
+    this.inFlight++;
     const request: SpanExportBatch = { bytes: chunk.request(this.resource), count };
-    // Guard against an exporter that never calls back: the next export is not held up forever.
+    // Guard against an exporter that never calls back: its place in flight is not held forever.
     let done = false;
     const guard = setTimeout(() => finish({ code: -1 }), this.config.exportTimeoutMs + 1000);
     guard.unref();
@@ -170,14 +225,15 @@ export class TraceExport implements SpanSink {
       if (done) return;
       done = true;
       clearTimeout(guard);
-      this.exporting = false;
+      this.inFlight--;
       if (result.code === SUCCESS) this.exported.inc(count);
       else {
         this.failures.inc();
         this.dropped.inc({ reason: 'export_failed' }, count);
       }
-      // a full chunk waiting: go on at once rather than at the next tick
-      if (this.chunks.length > 1) setImmediate(() => this.exportSome());
+      // full chunks that waited for a place in flight go now (never synchronously in the exporter's callback)
+      const head = this.chunks[0];
+      if (head !== undefined && (this.chunks.length > 1 || head.count >= this.config.maxExportBatchSize)) this.schedulePump();
     };
     try {
       this.exporter.export(request, finish);
@@ -189,8 +245,8 @@ export class TraceExport implements SpanSink {
   /** Exports what is queued, for up to `ms`. */
   async flush(ms = 5000): Promise<void> {
     const until = Date.now() + ms;
-    while ((this.queued > 0 || this.exporting) && Date.now() < until) {
-      this.exportSome();
+    while ((this.queued > 0 || this.inFlight > 0) && Date.now() < until) {
+      this.pump(true);
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }

@@ -497,7 +497,7 @@ describe('a collector that is down', () => {
 
   it('costs dropped spans, counted, and never a call', async () => {
     const closed = await freePort();
-    const extra = { tracing: { samplingRate: '1', otel: { endpointAddress: `127.0.0.1:${closed}`, protocol: 'http' }, exportInterval: 50, maxQueueSize: 4 } };
+    const extra = { tracing: { samplingRate: '1', otel: { endpointAddress: `127.0.0.1:${closed}`, protocol: 'http' }, exportInterval: 50, maxQueueSize: 4, maxConcurrentExports: 2 } };
     const echo = await cluster.app(echoHandler('echo'));
     await cluster.node({ apps: [{ appId: 'echo', appPort: echo.port }], extra });
     const a = await cluster.node({ apps: [{ appId: 'front' }], extra });
@@ -507,15 +507,16 @@ describe('a collector that is down', () => {
       return r.statusCode;
     }));
     expect(statuses.every((s) => s === 200)).toBe(true);
-    // 20 calls make 40 spans on A: at most 4 wait and 4 are in the failing export; the rest are dropped and counted
+    // 20 calls make 40 spans on A: at most 4 wait and 2 exports of 4 are in flight, failing; the rest are dropped and counted
     const end = Date.now() + 10_000;
     let dropped = 0;
     while (Date.now() < end) {
       dropped = await metric(a, /^weft_tracing_spans_dropped_total\{/);
-      if (dropped >= 32) break;
+      if (dropped >= 28) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    expect(dropped).toBeGreaterThanOrEqual(32);
+    expect(dropped).toBeGreaterThanOrEqual(28);
+    expect(await metric(a, /^weft_tracing_exports_in_flight\{/)).toBeLessThanOrEqual(2);
     expect(await metric(a, /^weft_tracing_queue_spans\{/)).toBeLessThanOrEqual(4);
   });
 });

@@ -53,6 +53,8 @@ export class OtlpReceiver {
   requests = 0;
   private readonly decode: Decoder;
   private stop: () => Promise<void> = async () => {};
+  /** While not null, answers wait here (a slow collector) until `release()`. */
+  private waiting: Array<() => void> | null = null;
   private port = 0;
 
   private constructor(decode: Decoder) {
@@ -78,7 +80,7 @@ export class OtlpReceiver {
           return;
         }
         r.ingest(Buffer.concat(chunks));
-        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+        r.answer(() => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -101,7 +103,7 @@ export class OtlpReceiver {
       Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         r.requests++;
         r.ingest(call.request);
-        cb(null, Buffer.alloc(0));
+        r.answer(() => cb(null, Buffer.alloc(0)));
       },
     });
     r.port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
@@ -109,6 +111,28 @@ export class OtlpReceiver {
       server.forceShutdown();
     };
     return r;
+  }
+
+  /** From now on the receiver takes requests but holds its answers (a slow collector). */
+  hold(): void {
+    this.waiting ??= [];
+  }
+
+  /** Answers every held request, and answers at once again. */
+  release(): void {
+    const waiting = this.waiting ?? [];
+    this.waiting = null;
+    for (const answer of waiting) answer();
+  }
+
+  /** Requests received and not answered yet (held). */
+  get held(): number {
+    return this.waiting?.length ?? 0;
+  }
+
+  private answer(send: () => void): void {
+    if (this.waiting !== null) this.waiting.push(send);
+    else send();
   }
 
   private ingest(bytes: Uint8Array): void {

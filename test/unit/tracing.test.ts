@@ -147,6 +147,8 @@ describe('tracing settings', () => {
     [{ otel: { isSecure: 'yes' } }, {}, 'tracing.otel.isSecure: must be true or false'],
     [{ otel: { endpoint: 'x' } }, {}, 'tracing.otel.endpoint: unknown field (known: endpointAddress, protocol, isSecure)'],
     [{ zipkin: { endpointAddress: 'x' } }, {}, 'tracing.zipkin: is not supported: weft exports OTLP (use otel)'],
+    [{ maxConcurrentExports: 0 }, {}, 'tracing.maxConcurrentExports: must be an integer from 1 to 16'],
+    [{ maxConcurrentExports: '2' }, {}, 'tracing.maxConcurrentExports: must be an integer from 1 to 16'],
     ['/nonexistent/config.yaml', {}, 'tracing: cannot read the Configuration /nonexistent/config.yaml'],
     [undefined, { OTEL_TRACES_SAMPLER: 'jaeger_remote' }, 'OTEL_TRACES_SAMPLER: "jaeger_remote" is not supported'],
     [undefined, { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: 'x' }, 'OTEL_TRACES_SAMPLER_ARG: must be a number from 0 to 1 (got "x")'],
@@ -166,7 +168,7 @@ describe('the export queue', () => {
     const calls: SpanExportBatch[] = [];
     const hanging: BatchExporter = { export: (batch) => void calls.push(batch), shutdown: async () => {} };
     const registry = new Registry();
-    const config = { ...tracingConfig({ samplingRate: '1', otel: { endpointAddress: 'x:1' }, maxQueueSize: 10, exportInterval: 10 }, {}), exportTimeoutMs: 60_000 };
+    const config = { ...tracingConfig({ samplingRate: '1', otel: { endpointAddress: 'x:1' }, maxQueueSize: 10, exportInterval: 10, maxConcurrentExports: 1 }, {}), exportTimeoutMs: 60_000 };
     const q = new TraceExport(config, hanging, resourceFromAttributes({ 'service.name': 't' }), registry);
     for (let i = 0; i < 10; i++) q.add(span(i));
     await new Promise((r) => setTimeout(r, 50));
