@@ -4,6 +4,7 @@
  * and µs; memory in MB.
  */
 import type { AllocSummary } from './alloc-profile.ts';
+import type { NodeRuntimeStats } from './node-runtime.ts';
 import type { RunResult, SearchResult } from './load.ts';
 
 export interface ProcessCost {
@@ -34,6 +35,11 @@ export interface ProcessCost {
   rssLoadMB: number | null;
   /** VmHWM right after the measured phase, MB. */
   peakMB: number | null;
+}
+
+/** One node's event loop and GC over the measured phase, from its /metrics. */
+export interface NodeRuntime extends NodeRuntimeStats {
+  role: string;
 }
 
 /** Bytes one node's main thread allocated per call over the measured phase, sampled. */
@@ -93,6 +99,8 @@ export interface PathReport {
   measuredUs?: { fromUs: number; toUs: number };
   /** With --profile: each node's CPU profiles over the measured phase, by stage (bench/profile-summary.ts). */
   profiles?: NodeProfile[];
+  /** Each weft node's event-loop delay and GC pauses over the measured phase (bench/node-runtime.ts). */
+  runtime?: NodeRuntime[];
   /** With --alloc: what each weft node's main thread allocated per call over the measured phase (bench/alloc-profile.ts). */
   alloc?: NodeAlloc[];
   max: { run: RunResult; costs: ProcessCost[] } | null;
@@ -364,6 +372,29 @@ export function toMarkdown(r: Report): string {
       for (const n of p.profiles ?? []) {
         out.push(`| ${p.name} | ${n.role} | main | ${n.mainBusyMs.toFixed(0)} | ${stages(n.main)} |`);
         if (n.workersBusyMs > 0) out.push(`| ${p.name} | ${n.role} | workers | ${n.workersBusyMs.toFixed(0)} | ${stages(n.workers)} |`);
+      }
+    }
+    out.push('');
+  }
+
+  const withRuntime = r.paths.filter((p) => (p.runtime ?? []).length > 0);
+  if (withRuntime.length > 0) {
+    out.push('## Event loop and GC (measured phase)');
+    out.push('');
+    out.push(
+      'Each weft node\'s own /metrics, read as the measured phase starts and as it ends: event-loop delay from `monitorEventLoopDelay` ' +
+        '(how late its 10 ms timer ran; prom-client restarts it at each read, so these are the phase\'s own), and the main thread\'s GC pauses by kind (minor: scavenges; ' +
+        'major: mark-compact; incremental: marking steps). V8\'s helper threads\' GC work is in the per-thread CPU (`v8`).',
+    );
+    out.push('');
+    out.push('| path | process | loop delay p50 / p90 / p99 / max, ms | GC pauses (count, total ms) | GC share of the phase |');
+    out.push('| --- | --- | --- | --- | ---: |');
+    for (const p of withRuntime) {
+      for (const n of p.runtime ?? []) {
+        const d = n.loopDelayMs;
+        const delay = d === null ? '—' : [d.p50, d.p90, d.p99, d.max].map((x) => x.toFixed(1)).join(' / ');
+        const kinds = Object.entries(n.gc).sort((a, b) => b[1].totalMs - a[1].totalMs).map(([k, g]) => `${k} ${g.count}, ${g.totalMs.toFixed(0)} ms`).join('; ');
+        out.push(`| ${p.name} | ${n.role} | ${delay} | ${kinds === '' ? 'none' : kinds} | ${n.gcShare === null ? '—' : `${(n.gcShare * 100).toFixed(1)}%`} |`);
       }
     }
     out.push('');

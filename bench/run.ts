@@ -53,9 +53,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
-import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type NodeAlloc, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
+import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
 import { AllocSampler, freePort, summariseAlloc } from './alloc-profile.ts';
+import { runtimeOver, sampleRuntime, type NodeRuntimeStats, type RuntimeSample } from './node-runtime.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -229,6 +230,8 @@ interface Measurement {
   stealVcpu: number | null;
   /** The measured phase on the monotonic clock (µs), for reading CPU profiles over it. */
   window: { fromUs: number; toUs: number };
+  /** Each weft node's event loop and GC over the phase (its /metrics read at both ends), by pid. */
+  runtime: Map<number, NodeRuntimeStats>;
   /** With --alloc: each sampled node's allocation profile over the phase, by pid. */
   alloc: Map<number, Awaited<ReturnType<AllocSampler['stop']>>>;
 }
@@ -284,6 +287,7 @@ class Bench {
     let fromUs = 0;
     let result: unknown;
     const allocStarts: Array<Promise<number> | undefined> = [];
+    const runtimeStarts = new Map<number, Promise<RuntimeSample | null>>();
     gen.onLine((line) => {
       let event: { event?: string; phase?: string; result?: unknown };
       try {
@@ -299,6 +303,11 @@ class Bench {
         fromUs = monotonicUs();
         if (sampleRss) sampler.start(watch.map((w) => w.pid));
         if (sampleRss) for (const w of watch) allocStarts.push(this.#allocSamplers.get(w.pid)?.start().then(() => w.pid));
+        for (const w of watch) {
+          const port = this.#metricsPorts.get(w.pid);
+          // A node whose /metrics cannot be read has no runtime figures; the run goes on.
+          if (port !== undefined) runtimeStarts.set(w.pid, sampleRuntime(port).catch(() => null));
+        }
       } else if (event.event === 'result') {
         result = event.result;
       }
@@ -306,6 +315,13 @@ class Bench {
     const code = await gen.exited;
     const toUs = monotonicUs();
     sampler.stop();
+    const runtime = new Map<number, NodeRuntimeStats>();
+    for (const [pid, started] of runtimeStarts) {
+      const before = await started;
+      const port = this.#metricsPorts.get(pid);
+      const after = before === null || port === undefined ? null : await sampleRuntime(port).catch(() => null);
+      if (before !== null && after !== null) runtime.set(pid, runtimeOver(before, after, (toUs - fromUs) / 1e6));
+    }
     const alloc = new Map<number, Awaited<ReturnType<AllocSampler['stop']>>>();
     for (const started of allocStarts) {
       const pid = await started;
@@ -345,7 +361,7 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs }, alloc } };
+    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs }, runtime, alloc } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
@@ -410,6 +426,11 @@ class Bench {
     );
     // Per request actually sent (a request the generator had to drop cost the nodes nothing).
     const costs = this.costs(watch, roles, main.measured, run.sent - run.errors.dropped, idle, run.generatorCpuMs);
+    const runtime: NodeRuntime[] = [];
+    watch.forEach((w, i) => {
+      const r = main.measured.runtime.get(w.pid);
+      if (r !== undefined) runtime.push({ role: roles[i] ?? w.name, ...r });
+    });
     const alloc: NodeAlloc[] = [];
     watch.forEach((w, i) => {
       const head = main.measured.alloc.get(w.pid);
@@ -445,6 +466,7 @@ class Bench {
     });
     return {
       name, workers, url, run, latencyMs, costs, max, search, otherVcpu: main.measured.otherVcpu, stealVcpu: main.measured.stealVcpu, measuredUs: main.measured.window,
+      ...(runtime.length > 0 ? { runtime } : {}),
       ...(alloc.length > 0 ? { alloc } : {}),
     };
   }
@@ -526,6 +548,8 @@ class Bench {
     return this.#grpcApp;
   }
 
+  /** Each weft node's metrics port, by pid: its event loop and GC are read there around a phase. */
+  readonly #metricsPorts = new Map<number, number>();
   /** With --alloc: an inspector session per weft node, by pid. */
   readonly #allocSamplers = new Map<number, AllocSampler>();
 
@@ -578,6 +602,8 @@ class Bench {
         return undefined;
       }
     }, 30_000);
+    this.#metricsPorts.set(proc.pid, ports.metrics);
+    void proc.exited.then(() => this.#metricsPorts.delete(proc.pid));
     if (inspectPort !== null) {
       const sampler = await AllocSampler.connect(inspectPort);
       this.#allocSamplers.set(proc.pid, sampler);

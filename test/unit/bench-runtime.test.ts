@@ -1,0 +1,72 @@
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { parseRuntime, runtimeOver } from '../../bench/node-runtime.ts';
+import { toMarkdown, type Report } from '../../bench/results.ts';
+
+const later = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('event loop and GC over a phase (bench/node-runtime.ts)', () => {
+  it('reads a stall and the scavenges it caused from prom-client\'s own default metrics, as a node exports them', async () => {
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, prefix: 'weft_', eventLoopMonitoringPrecision: 10 });
+    await later(50);
+    const before = parseRuntime(await registry.metrics());
+    // The phase: the event loop is held for 400 ms once, and a few hundred MB of short-lived objects are made.
+    await later(20);
+    const until = performance.now() + 400;
+    while (performance.now() < until) { /* a stall */ }
+    let keep: unknown[] = [];
+    for (let i = 0; i < 2_000_000; i++) {
+      keep.push({ i, s: `x${i}` });
+      if (keep.length > 1000) keep = [];
+    }
+    await later(50); // GC entries reach their observer asynchronously
+    const after = parseRuntime(await registry.metrics());
+    const r = runtimeOver(before, after, 0.2);
+    expect(r.loopDelayMs).not.toBeNull();
+    expect(r.loopDelayMs?.max).toBeGreaterThanOrEqual(350);
+    expect(r.gc['minor']?.count).toBeGreaterThanOrEqual(1);
+    expect(r.gc['minor']?.totalMs).toBeGreaterThan(0);
+    expect(r.gcShare).toBeGreaterThan(0);
+    // the read restarted the histogram: the next phase, with no stall of its own, does not see the 400 ms
+    await later(100);
+    const quiet = runtimeOver(after, parseRuntime(await registry.metrics()), 0.1);
+    expect(quiet.loopDelayMs?.max).toBeLessThan(350);
+    registry.clear();
+  });
+
+  it('sums GC kinds over label sets, keeps only kinds that paused in the phase, and prints them', () => {
+    const text = (minor: number, sum: number) => [
+      '# HELP weft_nodejs_eventloop_lag_p99_seconds x',
+      'weft_nodejs_eventloop_lag_min_seconds 0.0101',
+      'weft_nodejs_eventloop_lag_max_seconds 0.0402',
+      'weft_nodejs_eventloop_lag_mean_seconds 0.0111',
+      'weft_nodejs_eventloop_lag_p50_seconds 0.0105',
+      'weft_nodejs_eventloop_lag_p90_seconds 0.012',
+      'weft_nodejs_eventloop_lag_p99_seconds 0.025',
+      `weft_nodejs_gc_duration_seconds_count{kind="minor"} ${minor}`,
+      `weft_nodejs_gc_duration_seconds_sum{kind="minor"} ${sum}`,
+      'weft_nodejs_gc_duration_seconds_count{kind="major"} 2',
+      'weft_nodejs_gc_duration_seconds_sum{kind="major"} 0.02',
+      'weft_nodejs_gc_duration_seconds_bucket{le="0.001",kind="minor"} 3',
+    ].join('\n');
+    const r = runtimeOver(parseRuntime(text(10, 0.015)), parseRuntime(text(110, 0.165)), 10);
+    const ms = r.loopDelayMs as NonNullable<typeof r.loopDelayMs>;
+    // the 10 ms sampling interval is not delay
+    expect([ms.p50, ms.p90, ms.p99, ms.max, ms.mean].map((x) => Number(x.toFixed(6)))).toEqual([0.5, 2, 15, 30.2, 1.1]);
+    expect(r.gc['minor']?.count).toBe(100);
+    expect(r.gc['minor']?.totalMs).toBeCloseTo(150, 6);
+    expect(r.gc['major']).toBeUndefined();
+    expect(r.gcShare).toBeCloseTo(0.015, 6);
+
+    const H = { count: 1, min: 1, max: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, overflow: 0 };
+    const report = {
+      version: 1, startedAt: '', machine: { cpuModel: 'x', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
+      settings: {}, sharing: '', checks: [], failures: [],
+      paths: [{ name: 'inline', workers: 0, url: 'http://x', run: { errors: { total: 0, dropped: 0 }, latencyUs: H }, latencyMs: { p50: 1, p90: 1, p99: 1, p999: 1, max: 1 }, addedMs: null, costs: [], max: null, search: null, otherVcpu: 0, stealVcpu: 0, runtime: [{ role: 'node B', ...r }] }],
+    } as unknown as Report;
+    const md = toMarkdown(report);
+    expect(md).toContain('## Event loop and GC (measured phase)');
+    expect(md).toContain('| inline | node B | 0.5 / 2.0 / 15.0 / 30.2 | minor 100, 150 ms | 1.5% |');
+  });
+});
