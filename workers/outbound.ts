@@ -674,7 +674,9 @@ export class Outbound {
           if (over.ended) return;
           if (!call.write({ call: null, status: 0, headers: [], data: chunk })) await Promise.race([once(call, 'drain'), over.promise]);
         }
-        if (!over.ended) call.end();
+        // The body is complete: said so in a frame of its own, since a half-close alone is what a
+        // cancelled call also sends first (see peer.proto, InvokeStream).
+        if (!over.ended) call.end({ call: null, status: 0, headers: [], data: EMPTY, end: true });
       } catch (err) {
         bodyFailure ??= err;
         cancel();

@@ -44,6 +44,11 @@ export interface StreamFrame {
   status: number;
   headers: string[];
   data: Uint8Array;
+  /**
+   * Request frames: the body is complete with this frame. A request stream that half-closes
+   * without it was cut short (see peer.proto), never a body to hand the app.
+   */
+  end?: boolean;
 }
 
 export interface FetchBodyRequest {
@@ -202,11 +207,12 @@ export function encodeInvokeResponse(msg: InvokeResponse): Buffer {
 
 export function encodeStreamFrame(msg: StreamFrame): Buffer {
   const hs = msg.call === null ? -1 : headSize(msg.call);
-  const w = new Writer((hs < 0 ? 0 : 1 + varintSize(hs) + hs) + uintSize(msg.status) + repeatedStrSize(msg.headers) + bytesSize(msg.data));
+  const w = new Writer((hs < 0 ? 0 : 1 + varintSize(hs) + hs) + uintSize(msg.status) + repeatedStrSize(msg.headers) + bytesSize(msg.data) + (msg.end === true ? 2 : 0));
   if (msg.call !== null) w.head(1, msg.call, hs);
   w.uint(2, msg.status);
   w.strs(3, msg.headers);
   w.bytes(4, msg.data);
+  if (msg.end === true) w.uint(5, 1);
   return w.buf;
 }
 
@@ -374,6 +380,7 @@ export function decodeStreamFrame(buf: Buffer): StreamFrame {
       case (2 << 3) | WIRE_VARINT: msg.status = r.varint(); break;
       case (3 << 3) | WIRE_LEN: msg.headers.push(r.str()); break;
       case (4 << 3) | WIRE_LEN: msg.data = r.bytes(); break;
+      case (5 << 3) | WIRE_VARINT: if (r.varint() !== 0) msg.end = true; break;
       default: r.skip(tag & 7);
     }
   }

@@ -411,15 +411,7 @@ export class PeerServer {
       controller = ctx.controller;
       release = ctx.release;
       this.inflight.add(controller);
-      const firstData = first.value.data;
-      const body = (async function* () {
-        if (firstData.length > 0) yield firstData;
-        for (;;) {
-          const f = await frames.next();
-          if (f.done === true) return;
-          if (f.value.data.length > 0) yield f.value.data;
-        }
-      })();
+      const body = requestBody(first.value, frames, controller, head.appId);
       appSpan = this.appSpan(span, head, ctx.channel);
       const res = await ctx.channel.call({ method: head.method, verb: head.verb, query: head.query, headers: toApp(ctx.headers, head, span, appSpan), body, signal: controller.signal });
       await writeFrames(call, res.status, res.headers, res.body, controller.signal);
@@ -523,6 +515,33 @@ export class PeerServer {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/**
+ * The request body of an InvokeStream call: the data of its frames up to the one marked `end`.
+ *
+ * A request stream that half-closes before that frame was cut short by its caller, and the
+ * call is a cancellation, not a failure and never a shorter body: grpc-js cancels a call
+ * with Node's Http2Stream.close(CANCEL), which ends the request side (an empty DATA frame with
+ * END_STREAM) before it sends RST_STREAM. The half-close reaches this server first, and on a
+ * busy host well before the reset: read as the body's end, it handed the app a truncated body
+ * (a chunked one as if complete; one with a content-length failed as WEFT_APP_UNAVAILABLE),
+ * and the call counted as a served error, not as cancelled. So the cut aborts the call with
+ * WEFT_CANCELLED at once, whatever arrives next.
+ */
+export async function* requestBody(first: StreamFrame, frames: AsyncIterator<StreamFrame>, controller: AbortController, appId: string): AsyncGenerator<Uint8Array> {
+  if (first.data.length > 0) yield first.data;
+  if (first.end === true) return;
+  for (;;) {
+    const f = await frames.next();
+    if (f.done === true) {
+      const cut = new WeftError('WEFT_CANCELLED', 'the caller ended its stream before the request body was complete', { appId });
+      controller.abort(cut);
+      throw cut;
+    }
+    if (f.value.data.length > 0) yield f.value.data;
+    if (f.value.end === true) return;
   }
 }
 

@@ -85,6 +85,15 @@ describe('peer codec', () => {
     expect(Buffer.from(back.data)).toEqual(reply.data);
   });
 
+  it('StreamFrame `end` (the request body is complete) both ways, and absent when unset', () => {
+    const last = { call: null, status: 0, headers: [], data: Buffer.from('tail'), end: true };
+    expect(stream.requestDeserialize(encodeStreamFrame(last))).toMatchObject({ end: true, data: Buffer.from('tail') });
+    expect(decodeStreamFrame(stream.requestSerialize(last)).end).toBe(true);
+    expect(decodeStreamFrame(stream.requestSerialize({ ...last, data: Buffer.alloc(0) })).end).toBe(true);
+    expect(decodeStreamFrame(encodeStreamFrame({ ...last, end: false })).end).toBeUndefined();
+    expect((stream.requestDeserialize(encodeStreamFrame({ call: null, status: 0, headers: [], data: Buffer.from('x') })) as { end: boolean }).end).toBe(false);
+  });
+
   it('Mux frames both ways: a call, a cancel, an answer, an error', () => {
     const req = { id: 4_000_000_000 >>> 0, head, body: Buffer.from('abc'), timeoutMs: 59_999, cancel: false };
     expect(mux.requestDeserialize(encodeMuxRequest(req))).toEqual(req);
