@@ -66,6 +66,8 @@ export const Errors = {
   WEFT_APP_REFUSED: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node\'s app refused the connection (nothing was sent to it)', retryable: true, invoke: true },
   /** The app failed its health checks (`enableAppHealthCheck`): the node did not call it. */
   WEFT_APP_UNHEALTHY: { http: 500, grpc: GrpcStatus.UNAVAILABLE, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target app failed its health checks; its node did not call it', retryable: true, invoke: true },
+  /** The answer's head has gone to the caller, so nothing can be retried: the app ran the call. */
+  WEFT_PEER_ANSWER_CUT: { http: 502, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the target node answered, but the rest of its answer (a large or streamed body, fetched with FetchBody) could not be fetched from it: it stopped, failed, or lost the answer', invoke: true },
   WEFT_PEER_FAILED: { http: 500, grpc: GrpcStatus.INTERNAL, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call to the target node failed after it was sent', invoke: true },
   WEFT_DEADLINE_EXCEEDED: { http: 504, grpc: GrpcStatus.DEADLINE_EXCEEDED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the call did not finish before its deadline', invoke: true },
   WEFT_CANCELLED: { http: 499, grpc: GrpcStatus.CANCELLED, dapr: 'ERR_DIRECT_INVOKE', summary: 'the caller went away before the call finished', invoke: true },

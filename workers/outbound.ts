@@ -568,7 +568,7 @@ export class Outbound {
     } catch {
       // no identity for the caller any more: the channel the answer came on still works
     }
-    void this.fetchRest(fetchOn, res, responseHead, port1, task.deadline, peer);
+    void this.fetchRest(fetchOn, res, responseHead, port1, task.deadline, peer, task.appId);
     return { status: res.status, result: { type: 'stream', port: port2, attempts, nodeId: peer.nodeId } };
   }
 
@@ -624,9 +624,10 @@ export class Outbound {
   /**
    * The rest of a large (or open-ended) answer, fetched from the peer and written to the port as
    * each part arrives. The reader closing the port (the caller went away) cancels the fetch at
-   * once, and with it the app's request on the peer.
+   * once, and with it the app's request on the peer. A failure is never retryable (the head is
+   * on its way to the client, and the app ran the call): see `answerCut`.
    */
-  private async fetchRest(client: grpc.Client, res: InvokeResponse, head: { status: number; headers: string[] }, port: MessagePort, deadline: number, peer: PeerAddress): Promise<void> {
+  private async fetchRest(client: grpc.Client, res: InvokeResponse, head: { status: number; headers: string[] }, port: MessagePort, deadline: number, peer: PeerAddress, appId: string): Promise<void> {
     const writer = new PortWriter(port);
     writer.head(head);
     const call = client.makeServerStreamRequest(PeerMethods.fetchBody, encodeFetchBodyRequest, decodeStreamFrame, { ticket: res.bodyTicket }, new grpc.Metadata(), { deadline });
@@ -640,7 +641,7 @@ export class Outbound {
       writer.end();
     } catch (err) {
       if (!over.ended) call.cancel();
-      writer.error(describe(err, peer));
+      writer.error(answerCut(err, peer, appId));
     } finally {
       writer.close();
     }
@@ -752,6 +753,18 @@ function describe(err: unknown, peer: PeerAddress): WireErrorShape {
   if (err instanceof CallFailure) return err.wire;
   const code = (err as { code?: unknown }).code;
   return { code: typeof code === 'string' && code.startsWith('WEFT_') ? code : 'WEFT_PEER_FAILED', message: (err as Error).message };
+}
+
+/**
+ * Why the rest of an answer could not be fetched. The caller going away, the deadline and the
+ * app closing its connection keep their own codes; anything else (the node stopped or failed,
+ * the ticket was unknown or had expired) is WEFT_PEER_ANSWER_CUT, naming the app and the node.
+ * Never a retryable code such as WEFT_PEER_UNAVAILABLE: the call reached the app.
+ */
+export function answerCut(err: unknown, peer: PeerAddress, appId: string): WireErrorShape {
+  const wire = describe(err, peer);
+  if (wire.code === 'WEFT_CANCELLED' || wire.code === 'WEFT_DEADLINE_EXCEEDED' || wire.code === 'WEFT_APP_ABORTED') return wire;
+  return { code: 'WEFT_PEER_ANSWER_CUT', message: `the rest of app ${appId}'s answer could not be fetched from node ${peer.nodeId} at ${peer.address}:${peer.port} (${wire.code}): ${wire.message}` };
 }
 
 function isServiceError(err: unknown): err is grpc.ServiceError {

@@ -128,6 +128,8 @@ export class PeerServer {
   /** Open Mux streams: on close, each is ended once its running calls are answered. */
   private readonly muxes = new Set<() => void>();
   private closing = false;
+  /** While closing: resolves the wait for calls and tickets (see close). */
+  private onSettled: (() => void) | null = null;
   private readonly tracer: Tracer;
   readonly server: grpc.Server;
 
@@ -192,18 +194,29 @@ export class PeerServer {
   /**
    * Stops taking calls, lets those in flight finish for up to `graceMs`, then cancels the rest.
    * Resolves false when it had to.
+   *
+   * Two steps, both within the grace:
+   * 1. New calls are refused (WEFT_SHUTTING_DOWN: retryable, they never reached the app) while
+   *    the port stays open, until the calls in flight are answered and every ticket for the
+   *    rest of an answer (FetchBody) is fetched or has expired. An answer whose head has gone
+   *    to its caller cannot be retried anywhere: its rest must stay fetchable. (grpc-js's
+   *    shutdown refuses every new call, FetchBody included, so it cannot come first.)
+   * 2. grpc-js's graceful shutdown: the port closes, connections end once their streams (a
+   *    FetchBody still sending) are done.
    */
   async close(graceMs: number): Promise<boolean> {
     // Mux streams live as long as their channel: without this, shutdown would always wait
     // its full grace for them. New calls on them are refused (retryable, never reached the app).
     this.closing = true;
     for (const endWhenIdle of this.muxes) endWhenIdle();
+    const deadline = Date.now() + graceMs;
+    const settled = await this.answersFetched(graceMs);
     const graceful = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         for (const c of this.inflight) c.abort(new WeftError('WEFT_SHUTTING_DOWN'));
         this.server.forceShutdown();
         resolve(false);
-      }, graceMs);
+      }, Math.max(0, deadline - Date.now()));
       timer.unref();
       this.server.tryShutdown(() => {
         clearTimeout(timer);
@@ -215,7 +228,31 @@ export class PeerServer {
       t.stream.destroy();
     }
     this.tickets.clear();
-    return graceful;
+    return settled && graceful;
+  }
+
+  /** Resolves true once no call runs and no ticket waits, false if `ms` pass first. */
+  private answersFetched(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.onSettled = null;
+        resolve(false);
+      }, ms);
+      timer.unref();
+      this.onSettled = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.settle();
+    });
+  }
+
+  /** Called whenever a call ends or a ticket goes: tells a closing server when all are done. */
+  private settle(): void {
+    const done = this.onSettled;
+    if (done === null || this.inflight.size > 0 || this.tickets.size > 0) return;
+    this.onSettled = null;
+    done();
   }
 
   /**
@@ -224,6 +261,7 @@ export class PeerServer {
    * `release()` unties them: a large answer handed to a ticket outlives the call that started it.
    */
   private begin(call: ServerSurfaceCall, head: CallHead, msLeft: number, cancelSource: ServerSurfaceCall | null, who: Who): { channel: AppChannel; headers: string[]; controller: AbortController; caller: CallerIdentity; release: () => void } {
+    if (this.closing) throw new WeftError('WEFT_SHUTTING_DOWN', 'the node is shutting down', { appId: head.appId });
     const channel = this.hooks.lookup(head.appId, head.namespace);
     if (channel === undefined) {
       throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
@@ -291,6 +329,7 @@ export class PeerServer {
         const timer = setTimeout(() => {
           this.tickets.delete(bodyTicket);
           rest.stream.destroy();
+          this.settle();
         }, TICKET_TTL_MS);
         timer.unref();
         this.tickets.set(bodyTicket, { ...rest, timer });
@@ -303,6 +342,7 @@ export class PeerServer {
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
+      this.settle();
     }
   }
 
@@ -429,6 +469,7 @@ export class PeerServer {
     } finally {
       release?.();
       if (controller !== undefined) this.inflight.delete(controller);
+      this.settle();
     }
   }
 
@@ -450,6 +491,7 @@ export class PeerServer {
     const span = this.tracer.on ? proxyServerSpan(this.tracer, call.metadata.get(TRACEPARENT)[0], call.metadata.get(TRACESTATE)[0], head.appId, p.path) : undefined;
     let appSpan: Span | undefined;
     try {
+      if (this.closing) throw new WeftError('WEFT_SHUTTING_DOWN', 'the node is shutting down', { appId: head.appId });
       if (!/^\/[^/]+\/[^/]+$/.test(p.path)) throw new WeftError('WEFT_BAD_REQUEST', `"${p.path}" is not a gRPC method path`);
       const channel = this.hooks.lookup(head.appId, head.namespace);
       if (channel === undefined) throw new WeftError('WEFT_NOT_SERVING', `node does not serve app ${head.appId} in namespace ${head.namespace}`, { appId: head.appId });
@@ -492,6 +534,7 @@ export class PeerServer {
     }
     this.tickets.delete(call.request.ticket);
     clearTimeout(ticket.timer);
+    this.settle();
     const controller = new AbortController();
     // Either ends the app's request (its socket closes): the caller going away, or the deadline.
     const stop = (err: WeftError): void => {
