@@ -231,6 +231,16 @@ export class PeerServer {
     return settled && graceful;
   }
 
+  /** The rest of an answer nobody will fetch: its ticket expired, or its caller went away before it learnt the ticket. */
+  private dropTicket(id: string): void {
+    const ticket = id === '' ? undefined : this.tickets.get(id);
+    if (ticket === undefined) return;
+    this.tickets.delete(id);
+    clearTimeout(ticket.timer);
+    ticket.stream.destroy();
+    this.settle();
+  }
+
   /** Resolves true once no call runs and no ticket waits, false if `ms` pass first. */
   private answersFetched(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
@@ -326,11 +336,7 @@ export class PeerServer {
       let bodyTicket = '';
       if (rest !== null) {
         bodyTicket = randomUUID();
-        const timer = setTimeout(() => {
-          this.tickets.delete(bodyTicket);
-          rest.stream.destroy();
-          this.settle();
-        }, TICKET_TTL_MS);
+        const timer = setTimeout(() => this.dropTicket(bodyTicket), TICKET_TTL_MS);
         timer.unref();
         this.tickets.set(bodyTicket, { ...rest, timer });
       }
@@ -364,6 +370,7 @@ export class PeerServer {
     const who: Who = { caller: undefined };
     try {
       const res = await this.whole(call, head, call.request.body, msUntil(call.getDeadline()), call, who);
+      if (call.cancelled) this.dropTicket(res.bodyTicket);
       cb(null, res);
       this.hooks.onCall?.(head, res.status, started, who.caller);
     } catch (err) {
@@ -409,6 +416,7 @@ export class PeerServer {
       this.whole(call, head, req.body, req.timeoutMs === 0 ? Infinity : req.timeoutMs, null, who, (c) => running.set(req.id, c)).then(
         (res) => {
           if (!ended) call.write({ id: req.id, status: res.status, headers: res.headers, body: res.body, bodyTicket: res.bodyTicket, errorCode: '', errorMessage: '' });
+          else this.dropTicket(res.bodyTicket);
           settled();
           this.hooks.onCall?.(head, res.status, started, who.caller);
         },
