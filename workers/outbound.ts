@@ -670,7 +670,7 @@ export class Outbound {
     let bodyFailure: unknown;
     const send = (async () => {
       try {
-        call.write({ call: head, status: 0, headers: [], data: EMPTY });
+        call.write({ call: head, status: 0, headers: [], data: EMPTY, endMarked: true });
         for await (const chunk of reader.chunks()) {
           if (over.ended) return;
           if (!call.write({ call: null, status: 0, headers: [], data: chunk })) await Promise.race([once(call, 'drain'), over.promise]);

@@ -49,6 +49,11 @@ export interface StreamFrame {
    * without it was cut short (see peer.proto), never a body to hand the app.
    */
   end?: boolean;
+  /**
+   * The first request frame: the caller marks the body's end with `end`. Unset by callers
+   * that predate `end`, whose half-close is the body's end (peer.proto).
+   */
+  endMarked?: boolean;
 }
 
 export interface FetchBodyRequest {
@@ -207,12 +212,13 @@ export function encodeInvokeResponse(msg: InvokeResponse): Buffer {
 
 export function encodeStreamFrame(msg: StreamFrame): Buffer {
   const hs = msg.call === null ? -1 : headSize(msg.call);
-  const w = new Writer((hs < 0 ? 0 : 1 + varintSize(hs) + hs) + uintSize(msg.status) + repeatedStrSize(msg.headers) + bytesSize(msg.data) + (msg.end === true ? 2 : 0));
+  const w = new Writer((hs < 0 ? 0 : 1 + varintSize(hs) + hs) + uintSize(msg.status) + repeatedStrSize(msg.headers) + bytesSize(msg.data) + (msg.end === true ? 2 : 0) + (msg.endMarked === true ? 2 : 0));
   if (msg.call !== null) w.head(1, msg.call, hs);
   w.uint(2, msg.status);
   w.strs(3, msg.headers);
   w.bytes(4, msg.data);
   if (msg.end === true) w.uint(5, 1);
+  if (msg.endMarked === true) w.uint(6, 1);
   return w.buf;
 }
 
@@ -381,6 +387,7 @@ export function decodeStreamFrame(buf: Buffer): StreamFrame {
       case (3 << 3) | WIRE_LEN: msg.headers.push(r.str()); break;
       case (4 << 3) | WIRE_LEN: msg.data = r.bytes(); break;
       case (5 << 3) | WIRE_VARINT: if (r.varint() !== 0) msg.end = true; break;
+      case (6 << 3) | WIRE_VARINT: if (r.varint() !== 0) msg.endMarked = true; break;
       default: r.skip(tag & 7);
     }
   }

@@ -580,6 +580,10 @@ export class PeerServer {
  * (a chunked one as if complete; one with a content-length failed as WEFT_APP_UNAVAILABLE),
  * and the call counted as a served error, not as cancelled. So the cut aborts the call with
  * WEFT_CANCELLED at once, whatever arrives next.
+ *
+ * That holds for callers whose first frame says they mark the end (`endMarked`). A caller
+ * node from before `end` (the cluster is mid-upgrade) never marks it: its half-close still
+ * ends the body, as it did then.
  */
 export async function* requestBody(first: StreamFrame, frames: AsyncIterator<StreamFrame>, controller: AbortController, appId: string): AsyncGenerator<Uint8Array> {
   if (first.data.length > 0) yield first.data;
@@ -587,6 +591,8 @@ export async function* requestBody(first: StreamFrame, frames: AsyncIterator<Str
   for (;;) {
     const f = await frames.next();
     if (f.done === true) {
+      // A caller from before `end` (a cluster mid-upgrade) ends its body by half-closing.
+      if (first.endMarked !== true) return;
       const cut = new WeftError('WEFT_CANCELLED', 'the caller ended its stream before the request body was complete', { appId });
       controller.abort(cut);
       throw cut;

@@ -118,7 +118,7 @@ describe('InvokeStream: a request stream cut before its end frame', () => {
     expectRequest();
     const counted = nextOutcome();
     const { call, done } = open();
-    call.write({ call: head(headers), status: 0, headers: [], data: Buffer.from('first part;') });
+    call.write({ call: head(headers), status: 0, headers: [], data: Buffer.from('first part;'), endMarked: true });
     await arrived;
     call.write({ call: null, status: 0, headers: [], data: Buffer.from('second part;') });
     // the request side ends with no frame marking the body's end, and no reset follows
@@ -134,7 +134,7 @@ describe('InvokeStream: a request stream cut before its end frame', () => {
     expectRequest();
     const counted = nextOutcome();
     const { call, done } = open();
-    call.write({ call: head([]), status: 0, headers: [], data: Buffer.from('first part;') });
+    call.write({ call: head([]), status: 0, headers: [], data: Buffer.from('first part;'), endMarked: true });
     call.write({ call: null, status: 0, headers: [], data: Buffer.from('second part;') });
     call.end({ call: null, status: 0, headers: [], data: Buffer.from('last'), end: true });
     expect(await seen).toEqual({ body: 'first part;second part;last', complete: true });
@@ -146,10 +146,22 @@ describe('InvokeStream: a request stream cut before its end frame', () => {
     expectRequest();
     const counted = nextOutcome();
     const { call, done } = open();
-    call.write({ call: head(['content-length', '4']), status: 0, headers: [], data: Buffer.from('abcd') });
+    call.write({ call: head(['content-length', '4']), status: 0, headers: [], data: Buffer.from('abcd'), endMarked: true });
     call.end({ call: null, status: 0, headers: [], data: new Uint8Array(0), end: true });
     expect(await seen).toEqual({ body: 'abcd', complete: true });
     expect(await counted).toBe(200);
     expect(await done).toMatchObject({ code: grpc.status.OK, status: 200, text: 'got 4' });
+  });
+
+  it('a caller from before `end` (no endMarked on its first frame): its half-close still ends the body', async () => {
+    expectRequest();
+    const counted = nextOutcome();
+    const { call, done } = open();
+    call.write({ call: head(['content-length', '9']), status: 0, headers: [], data: Buffer.from('old ') });
+    call.write({ call: null, status: 0, headers: [], data: Buffer.from('peer!') });
+    call.end();
+    expect(await seen).toEqual({ body: 'old peer!', complete: true });
+    expect(await counted).toBe(200);
+    expect(await done).toMatchObject({ code: grpc.status.OK, status: 200, text: 'got 9' });
   });
 });

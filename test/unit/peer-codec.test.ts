@@ -94,6 +94,13 @@ describe('peer codec', () => {
     expect((stream.requestDeserialize(encodeStreamFrame({ call: null, status: 0, headers: [], data: Buffer.from('x') })) as { end: boolean }).end).toBe(false);
   });
 
+  it('StreamFrame `endMarked` (the first frame: this caller marks the end) both ways, and absent when unset', () => {
+    const first = { call: null, status: 0, headers: [], data: Buffer.from('head'), endMarked: true };
+    expect(stream.requestDeserialize(encodeStreamFrame(first))).toMatchObject({ endMarked: true, data: Buffer.from('head') });
+    expect(decodeStreamFrame(stream.requestSerialize(first)).endMarked).toBe(true);
+    expect(decodeStreamFrame(encodeStreamFrame({ ...first, endMarked: false })).endMarked).toBeUndefined();
+  });
+
   it('Mux frames both ways: a call, a cancel, an answer, an error', () => {
     const req = { id: 4_000_000_000 >>> 0, head, body: Buffer.from('abc'), timeoutMs: 59_999, cancel: false };
     expect(mux.requestDeserialize(encodeMuxRequest(req))).toEqual(req);
