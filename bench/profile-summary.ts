@@ -41,6 +41,7 @@ export interface Summary {
  * internals (streams, events, timers) are passed over on the way up.
  */
 const STAGES: Array<[RegExp, string]> = [
+  [/src\/observability\/tracing[a-z-]*\.[jt]s|node_modules\/@opentelemetry|node_modules\/protobufjs/, 'tracing (spans, OTLP encoding, export)'],
   [/node_modules\/piscina|src\/dispatch\.[jt]s|workers\/peer-worker\.[jt]s|^postMessage$|per_context\/messageport/, 'hop to the workers (piscina, postMessage, dispatch)'],
   [/workers\/mux\.[jt]s|workers\/outbound\.[jt]s|src\/peer\/codec\.[jt]s|src\/resiliency\/|node_modules\/@grpc|node:internal\/http2|workers\/port-stream\.[jt]s/, 'outbound peer call (Mux, gRPC, HTTP/2, resiliency)'],
   [/src\/observability\/[a-z-]*metrics\.[jt]s|node_modules\/prom-client|node:internal\/histogram/, 'metrics'],

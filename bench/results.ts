@@ -118,7 +118,27 @@ export interface PathReport {
     spansDropped: number;
     otlpRequests: number;
     otlpBytes: number;
+    /** With --rounds N: every round's figures, in order (this report is the median round's). */
+    rounds?: TracingRound[];
   };
+}
+
+/** One round of a tracing path (`--rounds`): the three paths are measured in turn, round after round. */
+export interface TracingRound {
+  nodeAUs: number | null;
+  nodeBUs: number | null;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  spansDropped: number;
+  otherVcpu: number | null;
+}
+
+/** The round with the median CPU per request of both nodes together (the lower middle of an even count). */
+export function medianRound(rounds: readonly PathReport[]): PathReport | undefined {
+  const cpu = (p: PathReport): number => (cpuOf(p, 'node A') ?? 0) + (cpuOf(p, 'node B') ?? 0);
+  const sorted = [...rounds].sort((x, y) => cpu(x) - cpu(y));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
 /** bench/tracing-cost.ts: the tracing hooks' CPU per call per node, measured in isolation. */
@@ -499,6 +519,29 @@ function tracingSection(r: Report): string[] {
     }
     out.push('Δ: CPU per request (µs) and latency (ms) against tracing off. End-to-end CPU on shared cores varies by several µs run to run; the isolated figures above are the precise ones.');
     out.push('');
+    const withRounds = traced.filter((p) => (p.tracing?.rounds?.length ?? 0) > 1);
+    if (withRounds.length > 0) {
+      out.push(`Each round (the paths measured in turn, round after round, on the same nodes; the rows above are each path's median round). Δ: against tracing off of the same round.`);
+      out.push('');
+      out.push('| path | node A µs/req | node B µs/req | Δ A | Δ B | p50 ms | p99 ms | spans dropped | others vCPU |');
+      out.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+      const list = (xs: Array<number | null>, digits: number): string => xs.map((x) => f(x, digits)).join(', ');
+      for (const p of withRounds) {
+        const rounds = p.tracing?.rounds ?? [];
+        const off = r.paths.find((x) => x.name === p.tracing?.tracingOff)?.tracing?.rounds ?? [];
+        const delta = (pick: (x: TracingRound) => number | null): Array<number | null> => rounds.map((x, i) => {
+          const o = off[i];
+          const a = pick(x);
+          const b = o === undefined ? null : pick(o);
+          return a === null || b === null || p.tracing?.ratio === null ? null : a - b;
+        });
+        out.push(
+          `| ${p.name} | ${list(rounds.map((x) => x.nodeAUs), 0)} | ${list(rounds.map((x) => x.nodeBUs), 0)} | ${list(delta((x) => x.nodeAUs), 0)} | ${list(delta((x) => x.nodeBUs), 0)} | ` +
+            `${list(rounds.map((x) => x.p50Ms), 2)} | ${list(rounds.map((x) => x.p99Ms), 2)} | ${rounds.map((x) => x.spansDropped).join(', ')} | ${list(rounds.map((x) => x.otherVcpu), 2)} |`,
+        );
+      }
+      out.push('');
+    }
   }
   return out;
 }

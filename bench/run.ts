@@ -53,7 +53,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
-import { added, baselineOf, checks, comparePeers, hasBaseline, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost } from './results.ts';
+import { added, baselineOf, checks, comparePeers, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
 import { AllocSampler, freePort, summariseAlloc } from './alloc-profile.ts';
 import { runtimeOver, sampleRuntime, type NodeRuntimeStats, type RuntimeSample } from './node-runtime.ts';
@@ -74,6 +74,10 @@ interface Settings {
   maxDurationS: number;
   searchSteps: number;
   searchStepS: number;
+  /** The tracing mode: how many times its three paths are measured in turn. */
+  rounds: number;
+  /** The checkout whose bin/weft.js runs the nodes (--nodes-from; default this one). */
+  nodesFrom: string;
   p99LimitMs: number;
   timeoutMs: number;
   pacer: string;
@@ -106,6 +110,8 @@ function parseSettings(argv: string[]): Settings {
       'max-duration': { type: 'string' },
       'search-steps': { type: 'string' },
       'search-step': { type: 'string' },
+      rounds: { type: 'string', default: '1' },
+      'nodes-from': { type: 'string' },
       p99: { type: 'string', default: '10' },
       timeout: { type: 'string', default: '10000' },
       pacer: { type: 'string', default: 'thread' },
@@ -151,6 +157,8 @@ function parseSettings(argv: string[]): Settings {
     maxDurationS: num('max-duration', values['max-duration'], quick ? 2 : 10, 0),
     searchSteps: num('search-steps', values['search-steps'], quick ? 3 : 5, 0),
     searchStepS: num('search-step', values['search-step'], quick ? 2 : 5, 0.5),
+    rounds: Math.floor(num('rounds', values.rounds, 1, 1)),
+    nodesFrom: values['nodes-from'] === undefined ? ROOT : resolve(process.cwd(), values['nodes-from']),
     p99LimitMs: num('p99', values.p99, 10, 0.01),
     timeoutMs: num('timeout', values.timeout, 10_000, 1),
     pacer: values.pacer,
@@ -189,6 +197,10 @@ const USAGE = `usage: node bench/run.ts [options]
   --search-steps N      probes in the search for the max rate with p99 < --p99 (default 5; --quick 3; 0 skips)
   --search-step S       seconds per search probe (default 5; --quick 2)
   --p99 MS              the search's p99 limit (default 10)
+  --nodes-from DIR      run the weft nodes from another checkout (built; e.g. a worktree at an older
+                        commit), the rest of the harness from this one: before/after with one harness
+  --rounds N            tracing modes: measure off, 1% and 100% in turn N times on the same nodes
+                        (default 1); each is reported by its median round, with every round's spread
   --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
@@ -260,7 +272,7 @@ class Bench {
     if (!this.settings.mtls) return ['--insecure-plaintext'];
     if (this.#caDir === null) {
       this.#caDir = join(this.tmp, 'ca');
-      execFileSync(process.execPath, [join(ROOT, 'bin/weft.js'), 'ca', 'init', '--dir', this.#caDir], { cwd: ROOT, stdio: 'ignore' });
+      execFileSync(process.execPath, [join(this.settings.nodesFrom, 'bin/weft.js'), 'ca', 'init', '--dir', this.#caDir], { cwd: this.settings.nodesFrom, stdio: 'ignore' });
     }
     return ['--ca-dir', this.#caDir];
   }
@@ -577,7 +589,7 @@ class Bench {
       ...this.settings.nodeArgs,
       ...profile,
       ...(inspectPort === null ? [] : [`--inspect=127.0.0.1:${inspectPort}`]),
-      join(ROOT, 'bin/weft.js'),
+      join(this.settings.nodesFrom, 'bin/weft.js'),
       'run',
       '--app-id', appId,
       ...(appPort === null ? [] : ['--app-port', String(appPort), '--app-protocol', appProtocol]),
@@ -592,7 +604,7 @@ class Bench {
       '--log-level', this.settings.logLevel,
       '--json',
     ];
-    const proc = this.procs.startNode(name, args, env, ROOT);
+    const proc = this.procs.startNode(name, args, env, this.settings.nodesFrom);
     const ports = await proc.waitFor((line) => {
       if (!line.startsWith('{')) return undefined;
       try {
@@ -646,10 +658,10 @@ async function untilRoutable(template: string, method: string, timeoutMs: number
   throw new Error(`${url} did not answer 2xx within ${timeoutMs} ms (last: ${last})`);
 }
 
-function gitCommit(): { sha: string; dirty: boolean } {
+function gitCommit(dir = ROOT): { sha: string; dirty: boolean } {
   try {
-    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8' });
+    const sha = execFileSync('git', ['rev-parse', '--short=12', 'HEAD'], { cwd: dir, encoding: 'utf8' }).trim();
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: dir, encoding: 'utf8' });
     return { sha, dirty: status.trim() !== '' };
   } catch {
     return { sha: 'unknown', dirty: false };
@@ -684,9 +696,9 @@ async function counter(metricsPort: number, name: string): Promise<number | null
 }
 
 /** bench/tracing-cost.ts in a process of its own: the hooks' CPU per call per node, isolated. */
-function tracingCost(calls: number): TracingCost | null {
+function tracingCost(calls: number, dir: string): TracingCost | null {
   try {
-    const out = execFileSync(process.execPath, [join(ROOT, 'bench/tracing-cost.ts'), '--calls', String(calls), '--json'], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+    const out = execFileSync(process.execPath, [join(dir, 'bench/tracing-cost.ts'), '--calls', String(calls), '--json'], { cwd: dir, encoding: 'utf8', timeout: 300_000 });
     return JSON.parse(out.trim().split('\n').pop() as string) as TracingCost;
   } catch (err) {
     say(`tracing cost: ${(err as Error).message}`);
@@ -695,12 +707,16 @@ function tracingCost(calls: number): TracingCost | null {
 }
 
 /**
- * The tracing mode: the HTTP path with fresh nodes, tracing off, at 1% and at 100% (OTEL_* in
- * the nodes' environment, exporting to a sink here), each with what the nodes exported and dropped.
+ * The tracing mode: the HTTP path with tracing off, at 1% and at 100% (OTEL_* in the nodes'
+ * environment, exporting to a sink here), each with what the nodes exported and dropped. The
+ * three pairs of nodes are started together and measured in turn, `--rounds` times over
+ * (off, 1%, 100%, off, 1%, 100%, ...): on shared cores the load from elsewhere drifts over a
+ * run, and interleaving spreads it over the three alike. A step's report is its round with the
+ * median CPU per request (both nodes); every round's figures are kept beside it (the spread).
  */
 async function tracingPaths(bench: Bench, mode: string, workers: number, app: { proc: Started; port: number }, tmp: string): Promise<PathReport[]> {
-  const out: PathReport[] = [];
   const sink = await otlpSink();
+  const pairs: Array<{ step: (typeof TRACING_STEPS)[number]; name: string; a: Awaited<ReturnType<Bench['startNode']>>; b: Awaited<ReturnType<Bench['startNode']>>; url: string; rounds: PathReport[] }> = [];
   try {
     for (const step of TRACING_STEPS) {
       const name = `${mode}-${step.suffix}`;
@@ -713,28 +729,61 @@ async function tracingPaths(bench: Bench, mode: string, workers: number, app: { 
       const registry = join(tmp, `registry-${mode}-${step.suffix.replace('%', 'pct')}.sqlite`);
       const b = await bench.startNode(`${name}-node-B`, 'testapp', workers, registry, app.port, 'http', env);
       const a = await bench.startNode(`${name}-node-A`, 'loadgen', workers, registry, null, 'http', env);
-      const url = `http://127.0.0.1:${a.http}${INVOKE_PATH}`;
-      try {
-        await untilRoutable(url, bench.settings.method, 15_000);
+      pairs.push({ step, name, a, b, url: `http://127.0.0.1:${a.http}${INVOKE_PATH}`, rounds: [] });
+    }
+    for (const pair of pairs) await untilRoutable(pair.url, bench.settings.method, 15_000);
+    const rounds = bench.settings.rounds;
+    for (let round = 1; round <= rounds; round++) {
+      for (const pair of pairs) {
+        const { step, a, b } = pair;
+        const sum = async (metric: string): Promise<number> => step.ratio === null ? 0 : ((await counter(a.metrics, metric)) ?? 0) + ((await counter(b.metrics, metric)) ?? 0);
         const requests = sink.requests();
         const bytes = sink.bytes();
-        const p = await bench.path(name, workers, url, bench.settings.method, [a.proc, b.proc, app.proc], ['node A', 'node B', 'app']);
-        // the nodes export every second: let the last spans go out before counting
+        const exported = await sum('weft_tracing_spans_exported_total');
+        const dropped = await sum('weft_tracing_spans_dropped_total');
+        if (rounds > 1) say(`${pair.name}: round ${round} of ${rounds}`);
+        const p = await bench.path(pair.name, workers, pair.url, bench.settings.method, [a.proc, b.proc, app.proc], ['node A', 'node B', 'app']);
+        // the nodes export a batch that is not full every second: let the last spans go out before counting
         if (step.ratio !== null) await new Promise((r) => setTimeout(r, 1500));
-        const sum = async (metric: string): Promise<number> => step.ratio === null ? 0 : ((await counter(a.metrics, metric)) ?? 0) + ((await counter(b.metrics, metric)) ?? 0);
-        out.push({
+        pair.rounds.push({
           ...p, api: 'http', tls: bench.settings.mtls ? 'mtls' : 'plain', addedMs: null,
-          tracing: { ratio: step.ratio, tracingOff: `${mode}-off`, spansExported: await sum('weft_tracing_spans_exported_total'), spansDropped: await sum('weft_tracing_spans_dropped_total'), otlpRequests: sink.requests() - requests, otlpBytes: sink.bytes() - bytes },
+          tracing: {
+            ratio: step.ratio, tracingOff: `${mode}-off`,
+            spansExported: (await sum('weft_tracing_spans_exported_total')) - exported, spansDropped: (await sum('weft_tracing_spans_dropped_total')) - dropped,
+            otlpRequests: sink.requests() - requests, otlpBytes: sink.bytes() - bytes,
+          },
         });
-      } finally {
-        await bench.procs.stop(a.proc);
-        await bench.procs.stop(b.proc);
       }
     }
   } finally {
+    // A node writes its CPU profiles as it exits.
+    for (const pair of pairs) {
+      await bench.procs.stop(pair.a.proc);
+      await bench.procs.stop(pair.b.proc);
+    }
     sink.server.close();
   }
+  const out: PathReport[] = [];
+  for (const pair of pairs) {
+    const chosen = medianRound(pair.rounds);
+    if (chosen === undefined) continue;
+    const report: PathReport = pair.rounds.length > 1 ? { ...chosen, tracing: { ...(chosen.tracing as NonNullable<PathReport['tracing']>), rounds: pair.rounds.map(roundFigures) } } : chosen;
+    if (bench.settings.profileDir !== null && chosen.measuredUs !== undefined) {
+      report.profiles = [];
+      for (const [role, dir] of [['node A', `${pair.name}-node-A`], ['node B', `${pair.name}-node-B`]] as const) {
+        const summary = summariseNode(join(bench.settings.profileDir, dir), chosen.measuredUs);
+        if (summary !== null) report.profiles.push({ role, dir: join(bench.settings.profileDir, dir), ...summary });
+      }
+    }
+    out.push(report);
+  }
   return out;
+}
+
+/** A tracing round's figures, for the spread beside the round reported. */
+function roundFigures(p: PathReport): TracingRound {
+  const cpu = (role: string): number | null => p.costs.find((c) => c.role === role)?.cpuUsPerRequest ?? null;
+  return { nodeAUs: cpu('node A'), nodeBUs: cpu('node B'), p50Ms: p.latencyMs.p50, p99Ms: p.latencyMs.p99, errors: p.run.errors.total, spansDropped: p.tracing?.spansDropped ?? 0, otherVcpu: p.otherVcpu };
 }
 
 async function main(): Promise<void> {
@@ -781,7 +830,7 @@ async function main(): Promise<void> {
         if (spec.api === 'tracing') {
           if (hooks === null) {
             say('tracing: the hooks\' CPU per call per node, isolated (bench/tracing-cost.ts)');
-            hooks = tracingCost(settings.quick ? 20_000 : 100_000);
+            hooks = tracingCost(settings.quick ? 20_000 : 100_000, settings.nodesFrom);
           }
           paths.push(...await tracingPaths(bench, mode, spec.workers, app, tmp));
           continue;
@@ -868,7 +917,8 @@ async function main(): Promise<void> {
     startedAt: startedAt.toISOString(),
     machine,
     node: process.version,
-    commit: gitCommit(),
+    // the nodes' commit (--nodes-from names another checkout)
+    commit: gitCommit(settings.nodesFrom),
     settings: {
       durationS: settings.durationS,
       rate: settings.rate,
@@ -883,6 +933,8 @@ async function main(): Promise<void> {
       maxDurationS: settings.maxDurationS,
       searchSteps: settings.searchSteps,
       searchStepS: settings.searchStepS,
+      rounds: settings.rounds,
+      nodesFrom: settings.nodesFrom === ROOT ? null : settings.nodesFrom,
       p99LimitMs: settings.p99LimitMs,
       pacer: settings.pacer,
       logLevel: settings.logLevel,

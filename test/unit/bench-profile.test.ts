@@ -45,6 +45,23 @@ describe('CPU profile summary', () => {
     expect(s.busyMs).toBe(4);
   });
 
+  it('charges the work of tracing (spans, the OTLP encoder, the OTel exporter) to a stage of its own, not to the code that ended the span', () => {
+    const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 0, columnNumber: 0, scriptId: '0' });
+    const p = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)', ''), children: [2] },
+        { id: 2, callFrame: frame('handle', 'file:///w/dist/src/ingress/http.js'), children: [3, 5] },
+        { id: 3, callFrame: frame('add', 'file:///w/dist/src/observability/tracing-otlp.js'), children: [4] },
+        { id: 4, callFrame: frame('writeU_Int32LE', 'node:internal/buffer'), children: [] },
+        { id: 5, callFrame: frame('send', 'file:///w/node_modules/@opentelemetry/otlp-exporter-base/dist/index.mjs'), children: [] },
+      ],
+      startTime: 0, endTime: 5000, samples: [4, 4, 5, 2, 2], timeDeltas: [1000, 1000, 1000, 1000, 1000],
+    } as Parameters<typeof summarise>[0];
+    const stage = Object.fromEntries(summarise(p, { fromUs: 0, toUs: 5000 }).byStage.map((x) => [x.name, x.ms]));
+    expect(stage['tracing (spans, OTLP encoding, export)']).toBe(3);
+    expect(stage['HTTP ingress (parse, handler, answer)']).toBe(1);
+  });
+
   it('reads a node\'s profile directory: thread 0 is the main thread, the rest are workers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-prof-'));
     try {

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../bench/load.ts';
 import { modeOf, expandModes, TRACING_STEPS } from '../../bench/modes.ts';
-import { checks, toLatency, toMarkdown, type PathReport, type Report, type TracingCost } from '../../bench/results.ts';
+import { checks, medianRound, toLatency, toMarkdown, type PathReport, type Report, type TracingCost, type TracingRound } from '../../bench/results.ts';
 
 function run(p50Us: number, p99Us: number, errors = 0): RunResult {
   const h = { count: 1000, min: 10, max: p99Us * 2, mean: p50Us, p50: p50Us, p90: p50Us * 2, p99: p99Us, p999: p99Us * 1.5, overflow: 0 };
@@ -67,5 +67,24 @@ describe('bench tracing mode', () => {
     expect(md).toMatch(/\| 100% \| 28\.00 \| 20\.00 \| ≤ 30 µs \|/);
     expect(md).toMatch(/\| tracing-100% \| 110\.0 \| 95\.0 \| 20\.0 \| 15\.0 \| 0\.60 \| 2\.40 \| 0\.10 \| 0\.40 \| 0 \| 4000 \/ 0 \| 8 \| 110 \/ 70 \|/);
     expect(md).toContain("The worker pool (2 workers) with tracing at 100%: node A's RSS 145 MB against 110 MB inline (+35 MB).");
+  });
+
+  it('with --rounds, reports each path by its median round and lists every round with its delta against the same round of tracing off', () => {
+    const offRounds = [path('tracing-off', 0, null, 300, 250, 100, 500), path('tracing-off', 0, null, 280, 240, 100, 500), path('tracing-off', 0, null, 320, 260, 100, 500)];
+    const fullRounds = [path('tracing-100%', 0, 1, 330, 270, 110, 600), path('tracing-100%', 0, 1, 290, 250, 110, 600), path('tracing-100%', 0, 1, 345, 280, 110, 600)];
+    // the median of both nodes' CPU together: 300 + 250 and 330 + 270
+    expect(medianRound(offRounds)).toBe(offRounds[0]);
+    expect(medianRound(fullRounds)).toBe(fullRounds[0]);
+    expect(medianRound(offRounds.slice(0, 2))).toBe(offRounds[1]);
+    const figures = (p: PathReport): TracingRound => ({ nodeAUs: p.costs[0]?.cpuUsPerRequest ?? null, nodeBUs: p.costs[1]?.cpuUsPerRequest ?? null, p50Ms: p.latencyMs.p50, p99Ms: p.latencyMs.p99, errors: 0, spansDropped: 0, otherVcpu: 0.5 });
+    const withRounds = (chosen: PathReport, rounds: PathReport[]): PathReport => ({ ...chosen, tracing: { ...(chosen.tracing as NonNullable<PathReport['tracing']>), rounds: rounds.map(figures) } });
+    const report: Report = {
+      version: 1, startedAt: '2026-01-01T00:00:00.000Z', machine: { cpuModel: 'cpu', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
+      settings: { rate: 1000 }, sharing: 'all', paths: [withRounds(offRounds[0] as PathReport, offRounds), withRounds(fullRounds[0] as PathReport, fullRounds)], checks: [], failures: [],
+    };
+    const md = toMarkdown(report);
+    expect(md).toMatch(/\| tracing-100% \| 330\.0 \| 270\.0 \| 30\.0 \| 20\.0 \|/);
+    expect(md).toContain('| tracing-100% | 330, 290, 345 | 270, 250, 280 | 30, 10, 25 | 20, 10, 20 |');
+    expect(md).toContain('| tracing-off | 300, 280, 320 | 250, 240, 260 | —, —, — | —, —, — |');
   });
 });
