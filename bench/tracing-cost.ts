@@ -5,16 +5,16 @@
  * the attempt span and the head it goes into, the answer's traceparent) and on node B (peer
  * server span, app call span, the app's headers), plus the export of the finished spans: encoded
  * as OTLP protobuf as they finish (src/observability/tracing-otlp.ts) and sent by the real
- * OTLP http/protobuf transport to a sink in this process (the sink's own CPU is counted too).
+ * OTLP http/protobuf transport to a sink in a process of its own (its CPU is not the node's).
  *
  *   node bench/tracing-cost.ts [--calls 100000] [--json] [--no-export]
  *
  * Prints µs of CPU per call per node for tracing off, at 1% and at 100% sampling. The "off"
  * figure is what the hooks cost when tracing is not configured: the checks each stage makes.
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Registry } from 'prom-client';
 import { OFF, Tracer, sampledFlag, type Span } from '../src/observability/tracing.ts';
@@ -77,14 +77,38 @@ function nodeB(tracer: Tracer, head: CallHead): void {
   span?.set('http.response.status_code', 200).end();
 }
 
-async function sink(): Promise<{ url: string; close: () => void; spansBytes: () => number }> {
+/**
+ * The collector stand-in, in a process of its own so its CPU is not counted as the node's: it
+ * reads and drops OTLP/HTTP requests and, when its stdin ends, prints the bytes it read.
+ */
+const SINK = `
+  const { createServer } = require('node:http');
   let bytes = 0;
   const server = createServer((r, res) => {
-    r.on('data', (c: Buffer) => (bytes += c.length));
+    r.on('data', (c) => (bytes += c.length));
     r.on('end', () => res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close(), spansBytes: () => bytes };
+  server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+  process.stdin.on('end', () => { process.stdout.write(bytes + '\\n'); process.exit(0); });
+  process.stdin.resume();
+`;
+
+async function sink(): Promise<{ url: string; close: () => Promise<number> }> {
+  const child = spawn(process.execPath, ['-e', SINK], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: child.stdout });
+  const next = (): Promise<string> => new Promise((resolve, reject) => {
+    lines.once('line', resolve);
+    child.once('exit', () => reject(new Error('the OTLP sink exited')));
+  });
+  const port = Number(await next());
+  return {
+    url: `127.0.0.1:${port}`,
+    close: async () => {
+      const bytes = next();
+      child.stdin.end();
+      return Number(await bytes);
+    },
+  };
 }
 
 interface Figure {
@@ -138,9 +162,9 @@ const s = await sink();
 const figures: Figure[] = [];
 const ORDER = process.env['TRACING_COST_ORDER'] === 'reverse' ? ([['100%', 1], ['1%', 0.01], ['off', null]] as const) : ([['off', null], ['1%', 0.01], ['100%', 1]] as const);
 for (const [mode, ratio] of ORDER) figures.push(await measure(mode, ratio, s.url));
-s.close();
+const exportedBytes = await s.close();
 if (values.json) {
-  process.stdout.write(JSON.stringify({ calls: CALLS, figures, exportedBytes: s.spansBytes() }) + '\n');
+  process.stdout.write(JSON.stringify({ calls: CALLS, figures, exportedBytes }) + '\n');
 } else {
   process.stdout.write(`tracing hooks, CPU per call per node (isolated, the least of ${ROUNDS} rounds of ${CALLS} calls, ${NO_EXPORT ? 'no export' : 'export included'})\n`);
   for (const f of figures) process.stdout.write(`  ${f.mode.padEnd(5)} node A ${f.nodeAUs.toFixed(2)} µs   node B ${f.nodeBUs.toFixed(2)} µs\n`);

@@ -14,7 +14,7 @@ import type { InvokeTask, PeerAddress } from '../../workers/protocol.ts';
 import type { AttemptResult, Step } from '../resiliency/compose.ts';
 import type { Failure } from '../resiliency/backoff.ts';
 import type { OutlierDetector } from '../resiliency/outlier.ts';
-import { ATTR, SpanKind, parseTraceParent, type Span, type TraceParent, type Tracer } from './tracing.ts';
+import { ATTR, SpanKind, ownTraceParent, type Span, type TraceParent, type Tracer } from './tracing.ts';
 
 /** A step that does nothing: the place of the tracing step when a call is not traced. */
 export function untraced<I, T>(next: Parameters<Step<I, T>>[0]): ReturnType<Step<I, T>> {
@@ -34,7 +34,8 @@ export class OutboundTrace {
   constructor(tracer: Tracer, task: InvokeTask, outlier: OutlierDetector | undefined) {
     this.tracer = tracer;
     this.task = task;
-    this.parent = parseTraceParent(task.trace, task.traceState ?? '');
+    // the task's context was made by this node's ingress (checked there, or formatted by it)
+    this.parent = task.trace === undefined ? undefined : ownTraceParent(task.trace, task.traceState ?? '');
     this.outlier = outlier;
   }
 
@@ -49,13 +50,14 @@ export class OutboundTrace {
       this.open?.end();
       const t = this.task;
       // The app, caller and method are on the parent (ingress) span; an attempt says where it went.
+      // literal keys (ATTR's names): the object is made from a template, not key by key
       const span = this.tracer.start('weft.peer.v1.Peer/Call', SpanKind.CLIENT, this.parent, {
-        [ATTR.RPC_SYSTEM]: 'grpc',
-        [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
+        'rpc.system': 'grpc',
+        'rpc.service': 'weft.peer.v1.Peer',
         'server.address': peer.address,
         'server.port': peer.port,
-        [ATTR.PEER_NODE_ID]: peer.nodeId,
-        [ATTR.ATTEMPT]: attemptNo,
+        'weft.peer.node_id': peer.nodeId,
+        'weft.attempt': attemptNo,
       });
       if (t.actorType !== undefined) span.set(ATTR.ACTOR_TYPE, t.actorType).set(ATTR.ACTOR_ID, t.actorId ?? '');
       this.open = span;

@@ -11,10 +11,7 @@
  *   and the turn on the owner's (INTERNAL, waiting for the turn as an event).
  */
 import type { IncomingMessage } from 'node:http';
-import {
-  ATTR_CLIENT_ADDRESS, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_HTTP_ROUTE,
-  ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL, ATTR_URL_PATH, ATTR_URL_SCHEME,
-} from '@opentelemetry/semantic-conventions';
+import { ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVER_ADDRESS, ATTR_SERVER_PORT, ATTR_URL_FULL } from '@opentelemetry/semantic-conventions';
 import { ATTR, SpanKind, TRACEPARENT, TRACESTATE, parseTraceParent, type Span, type SpanAttributes, type TraceParent, type Tracer } from './tracing.ts';
 
 export { ATTR };
@@ -40,15 +37,17 @@ export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: str
   const verb = req.method ?? 'GET';
   const url = req.url ?? '/';
   const q = url.indexOf('?');
+  // Literal keys (the names of ATTR_* and ATTR, test/unit/tracing.test.ts checks them): an object
+  // literal with computed keys is built key by key at run time, this one from a template.
   return span.setName(`${verb} ${route}`).attrs({
-    [ATTR_HTTP_REQUEST_METHOD]: verb,
-    [ATTR_HTTP_ROUTE]: route,
-    [ATTR_URL_PATH]: q === -1 ? url : url.slice(0, q),
-    [ATTR_URL_SCHEME]: 'http',
-    [ATTR_CLIENT_ADDRESS]: req.socket.remoteAddress ?? '',
-    [ATTR.APP_ID]: target.appId,
-    [ATTR.METHOD]: target.method,
-    [ATTR.CALLER_APP_ID]: target.callerAppId,
+    'http.request.method': verb,
+    'http.route': route,
+    'url.path': q === -1 ? url : url.slice(0, q),
+    'url.scheme': 'http',
+    'client.address': req.socket.remoteAddress ?? '',
+    'weft.app_id': target.appId,
+    'weft.method': target.method,
+    'weft.caller.app_id': target.callerAppId,
   });
 }
 
@@ -76,7 +75,7 @@ export function endIngress(span: Span, status: number, error?: { readonly code: 
   if (error !== undefined) {
     span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, error.httpStatus ?? 500).fail(error.code, error.message);
   } else {
-    span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+    span.set('http.response.status_code', status);
     if (status >= 500) span.fail(`HTTP_${status}`, `the app answered ${status}`);
   }
   span.end();
@@ -119,12 +118,12 @@ export function peerServerSpan(tracer: Tracer, head: { appId: string; method: st
   const span = tracer.start(rpcMethod === 'Mux' ? PEER_MUX : `weft.peer.v1.Peer/${rpcMethod}`, SpanKind.SERVER, parseTraceParent(tp, ts), null);
   if (!span.recording) return span;
   span.attrs({
-    [ATTR.RPC_SYSTEM]: 'grpc',
-    [ATTR.RPC_SERVICE]: 'weft.peer.v1.Peer',
-    [ATTR.RPC_METHOD]: rpcMethod,
-    [ATTR.APP_ID]: head.appId,
-    [ATTR.METHOD]: head.method,
-    [ATTR.CALLER_APP_ID]: head.callerAppId,
+    'rpc.system': 'grpc',
+    'rpc.service': 'weft.peer.v1.Peer',
+    'rpc.method': rpcMethod,
+    'weft.app_id': head.appId,
+    'weft.method': head.method,
+    'weft.caller.app_id': head.callerAppId,
   });
   if (head.actorType !== undefined && head.actorType !== '') span.set(ATTR.ACTOR_TYPE, head.actorType).set(ATTR.ACTOR_ID, head.actorId ?? '');
   return span;
@@ -133,16 +132,16 @@ export function peerServerSpan(tracer: Tracer, head: { appId: string; method: st
 /** The CLIENT span of a call from the node to its app over HTTP. */
 export function appCallSpan(tracer: Tracer, parent: Span, verb: string, host: string, port: number, path: string, appId: string): Span {
   return tracer.child(parent, verb, SpanKind.CLIENT, {
-    [ATTR_HTTP_REQUEST_METHOD]: verb,
-    [ATTR_SERVER_ADDRESS]: host,
-    [ATTR_SERVER_PORT]: port,
-    [ATTR_URL_FULL]: `http://${host}:${port}${path}`,
+    'http.request.method': verb,
+    'server.address': host,
+    'server.port': port,
+    'url.full': `http://${host}:${port}${path}`,
   });
 }
 
 /** Ends an app call span with the app's status (5xx is an error, as for HTTP client spans). */
 export function endAppCall(span: Span, status: number): void {
-  span.set(ATTR_HTTP_RESPONSE_STATUS_CODE, status);
+  span.set('http.response.status_code', status);
   if (status >= 500) span.fail(`HTTP_${status}`, `the app answered ${status}`);
   span.end();
 }

@@ -58,16 +58,20 @@ export interface TraceParent {
 
 const POOL_BYTES = 4096;
 const pool = Buffer.allocUnsafe(POOL_BYTES);
-let poolAt = POOL_BYTES;
+/** The pool's bytes as hex: ids are slices of it (one native conversion per 4 KiB, not one per id). */
+let poolHex = '';
+let poolAt = POOL_BYTES * 2;
 
 /** `bytes` random bytes as lower-case hex, from a pooled buffer refilled 4 KiB at a time. */
 function randomHex(bytes: number): string {
-  if (poolAt + bytes > POOL_BYTES) {
+  const chars = bytes * 2;
+  if (poolAt + chars > poolHex.length) {
     randomFillSync(pool);
+    poolHex = pool.toString('hex');
     poolAt = 0;
   }
-  const s = pool.toString('hex', poolAt, poolAt + bytes);
-  poolAt += bytes;
+  const s = poolHex.slice(poolAt, poolAt + chars);
+  poolAt += chars;
   return s;
 }
 
@@ -110,6 +114,14 @@ export function parseTraceParent(value: string | undefined, traceState = ''): Tr
   const spanId = v.slice(36, 52);
   if (traceId === INVALID_TRACE || spanId === INVALID_SPAN) return undefined;
   return { traceId, spanId, sampled: sampledFlag(v), traceState };
+}
+
+/**
+ * The parent a traceparent this node made names (`formatTraceParent`: a task's context on its
+ * way to the outbound side), read without checking it again.
+ */
+export function ownTraceParent(traceparent: string, traceState: string): TraceParent {
+  return { traceId: traceparent.slice(3, 35), spanId: traceparent.slice(36, 52), sampled: sampledFlag(traceparent), traceState };
 }
 
 /** Whether a traceparent weft made (or checked) says sampled: the low bit of its flags. */

@@ -9,7 +9,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchingSink, OFF, SpanKind, Tracer, formatTraceParent, parseTraceParent, ratioSampled, type EncodedSpans, type SpanData } from '../../src/observability/tracing.ts';
+import type { IncomingMessage } from 'node:http';
+import * as semconv from '@opentelemetry/semantic-conventions';
+import { ATTR, BatchingSink, OFF, SpanKind, Tracer, formatTraceParent, newSpanId, newTraceId, ownTraceParent, parseTraceParent, ratioSampled, type EncodedSpans, type SpanData } from '../../src/observability/tracing.ts';
+import { appCallSpan, endAppCall, httpIngressSpan, peerServerSpan } from '../../src/observability/tracing-spans.ts';
+import { OutboundTrace } from '../../src/observability/tracing-outbound.ts';
+import type { InvokeTask } from '../../workers/protocol.ts';
 import { parseResourceAttributes, tracingConfig } from '../../src/observability/tracing-config.ts';
 import { TraceExport, nodeResource, type BatchExporter } from '../../src/observability/tracing-export.ts';
 import type { SpanExportBatch } from '../../src/observability/tracing-otlp.ts';
@@ -28,6 +33,21 @@ describe('traceparent', () => {
     expect(parseTraceParent(`01-${TID}-${SID}-01-extra`)?.traceId).toBe(TID);
     // surrounding white space (a header value as some clients send it)
     expect(parseTraceParent(` 00-${TID}-${SID}-01 `)?.spanId).toBe(SID);
+  });
+
+  it('reads back a traceparent this node made as it is; ids are fresh lower-case hex', () => {
+    expect(ownTraceParent(formatTraceParent(TID, SID, true), 'k=v')).toEqual({ traceId: TID, spanId: SID, sampled: true, traceState: 'k=v' });
+    expect(ownTraceParent(formatTraceParent(TID, SID, false), '').sampled).toBe(false);
+    // ids are slices of a pooled hex string refilled as it runs out: across refills, valid and distinct
+    const ids = new Set<string>();
+    for (let i = 0; i < 1000; i++) {
+      const t = newTraceId();
+      const s = newSpanId();
+      expect(t).toMatch(/^[0-9a-f]{32}$/);
+      expect(s).toMatch(/^[0-9a-f]{16}$/);
+      ids.add(t);
+    }
+    expect(ids.size).toBe(1000);
   });
 
   it.each([
@@ -77,6 +97,28 @@ describe('sampling', () => {
     const own = new Tracer(true, { ratio: 0, parentBased: false }, sink);
     expect(own.start('o', SpanKind.SERVER, { traceId: TID, spanId: SID, sampled: true, traceState: '' }, null).sampled).toBe(false);
     expect(OFF.on).toBe(false);
+  });
+
+  it('the spans\' attribute names (literal keys on the hot path) are the semantic conventions\' and ATTR\'s', async () => {
+    const got: SpanData[] = [];
+    const tracer = new Tracer(true, { ratio: 1, parentBased: true }, { add: (d) => void got.push(d) });
+    const req = { method: 'POST', url: '/v1.0/invoke/a/method/m?x=1', headers: {}, socket: { remoteAddress: '127.0.0.1' } } as unknown as IncomingMessage;
+    const ingress = httpIngressSpan(tracer, req, '/v1.0/invoke/{appId}/method/{method}', { appId: 'a', method: 'm', callerAppId: 'c' });
+    ingress.end();
+    const server = peerServerSpan(tracer, { appId: 'a', method: 'm', callerAppId: 'c', headers: [], traceparent: ingress.traceparent }, 'Mux');
+    endAppCall(appCallSpan(tracer, server, 'POST', '127.0.0.1', 3000, '/m', 'a'), 200);
+    server.end();
+    const task = { trace: ingress.traceparent, traceState: '' } as unknown as InvokeTask;
+    const attempt = new OutboundTrace(tracer, task, undefined);
+    await attempt.step(async () => ({ value: { head: { status: 200 } }, failure: undefined }) as never)({ nodeId: 'n2', address: '127.0.0.1', port: 5 }, 1, new AbortController().signal);
+    attempt.finish('success', false);
+    const keys = (name: string, kind: number = SpanKind.SERVER): string[] => Object.keys(got.find((d) => d.name === name && d.kind === kind)?.attributes ?? {}).sort();
+    expect(keys('POST /v1.0/invoke/{appId}/method/{method}')).toEqual([semconv.ATTR_HTTP_REQUEST_METHOD, semconv.ATTR_HTTP_ROUTE, semconv.ATTR_URL_PATH, semconv.ATTR_URL_SCHEME, semconv.ATTR_CLIENT_ADDRESS, ATTR.APP_ID, ATTR.METHOD, ATTR.CALLER_APP_ID].sort());
+    expect(keys('weft.peer.v1.Peer/Mux')).toEqual([ATTR.RPC_SYSTEM, ATTR.RPC_SERVICE, ATTR.RPC_METHOD, ATTR.APP_ID, ATTR.METHOD, ATTR.CALLER_APP_ID].sort());
+    expect(keys('POST', SpanKind.CLIENT)).toEqual([semconv.ATTR_HTTP_REQUEST_METHOD, semconv.ATTR_SERVER_ADDRESS, semconv.ATTR_SERVER_PORT, semconv.ATTR_URL_FULL, semconv.ATTR_HTTP_RESPONSE_STATUS_CODE].sort());
+    const attemptSpan = got.find((d) => d.kind === SpanKind.CLIENT && d.name.startsWith('weft.peer.v1.Peer/'));
+    expect(Object.keys(attemptSpan?.attributes ?? {}).sort()).toEqual([ATTR.RPC_SYSTEM, ATTR.RPC_SERVICE, semconv.ATTR_SERVER_ADDRESS, semconv.ATTR_SERVER_PORT, ATTR.PEER_NODE_ID, ATTR.ATTEMPT, ATTR.RPC_METHOD, semconv.ATTR_HTTP_RESPONSE_STATUS_CODE].sort());
+    expect(attemptSpan?.parentSpanId).toBe(ingress.spanId);
   });
 
   it('a span ends once; events and failure are recorded', () => {
