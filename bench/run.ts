@@ -710,7 +710,7 @@ function tracingCost(calls: number, dir: string): TracingCost | null {
  * The tracing mode: the HTTP path with tracing off, at 1% and at 100% (OTEL_* in the nodes'
  * environment, exporting to a sink here), each with what the nodes exported and dropped. The
  * three pairs of nodes are started together and measured in turn, `--rounds` times over
- * (off, 1%, 100%, off, 1%, 100%, ...): on shared cores the load from elsewhere drifts over a
+ * (off, 1%, 100%, then 100%, 1%, off, ...): on shared cores the load from elsewhere drifts over a
  * run, and interleaving spreads it over the three alike. A step's report is its round with the
  * median CPU per request (both nodes); every round's figures are kept beside it (the spread).
  */
@@ -734,7 +734,8 @@ async function tracingPaths(bench: Bench, mode: string, workers: number, app: { 
     for (const pair of pairs) await untilRoutable(pair.url, bench.settings.method, 15_000);
     const rounds = bench.settings.rounds;
     for (let round = 1; round <= rounds; round++) {
-      for (const pair of pairs) {
+      // every other round in reverse (100%, 1%, off), so no path always comes first after a pause
+      for (const pair of round % 2 === 0 ? [...pairs].reverse() : pairs) {
         const { step, a, b } = pair;
         const sum = async (metric: string): Promise<number> => step.ratio === null ? 0 : ((await counter(a.metrics, metric)) ?? 0) + ((await counter(b.metrics, metric)) ?? 0);
         const requests = sink.requests();
