@@ -482,7 +482,7 @@ function tracingSection(r: Report): string[] {
   if (traced.length === 0 && !r.tracingHooks) return [];
   const out: string[] = ['## Tracing', ''];
   if (r.tracingHooks) {
-    out.push(`The tracing hooks' CPU per call per node, measured in isolation (bench/tracing-cost.ts, ${r.tracingHooks.calls} calls, export to a sink included):`);
+    out.push(`The tracing hooks' CPU per call per node, measured in isolation (bench/tracing-cost.ts, ${r.tracingHooks.calls} calls, export to a sink in a process of its own included):`);
     out.push('');
     out.push('| sampling | node A µs/call | node B µs/call | target |');
     out.push('| --- | --- | --- | --- |');
