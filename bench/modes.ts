@@ -12,6 +12,14 @@ export const MODE_NAMES = 'baseline, workers, inline, workers=N, actors, actors=
 /** The tracing mode's three paths, in order: tracing off, 1% and 100% sampling. */
 export const TRACING_STEPS = [{ suffix: 'off', ratio: null }, { suffix: '1%', ratio: 0.01 }, { suffix: '100%', ratio: 1 }] as const;
 
+/** With --control: a second tracing-off pair (`off2`), measured like the others: what two identical paths differ by. */
+export const TRACING_CONTROL = { suffix: 'off2', ratio: null } as const;
+
+/** The tracing mode's steps, in the order they are measured. */
+export function tracingSteps(control: boolean): ReadonlyArray<{ readonly suffix: string; readonly ratio: number | null }> {
+  return control ? [TRACING_STEPS[0], TRACING_CONTROL, TRACING_STEPS[1], TRACING_STEPS[2]] : TRACING_STEPS;
+}
+
 /**
  * The modes a run measures, in order: `nginx` stands for both nginx pairs; the nginx pair brings
  * what its ratios need, the baseline (measured first) and a weft path (`inline`, a node's default,

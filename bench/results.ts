@@ -533,7 +533,7 @@ function tracingSection(r: Report): string[] {
           const o = off[i];
           const a = pick(x);
           const b = o === undefined ? null : pick(o);
-          return a === null || b === null || p.tracing?.ratio === null ? null : a - b;
+          return a === null || b === null || p.name === p.tracing?.tracingOff ? null : a - b;
         });
         out.push(
           `| ${p.name} | ${list(rounds.map((x) => x.nodeAUs), 0)} | ${list(rounds.map((x) => x.nodeBUs), 0)} | ${list(delta((x) => x.nodeAUs), 0)} | ${list(delta((x) => x.nodeBUs), 0)} | ` +

@@ -48,7 +48,7 @@ import { cpus, loadavg, platform, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { RunResult, SearchResult } from './load.ts';
-import { modeOf, expandModes, TRACING_STEPS } from './modes.ts';
+import { modeOf, expandModes, tracingSteps } from './modes.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
@@ -78,6 +78,8 @@ interface Settings {
   rounds: number;
   /** The checkout whose bin/weft.js runs the nodes (--nodes-from; default this one). */
   nodesFrom: string;
+  /** The tracing mode: a second tracing-off pair beside the others (the method's floor). */
+  control: boolean;
   p99LimitMs: number;
   timeoutMs: number;
   pacer: string;
@@ -112,6 +114,7 @@ function parseSettings(argv: string[]): Settings {
       'search-step': { type: 'string' },
       rounds: { type: 'string', default: '1' },
       'nodes-from': { type: 'string' },
+      control: { type: 'boolean', default: false },
       p99: { type: 'string', default: '10' },
       timeout: { type: 'string', default: '10000' },
       pacer: { type: 'string', default: 'thread' },
@@ -159,6 +162,7 @@ function parseSettings(argv: string[]): Settings {
     searchStepS: num('search-step', values['search-step'], quick ? 2 : 5, 0.5),
     rounds: Math.floor(num('rounds', values.rounds, 1, 1)),
     nodesFrom: values['nodes-from'] === undefined ? ROOT : resolve(process.cwd(), values['nodes-from']),
+    control: values.control,
     p99LimitMs: num('p99', values.p99, 10, 0.01),
     timeoutMs: num('timeout', values.timeout, 10_000, 1),
     pacer: values.pacer,
@@ -201,6 +205,8 @@ const USAGE = `usage: node bench/run.ts [options]
                         commit), the rest of the harness from this one: before/after with one harness
   --rounds N            tracing modes: measure off, 1% and 100% in turn N times on the same nodes
                         (default 1); each is reported by its median round, with every round's spread
+  --control             tracing modes: a second tracing-off pair (tracing-off2), measured like the others:
+                        what two identical paths differ by, the floor of an end-to-end delta
   --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
@@ -716,9 +722,9 @@ function tracingCost(calls: number, dir: string): TracingCost | null {
  */
 async function tracingPaths(bench: Bench, mode: string, workers: number, app: { proc: Started; port: number }, tmp: string): Promise<PathReport[]> {
   const sink = await otlpSink();
-  const pairs: Array<{ step: (typeof TRACING_STEPS)[number]; name: string; a: Awaited<ReturnType<Bench['startNode']>>; b: Awaited<ReturnType<Bench['startNode']>>; url: string; rounds: PathReport[] }> = [];
+  const pairs: Array<{ step: { readonly suffix: string; readonly ratio: number | null }; name: string; a: Awaited<ReturnType<Bench['startNode']>>; b: Awaited<ReturnType<Bench['startNode']>>; url: string; rounds: PathReport[] }> = [];
   try {
-    for (const step of TRACING_STEPS) {
+    for (const step of tracingSteps(bench.settings.control)) {
       const name = `${mode}-${step.suffix}`;
       const env: Record<string, string> = step.ratio === null ? {} : {
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
@@ -936,6 +942,7 @@ async function main(): Promise<void> {
       searchStepS: settings.searchStepS,
       rounds: settings.rounds,
       nodesFrom: settings.nodesFrom === ROOT ? null : settings.nodesFrom,
+      control: settings.control,
       p99LimitMs: settings.p99LimitMs,
       pacer: settings.pacer,
       logLevel: settings.logLevel,

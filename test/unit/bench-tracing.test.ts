@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../bench/load.ts';
-import { modeOf, expandModes, TRACING_STEPS } from '../../bench/modes.ts';
+import { modeOf, expandModes, tracingSteps, TRACING_STEPS } from '../../bench/modes.ts';
 import { checks, medianRound, toLatency, toMarkdown, type PathReport, type Report, type TracingCost, type TracingRound } from '../../bench/results.ts';
 
 function run(p50Us: number, p99Us: number, errors = 0): RunResult {
@@ -34,6 +34,8 @@ describe('bench tracing mode', () => {
     expect(modeOf('tracing=2')).toEqual({ api: 'tracing', workers: 2 });
     expect(expandModes(['baseline', 'tracing', 'tracing=2'])).toEqual(['baseline', 'tracing', 'tracing=2']);
     expect(TRACING_STEPS.map((s) => s.suffix)).toEqual(['off', '1%', '100%']);
+    expect(tracingSteps(false)).toBe(TRACING_STEPS);
+    expect(tracingSteps(true).map((s) => `${s.suffix}:${s.ratio}`)).toEqual(['off:null', 'off2:null', '1%:0.01', '100%:1']);
   });
 
   it('checks each sampling against tracing off of the same run, and the hooks against their targets', () => {
@@ -71,6 +73,8 @@ describe('bench tracing mode', () => {
 
   it('with --rounds, reports each path by its median round and lists every round with its delta against the same round of tracing off', () => {
     const offRounds = [path('tracing-off', 0, null, 300, 250, 100, 500), path('tracing-off', 0, null, 280, 240, 100, 500), path('tracing-off', 0, null, 320, 260, 100, 500)];
+    // --control: a second tracing-off pair, compared with the first like the others
+    const controlRounds = [path('tracing-off2', 0, null, 310, 240, 100, 500), path('tracing-off2', 0, null, 270, 250, 100, 500), path('tracing-off2', 0, null, 330, 255, 100, 500)];
     const fullRounds = [path('tracing-100%', 0, 1, 330, 270, 110, 600), path('tracing-100%', 0, 1, 290, 250, 110, 600), path('tracing-100%', 0, 1, 345, 280, 110, 600)];
     // the median of both nodes' CPU together: 300 + 250 and 330 + 270
     expect(medianRound(offRounds)).toBe(offRounds[0]);
@@ -80,11 +84,14 @@ describe('bench tracing mode', () => {
     const withRounds = (chosen: PathReport, rounds: PathReport[]): PathReport => ({ ...chosen, tracing: { ...(chosen.tracing as NonNullable<PathReport['tracing']>), rounds: rounds.map(figures) } });
     const report: Report = {
       version: 1, startedAt: '2026-01-01T00:00:00.000Z', machine: { cpuModel: 'cpu', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
-      settings: { rate: 1000 }, sharing: 'all', paths: [withRounds(offRounds[0] as PathReport, offRounds), withRounds(fullRounds[0] as PathReport, fullRounds)], checks: [], failures: [],
+      settings: { rate: 1000 }, sharing: 'all', paths: [withRounds(offRounds[0] as PathReport, offRounds), withRounds(controlRounds[0] as PathReport, controlRounds), withRounds(fullRounds[0] as PathReport, fullRounds)], checks: [], failures: [],
     };
     const md = toMarkdown(report);
     expect(md).toMatch(/\| tracing-100% \| 330\.0 \| 270\.0 \| 30\.0 \| 20\.0 \|/);
     expect(md).toContain('| tracing-100% | 330, 290, 345 | 270, 250, 280 | 30, 10, 25 | 20, 10, 20 |');
     expect(md).toContain('| tracing-off | 300, 280, 320 | 250, 240, 260 | —, —, — | —, —, — |');
+    expect(md).toContain('| tracing-off2 | 310, 270, 330 | 240, 250, 255 | 10, -10, 10 | -10, 10, -5 |');
+    // the control is no sampling: no check of its own
+    expect(checks(report.paths, 1000, true).some((c) => c.what.startsWith('tracing-off2') && c.what.includes('vs tracing off'))).toBe(false);
   });
 });
