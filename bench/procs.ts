@@ -151,6 +151,32 @@ export function mainThreadCpuSeconds(pid: number): number | null {
   return statCpu(`/proc/${pid}/task/${pid}/stat`);
 }
 
+/**
+ * Seconds a process's threads, all together, spent runnable but waiting for a core (the second
+ * field of each `/proc/<pid>/task/<tid>/schedstat`: time on a run queue), or null if the process
+ * is gone or the kernel keeps no schedstats. A thread that exited takes its share with it.
+ */
+export function runQueueSeconds(pid: number): number | null {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/);
+      const waited = Number(fields[1]);
+      if (!Number.isFinite(waited)) return null;
+      ns += waited;
+    } catch {
+      // the thread exited between the listing and the read
+    }
+  }
+  return ns / 1e9;
+}
+
 /** What a thread of a Node process does, by the name Node and V8 give it (`/proc/<pid>/task/<tid>/comm`). */
 export type ThreadKind = 'main' | 'workers' | 'v8' | 'libuv' | 'other';
 export const THREAD_KINDS: readonly ThreadKind[] = ['main', 'workers', 'v8', 'libuv', 'other'];

@@ -13,6 +13,8 @@ export interface ProcessCost {
   pid: number;
   /** CPU used during the measured phase, s. */
   cpuS: number | null;
+  /** Time the process's threads spent runnable, waiting for a core, per request, µs (absent: not measured). */
+  runQueueUsPerRequest?: number | null;
   /** CPU seconds per 1000 requests = vCPU per 1000 requests/s. */
   cpuSPer1000: number | null;
   /** The same figure as µs of CPU per request. */
@@ -392,6 +394,27 @@ export function toMarkdown(r: Report): string {
       for (const n of p.profiles ?? []) {
         out.push(`| ${p.name} | ${n.role} | main | ${n.mainBusyMs.toFixed(0)} | ${stages(n.main)} |`);
         if (n.workersBusyMs > 0) out.push(`| ${p.name} | ${n.role} | workers | ${n.workersBusyMs.toFixed(0)} | ${stages(n.workers)} |`);
+      }
+    }
+    out.push('');
+  }
+
+  const queued = r.paths.filter((p) => p.costs.some((c) => typeof c.runQueueUsPerRequest === 'number'));
+  if (queued.length > 0) {
+    out.push('## Waiting for a core (measured phase)');
+    out.push('');
+    out.push(
+      'Per request, the time each process\'s threads spent runnable but waiting for a core (the kernel\'s schedstat run-queue time, all ' +
+        'threads together) beside the CPU they used. On shared cores this is where a request waits without any process being slow: time ' +
+        'that adds to latency, though no event loop is late by more than its own share.',
+    );
+    out.push('');
+    out.push('| path | process | µs CPU / req | µs waiting for a core / req |');
+    out.push('| --- | --- | ---: | ---: |');
+    for (const p of queued) {
+      for (const c of p.costs) {
+        if (typeof c.runQueueUsPerRequest !== 'number') continue;
+        out.push(`| ${p.name} | ${c.role} | ${c.cpuUsPerRequest === null ? '—' : c.cpuUsPerRequest.toFixed(0)} | ${c.runQueueUsPerRequest.toFixed(0)} |`);
       }
     }
     out.push('');

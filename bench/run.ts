@@ -52,7 +52,7 @@ import { modeOf, expandModes, tracingSteps } from './modes.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
-import { cpuSeconds, machineCpu, memory, Processes, RssSampler, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
+import { cpuSeconds, machineCpu, memory, Processes, RssSampler, runQueueSeconds, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
 import { added, baselineOf, checks, comparePeers, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
 import { AllocSampler, freePort, summariseAlloc } from './alloc-profile.ts';
@@ -248,6 +248,8 @@ interface Measurement {
   stealVcpu: number | null;
   /** The measured phase on the monotonic clock (µs), for reading CPU profiles over it. */
   window: { fromUs: number; toUs: number };
+  /** Seconds each watched process spent runnable but waiting for a core during the phase, by pid. */
+  runQueue: Map<number, number | null>;
   /** Each weft node's event loop and GC over the phase (its /metrics read at both ends), by pid. */
   runtime: Map<number, NodeRuntimeStats>;
   /** With --alloc: each sampled node's allocation profile over the phase, by pid. */
@@ -300,6 +302,7 @@ class Bench {
     const sampler = new RssSampler();
     let before = new Map<number, number | null>();
     let threadsBefore = new Map<number, Record<ThreadKind, number> | null>();
+    let queuedBefore = new Map<number, number | null>();
     let machineBefore = machineCpu();
     let wallBefore = performance.now();
     let fromUs = 0;
@@ -315,6 +318,7 @@ class Bench {
       }
       if (event.event === 'phase' && event.phase === 'measure') {
         before = new Map(pids.map((pid) => [pid, cpuSeconds(pid)]));
+        queuedBefore = new Map(watch.map((w) => [w.pid, runQueueSeconds(w.pid)]));
         threadsBefore = new Map(watch.map((w) => [w.pid, threadCpuSeconds(w.pid)]));
         machineBefore = machineCpu();
         wallBefore = performance.now();
@@ -353,6 +357,12 @@ class Bench {
       const was = before.get(pid);
       cpu.set(pid, now !== null && was !== null && was !== undefined ? now - was : null);
     }
+    const runQueue = new Map<number, number | null>();
+    for (const w of watch) {
+      const now = runQueueSeconds(w.pid);
+      const was = queuedBefore.get(w.pid);
+      runQueue.set(w.pid, now !== null && was !== null && was !== undefined ? Math.max(0, now - was) : null);
+    }
     const threadCpu = new Map<number, Record<ThreadKind, number> | null>();
     for (const w of watch) {
       const now = threadCpuSeconds(w.pid);
@@ -379,7 +389,7 @@ class Bench {
       otherVcpu = Math.max(0, (machineAfter.busyS - machineBefore.busyS - ours) / wallS);
       stealVcpu = (machineAfter.stealS - machineBefore.stealS) / wallS;
     }
-    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs }, runtime, alloc } };
+    return { result, measured: { cpu, threadCpu, rssMax: sampler.max, peak, otherVcpu, stealVcpu, window: { fromUs, toUs }, runQueue, runtime, alloc } };
   }
 
   costs(watch: Started[], roles: string[], m: Measurement, requests: number, idle: Map<number, number | null>, generatorCpuMs: number | null): ProcessCost[] {
@@ -387,10 +397,12 @@ class Bench {
       const cpuS = m.cpu.get(w.pid) ?? null;
       const threads = m.threadCpu.get(w.pid) ?? null;
       const mainCpuS = threads === null ? null : threads.main;
+      const queuedS = m.runQueue.get(w.pid) ?? null;
       return {
         role: roles[i] ?? w.name,
         pid: w.pid,
         cpuS,
+        runQueueUsPerRequest: queuedS !== null && requests > 0 ? (queuedS * 1e6) / requests : null,
         cpuSPer1000: cpuS !== null && requests > 0 ? (cpuS * 1000) / requests : null,
         cpuUsPerRequest: cpuS !== null && requests > 0 ? (cpuS * 1e6) / requests : null,
         mainCpuS,

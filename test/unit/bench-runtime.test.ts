@@ -1,6 +1,10 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { availableParallelism } from 'node:os';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parseRuntime, runtimeOver } from '../../bench/node-runtime.ts';
+import { runQueueSeconds } from '../../bench/procs.ts';
 import { toMarkdown, type Report } from '../../bench/results.ts';
 
 const later = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -63,10 +67,34 @@ describe('event loop and GC over a phase (bench/node-runtime.ts)', () => {
     const report = {
       version: 1, startedAt: '', machine: { cpuModel: 'x', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
       settings: {}, sharing: '', checks: [], failures: [],
-      paths: [{ name: 'inline', workers: 0, url: 'http://x', run: { errors: { total: 0, dropped: 0 }, latencyUs: H }, latencyMs: { p50: 1, p90: 1, p99: 1, p999: 1, max: 1 }, addedMs: null, costs: [], max: null, search: null, otherVcpu: 0, stealVcpu: 0, runtime: [{ role: 'node B', ...r }] }],
+      paths: [{
+        name: 'inline', workers: 0, url: 'http://x', run: { errors: { total: 0, dropped: 0 }, latencyUs: H }, latencyMs: { p50: 1, p90: 1, p99: 1, p999: 1, max: 1 }, addedMs: null,
+        costs: [{ role: 'node B', pid: 1, cpuS: 1, cpuSPer1000: 0.4, cpuUsPerRequest: 400, runQueueUsPerRequest: 251.4, rssIdleMB: null, rssLoadMB: null, peakMB: null }],
+        max: null, search: null, otherVcpu: 0, stealVcpu: 0, runtime: [{ role: 'node B', ...r }],
+      }],
     } as unknown as Report;
     const md = toMarkdown(report);
     expect(md).toContain('## Event loop and GC (measured phase)');
     expect(md).toContain('| inline | node B | 0.5 / 2.0 / 15.0 / 30.2 | minor 100, 150 ms | 1.5% |');
+    expect(md).toContain('## Waiting for a core (measured phase)');
+    expect(md).toContain('| inline | node B | 400 | 251 |');
+  });
+
+  it('reads a process\'s run-queue time from the kernel: a busy child beside busy siblings waits for a core', async () => {
+    // one more spinner than there are cores: somebody must wait, so their run-queue times grow
+    const spin = () => spawn(process.execPath, ['-e', 'const t = Date.now() + 1500; while (Date.now() < t) {}'], { stdio: 'ignore' });
+    const kids = Array.from({ length: availableParallelism() + 1 }, spin);
+    try {
+      const before = kids.map((k) => runQueueSeconds(k.pid as number));
+      await later(800);
+      const after = kids.map((k) => runQueueSeconds(k.pid as number));
+      const waited = after.reduce((sum: number, a, i) => sum + ((a ?? 0) - (before[i] ?? 0)), 0);
+      expect(before.every((b) => typeof b === 'number')).toBe(true);
+      expect(waited).toBeGreaterThan(0);
+    } finally {
+      for (const k of kids) k.kill('SIGKILL');
+      await Promise.all(kids.map((k) => (k.exitCode === null && k.signalCode === null ? once(k, 'exit') : undefined)));
+    }
+    expect(runQueueSeconds(2 ** 22 + 12345)).toBeNull();
   });
 });
