@@ -399,70 +399,52 @@ export function toMarkdown(r: Report): string {
     out.push('');
   }
 
-  const queued = r.paths.filter((p) => p.costs.some((c) => typeof c.runQueueUsPerRequest === 'number'));
-  if (queued.length > 0) {
-    out.push('## Waiting for a core (measured phase)');
-    out.push('');
-    out.push(
-      'Per request, the time each process\'s threads spent runnable but waiting for a core (the kernel\'s schedstat run-queue time, all ' +
-        'threads together) beside the CPU they used. On shared cores this is where a request waits without any process being slow: time ' +
-        'that adds to latency, though no event loop is late by more than its own share.',
-    );
-    out.push('');
-    out.push('| path | process | µs CPU / req | µs waiting for a core / req |');
-    out.push('| --- | --- | ---: | ---: |');
-    for (const p of queued) {
-      for (const c of p.costs) {
-        if (typeof c.runQueueUsPerRequest !== 'number') continue;
-        out.push(`| ${p.name} | ${c.role} | ${c.cpuUsPerRequest === null ? '—' : c.cpuUsPerRequest.toFixed(0)} | ${c.runQueueUsPerRequest.toFixed(0)} |`);
-      }
-    }
-    out.push('');
-  }
-
-  const withRuntime = r.paths.filter((p) => (p.runtime ?? []).length > 0);
-  if (withRuntime.length > 0) {
-    out.push('## Event loop and GC (measured phase)');
-    out.push('');
-    out.push(
-      'Each weft node\'s own /metrics, read as the measured phase starts and as it ends: event-loop delay from `monitorEventLoopDelay` ' +
-        '(how late its 10 ms timer ran; prom-client restarts it at each read, so these are the phase\'s own), and the main thread\'s GC pauses by kind (minor: scavenges; ' +
-        'major: mark-compact; incremental: marking steps). V8\'s helper threads\' GC work is in the per-thread CPU (`v8`).',
-    );
-    out.push('');
-    out.push('| path | process | loop delay p50 / p90 / p99 / max, ms | GC pauses (count, total ms) | GC share of the phase |');
-    out.push('| --- | --- | --- | --- | ---: |');
-    for (const p of withRuntime) {
-      for (const n of p.runtime ?? []) {
-        const d = n.loopDelayMs;
-        const delay = d === null ? '—' : [d.p50, d.p90, d.p99, d.max].map((x) => x.toFixed(1)).join(' / ');
-        const kinds = Object.entries(n.gc).sort((a, b) => b[1].totalMs - a[1].totalMs).map(([k, g]) => `${k} ${g.count}, ${g.totalMs.toFixed(0)} ms`).join('; ');
-        out.push(`| ${p.name} | ${n.role} | ${delay} | ${kinds === '' ? 'none' : kinds} | ${n.gcShare === null ? '—' : `${(n.gcShare * 100).toFixed(1)}%`} |`);
-      }
-    }
-    out.push('');
-  }
-
-  const sampled = r.paths.filter((p) => (p.alloc ?? []).length > 0);
-  if (sampled.length > 0) {
-    out.push('## What a call allocates (sampling heap profiler, measured phase)');
-    out.push('');
-    out.push(
-      'With --alloc: V8\'s sampling heap profiler on each weft node\'s main thread, keeping objects the GC has already collected, so the bytes ' +
-        'estimate everything allocated during the rate run, divided by its calls. Worker threads are not sampled (compare inline paths). ' +
-        'The sampling costs CPU: take CPU and latency from a run without --alloc.',
-    );
-    out.push('');
-    out.push('| path | process | KB per call | most allocated by (KB per call) |');
-    out.push('| --- | --- | ---: | --- |');
-    for (const p of sampled) {
-      for (const n of p.alloc ?? []) {
-        const top = n.top.slice(0, 6).map((t) => `\`${t.fn}\` ${(t.bytesPerCall / 1024).toFixed(2)}`).join('; ');
-        out.push(`| ${p.name} | ${n.role} | ${(n.bytesPerCall / 1024).toFixed(1)} | ${top} |`);
-      }
-    }
-    out.push('');
-  }
+  out.push(...perNodeSection(
+    'Waiting for a core (measured phase)',
+    'Per request, the time each process\'s threads spent runnable but waiting for a core (the kernel\'s schedstat run-queue time, all ' +
+      'threads together) beside the CPU they used. On shared cores this is where a request waits without any process being slow: time ' +
+      'that adds to latency, though no event loop is late by more than its own share.',
+    ['path', 'process', 'µs CPU / req', 'µs waiting for a core / req'], '| --- | --- | ---: | ---: |',
+    r.paths.flatMap((p) => p.costs.flatMap((c) => typeof c.runQueueUsPerRequest !== 'number' ? [] : [
+      [p.name, c.role, c.cpuUsPerRequest === null ? '—' : c.cpuUsPerRequest.toFixed(0), c.runQueueUsPerRequest.toFixed(0)],
+    ])),
+  ));
+  out.push(...perNodeSection(
+    'Event loop and GC (measured phase)',
+    'Each weft node\'s own /metrics, read as the measured phase starts and as it ends: event-loop delay from `monitorEventLoopDelay` ' +
+      '(how late its 10 ms timer ran; prom-client restarts it at each read, so these are the phase\'s own), and the main thread\'s GC pauses by kind (minor: scavenges; ' +
+      'major: mark-compact; incremental: marking steps). V8\'s helper threads\' GC work is in the per-thread CPU (`v8`).',
+    ['path', 'process', 'loop delay p50 / p90 / p99 / max, ms', 'GC pauses (count, total ms)', 'GC share of the phase'], '| --- | --- | --- | --- | ---: |',
+    r.paths.flatMap((p) => (p.runtime ?? []).map((n) => {
+      const d = n.loopDelayMs;
+      const delay = d === null ? '—' : [d.p50, d.p90, d.p99, d.max].map((x) => x.toFixed(1)).join(' / ');
+      const kinds = Object.entries(n.gc).sort((a, b) => b[1].totalMs - a[1].totalMs).map(([k, g]) => `${k} ${g.count}, ${g.totalMs.toFixed(0)} ms`).join('; ');
+      return [p.name, n.role, delay, kinds === '' ? 'none' : kinds, n.gcShare === null ? '—' : `${(n.gcShare * 100).toFixed(1)}%`];
+    })),
+  ));
+  const bound = (ms: number): string => (ms === Infinity ? '> last bucket' : `≤ ${ms}`);
+  out.push(...perNodeSection(
+    'Time inside the nodes (their own histograms, measured phase)',
+    'The calls each weft node timed itself over the phase, from its latency histograms (bucket bounds, so each figure is "at most"): on the ' +
+      'calling node `res_recv`, its handler to the call\'s outcome (routing, the peer hop, the far node and its app); on the app\'s node ' +
+      '`res_sent`, its app call. Beside them the generator\'s own latency: what it saw beyond the nodes\' figures was spent outside them ' +
+      '(the generator\'s connections, socket buffers, parsing before the handler, writing the answer).',
+    ['path', 'process', 'histogram', 'calls', 'p50 ms', 'p90 ms', 'p99 ms', 'generator p50 / p90 / p99 ms'], '| --- | --- | --- | ---: | ---: | ---: | ---: | --- |',
+    r.paths.flatMap((p) => (p.runtime ?? []).flatMap((n) => (n.calls ?? []).map((c) => [
+      p.name, n.role, c.metric, String(c.count), bound(c.p50), bound(c.p90), bound(c.p99),
+      [p.latencyMs.p50, p.latencyMs.p90, p.latencyMs.p99].map((x) => x.toFixed(2)).join(' / '),
+    ]))),
+  ));
+  out.push(...perNodeSection(
+    'What a call allocates (sampling heap profiler, measured phase)',
+    'With --alloc: V8\'s sampling heap profiler on each weft node\'s main thread, keeping objects the GC has already collected, so the bytes ' +
+      'estimate everything allocated during the rate run, divided by its calls. Worker threads are not sampled (compare inline paths). ' +
+      'The sampling costs CPU: take CPU and latency from a run without --alloc.',
+    ['path', 'process', 'KB per call', 'most allocated by (KB per call)'], '| --- | --- | ---: | --- |',
+    r.paths.flatMap((p) => (p.alloc ?? []).map((n) => [
+      p.name, n.role, (n.bytesPerCall / 1024).toFixed(1), n.top.slice(0, 6).map((t) => `\`${t.fn}\` ${(t.bytesPerCall / 1024).toFixed(2)}`).join('; '),
+    ])),
+  ));
 
   if (r.checks.length > 0) {
     out.push('## Against the targets in perf.md');
@@ -800,3 +782,9 @@ export function nodeCeiling(totalUsPerRequest: number | null | undefined, mainUs
 
 /** The core counts the report shows ceilings for. */
 export const CEILING_CORES = [1, 2, 4, 8] as const;
+
+/** A report section of one table, one row per path and process: nothing when there are no rows. */
+function perNodeSection(title: string, blurb: string, columns: string[], align: string, rows: string[][]): string[] {
+  if (rows.length === 0) return [];
+  return [`## ${title}`, '', blurb, '', `| ${columns.join(' | ')} |`, align, ...rows.map((r) => `| ${r.join(' | ')} |`), ''];
+}

@@ -97,4 +97,34 @@ describe('event loop and GC over a phase (bench/node-runtime.ts)', () => {
     }
     expect(runQueueSeconds(2 ** 22 + 12345)).toBeNull();
   });
+
+  it('reads the calls a node timed over the phase from its latency histograms, summed over label sets, and prints them beside the generator\'s', () => {
+    const lines = (n: number) => [
+      // two label sets of the caller's histogram; cumulative buckets
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="1",app_id="a",dst_app_id="b",status="200"} ${10 + 50 * n}`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="10",app_id="a",dst_app_id="b",status="200"} ${10 + 89 * n}`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="25",app_id="a",dst_app_id="b",status="200"} ${10 + 99 * n}`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="+Inf",app_id="a",dst_app_id="b",status="200"} ${10 + 99 * n}`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="1",app_id="a",dst_app_id="b",status="503"} 0`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="10",app_id="a",dst_app_id="b",status="503"} 0`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="25",app_id="a",dst_app_id="b",status="503"} 0`,
+      `weft_service_invocation_res_recv_latency_ms_bucket{le="+Inf",app_id="a",dst_app_id="b",status="503"} ${n}`,
+      'weft_service_invocation_res_recv_latency_ms_count{app_id="a",dst_app_id="b",status="200"} 1',
+    ].join('\n');
+    // over the phase: 100 calls, 50 within 1 ms, 89 within 10, 99 within 25, 1 past the last bucket
+    const r = runtimeOver(parseRuntime(lines(0)), parseRuntime(lines(1)), 1);
+    expect(r.calls).toEqual([{ metric: 'res_recv', count: 100, p50: 1, p90: 25, p99: 25 }]);
+    const far = runtimeOver(parseRuntime(lines(0)), parseRuntime(lines(1).replace(/le="25",(.*) 109$/m, 'le="25",$1 108')), 1);
+    expect(far.calls[0]?.p99).toBe(Infinity);
+
+    const L = { p50: 1.5, p90: 30, p99: 90, p999: 95, max: 99 };
+    const report = {
+      version: 1, startedAt: '', machine: { cpuModel: 'x', cores: 2, platform: 'linux', loadAvg: [0, 0, 0] }, node: 'v24', commit: { sha: 'abc', dirty: false },
+      settings: {}, sharing: '', checks: [], failures: [],
+      paths: [{ name: 'inline', workers: 0, url: 'http://x', run: { errors: { total: 0, dropped: 0 }, latencyUs: { count: 1, min: 1, max: 1, mean: 1, p50: 1, p90: 1, p99: 1, p999: 1, overflow: 0 } }, latencyMs: L, addedMs: null, costs: [], max: null, search: null, otherVcpu: 0, stealVcpu: 0, runtime: [{ role: 'node A', ...r }] }],
+    } as unknown as Report;
+    const md = toMarkdown(report);
+    expect(md).toContain('## Time inside the nodes');
+    expect(md).toContain('| inline | node A | res_recv | 100 | ≤ 1 | ≤ 25 | ≤ 25 | 1.50 / 30.00 / 90.00 |');
+  });
 });
