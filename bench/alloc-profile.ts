@@ -11,7 +11,6 @@
  * the inspector never listens beyond loopback, and the session is opened once the node is
  * ready, before the load starts.
  */
-import { createServer } from 'node:net';
 
 /** One node of V8's sampling heap profile (`HeapProfiler.SamplingHeapProfile`). */
 interface HeapNode {
@@ -25,15 +24,6 @@ export interface AllocSummary {
   bytesPerCall: number;
   /** The functions that allocated most, bytes per call, largest first. */
   top: Array<{ fn: string; bytesPerCall: number }>;
-}
-
-/** A free loopback port for the inspector (bound and released: another process could take it first). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** An inspector session on one node, able to sample its allocations over a window. */

@@ -51,11 +51,11 @@ import type { RunResult, SearchResult } from './load.ts';
 import { modeOf, expandModes, tracingSteps } from './modes.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { findNginx, startNginxPair, type PairTls } from './nginx.ts';
+import { findNginx, freePort, startNginxPair, type PairTls } from './nginx.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, runQueueSeconds, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
 import { added, baselineOf, checks, comparePeers, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
-import { AllocSampler, freePort, summariseAlloc } from './alloc-profile.ts';
+import { AllocSampler, summariseAlloc } from './alloc-profile.ts';
 import { runtimeOver, sampleRuntime, type NodeRuntimeStats, type RuntimeSample } from './node-runtime.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { AllocSampler, freePort, summariseAlloc } from '../../bench/alloc-profile.ts';
+import { AllocSampler, summariseAlloc } from '../../bench/alloc-profile.ts';
+import { freePort } from '../support/ports.ts';
 import { toMarkdown, type Report } from '../../bench/results.ts';
 
 /**
