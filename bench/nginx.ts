@@ -154,8 +154,11 @@ export function nginxPairConfigs(o: {
 /** The DNS name in nginx B's certificate, which nginx A checks (nginx verifies names, not IPs). */
 export const PEER_NAME = 'nginx-b.bench.local';
 
-/** A CA (weft's own code) and a certificate each for nginx A (client) and B (server), in `dir`. */
-export function writePairCerts(dir: string): { client: Omit<UpstreamTls, 'serverName'>; server: ServerTls; serverName: string } {
+/**
+ * A CA (weft's own code) and a certificate each for proxy A (client) and B (server), in `dir`:
+ * `<prefix>-a` and `<prefix>-b`, B's with the DNS name `<prefix>-b.bench.local` (PEER_NAME for nginx).
+ */
+export function writePairCerts(dir: string, prefix = 'nginx'): { client: Omit<UpstreamTls, 'serverName'>; server: ServerTls; serverName: string } {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = initCa(join(dir, 'ca'), { trustDomain: 'bench.local' });
   const write = (name: string, text: string): string => {
@@ -163,13 +166,14 @@ export function writePairCerts(dir: string): { client: Omit<UpstreamTls, 'server
     writeFileSync(file, text, { mode: 0o600 });
     return file;
   };
-  const a = issueNodeCert(ca, { nodeId: 'nginx-a' });
-  const b = issueNodeCert(ca, { nodeId: 'nginx-b', dnsNames: [PEER_NAME] });
+  const serverName = `${prefix}-b.bench.local`;
+  const a = issueNodeCert(ca, { nodeId: `${prefix}-a` });
+  const b = issueNodeCert(ca, { nodeId: `${prefix}-b`, dnsNames: [serverName] });
   const roots = write('roots.pem', ca.trustBundlePem);
   return {
     client: { certFile: write('a.crt', a.chainPem), keyFile: write('a.key', a.keyPem), trustedFile: roots },
     server: { certFile: write('b.crt', b.chainPem), keyFile: write('b.key', b.keyPem), clientCaFile: roots },
-    serverName: PEER_NAME,
+    serverName,
   };
 }
 

@@ -87,8 +87,11 @@ export interface PathReport {
   baseline?: string;
   /** `--workers` given to both nodes (null for a baseline and for the nginx pair). */
   workers: number | null;
-  /** Set on the peer's paths: the nginx pair (bench/nginx.ts). Absent on baselines and weft paths. */
-  proxy?: 'nginx';
+  /**
+   * Set on a pair of proxies weft is compared with: the nginx pair (bench/nginx.ts) or the Node
+   * pair (`node`, bench/node-pair.ts). Absent on baselines and weft paths.
+   */
+  proxy?: Proxy;
   /** The hop between the two proxies (weft nodes or nginx): `mtls` or `plain`. Absent on baselines and older reports. */
   tls?: 'mtls' | 'plain';
   url: string;
@@ -160,7 +163,10 @@ export interface Report {
   paths: PathReport[];
   /** With the tracing mode: the hooks' isolated cost. */
   tracingHooks?: TracingCost | null;
-  /** weft's figures as ratios to the nginx pair's, one row per weft path (absent: no nginx path ran). */
+  /**
+   * Ratios between the pairs: each weft path ÷ the nginx pair and ÷ the Node pair, and the Node
+   * pair ÷ the nginx pair, for the pairs that ran (absent: none ran).
+   */
   peers?: PeerRatios[];
   checks: Check[];
   failures: string[];
@@ -243,6 +249,12 @@ export function toMarkdown(r: Report): string {
         'keepalive upstreams over HTTP/1.1, A → B plaintext (`nginx-plain`) or mTLS (`nginx-mtls`, certificates from weft\'s CA code); measured against the same baseline',
     );
   }
+  if (r.paths.some((p) => p.proxy === 'node')) {
+    out.push(
+      '- Node pair: generator → Node proxy A → Node proxy B → the same echo app `/test` (bench/node-pair.ts, bench/node-proxy.ts): node:http in, one node:http2 session A → B ' +
+        '(mTLS, `node-pair-mtls`, or h2c, `node-pair-plain`), an undici Pool to the app; no weft code: the Node floor for this shape; measured against the same baseline',
+    );
+  }
   out.push(`- TLS between the nodes: ${s['mtls'] ? 'mTLS' : 'off'}`);
   out.push(`- sharing the cores: ${r.sharing}`);
   out.push('');
@@ -312,11 +324,13 @@ export function toMarkdown(r: Report): string {
 
   const peers = r.peers ?? [];
   if (peers.length > 0) {
-    out.push('## weft ÷ the nginx pair, same run');
+    const node = r.paths.some((p) => p.proxy === 'node');
+    out.push(node ? '## weft ÷ the nginx pair, weft ÷ the Node pair, the Node pair ÷ nginx, same run' : '## weft ÷ the nginx pair, same run');
     out.push('');
     out.push(
-      'Each weft figure divided by the nginx pair\'s (1.00× = as nginx; below 1 is better for latency, CPU and memory, above 1 better for the maximum rate). ' +
-        'CPU per request at the measured rate is also the ratio of vCPU per 1000 requests/s. A and B are the first and second proxy.',
+      'Each figure of the path divided by the same figure of the pair it is compared with (1.00× = the same; below 1 is better for latency, CPU and memory, above 1 better for the maximum rate). ' +
+        'CPU per request at the measured rate is also the ratio of vCPU per 1000 requests/s. A and B are the first and second proxy.' +
+        (node ? ' Against the Node pair (no weft code, Node\'s own transports), a weft path\'s ratio is what weft\'s own code and grpc-js cost; the Node pair against nginx is what the runtime costs.' : ''),
     );
     out.push('');
     out.push('| path | vs | added p50 | added p90 | added p99 | max rps | CPU / req at max A / B | CPU / req at rate A / B | RSS under load A / B |');
@@ -331,9 +345,9 @@ export function toMarkdown(r: Report): string {
     out.push('');
   }
 
-  const byThread = r.paths.filter((p) => isWeft(p) && p.costs.some((c) => c.threadUsPerRequest));
+  const byThread = r.paths.filter((p) => (isWeft(p) || p.proxy === 'node') && p.costs.some((c) => c.threadUsPerRequest));
   if (byThread.length > 0) {
-    out.push('## CPU per request by thread, weft nodes (µs)');
+    out.push(`## CPU per request by thread, weft nodes${byThread.some((p) => p.proxy === 'node') ? ' and the Node pair' : ''} (µs)`);
     out.push('');
     out.push(
       'At the measured rate. main: the event loop; workers: worker threads (the pool, with --workers); v8: V8\'s garbage-collector and compiler threads; ' +
@@ -345,7 +359,7 @@ export function toMarkdown(r: Report): string {
     for (const p of byThread) {
       for (const c of p.costs) {
         const t = c.threadUsPerRequest;
-        if (!t || !/^node [AB]$/.test(c.role)) continue;
+        if (!t || !/^node(-pair)? [AB]$/.test(c.role)) continue;
         const atMax = p.max?.costs.find((x) => x.role === c.role)?.threadUsPerRequest ?? null;
         const cell = (k: keyof typeof t): string => `${f(t[k], 0)}${atMax ? ` (${f(atMax[k], 0)})` : ''}`;
         out.push(`| ${p.name} | ${c.role} | ${cell('main')} | ${cell('workers')} | ${cell('v8')} | ${cell('libuv')} | ${cell('other')} | ${f(c.cpuUsPerRequest, 0)} |`);
@@ -368,7 +382,7 @@ export function toMarkdown(r: Report): string {
     out.push(`| --- | --- | ---: | ---: | ---: | ${CEILING_CORES.map(() => '---:').join(' | ')} |`);
     for (const p of ceilings) {
       for (const c of p.max?.costs ?? p.costs) {
-        if (!/^(node|nginx) [AB]$/.test(c.role)) continue;
+        if (!/^(node|node-pair|nginx) [AB]$/.test(c.role)) continue;
         const share = ratio(c.mainCpuUsPerRequest, c.cpuUsPerRequest);
         const row = CEILING_CORES.map((n) => f(nodeCeiling(c.cpuUsPerRequest, c.mainCpuUsPerRequest, n), 0));
         out.push(`| ${p.name} | ${c.role} | ${f(c.cpuUsPerRequest, 0)} | ${f(c.mainCpuUsPerRequest, 0)} | ${share === null ? '—' : `${(share * 100).toFixed(0)}%`} | ${row.join(' | ')} |`);
@@ -681,7 +695,13 @@ export function checks(paths: PathReport[], rate: number, mtls: boolean, hooks: 
   return out;
 }
 
-// --- the nginx pair as the peer ---------------------------------------------------------------
+// --- the pairs weft is compared with: the nginx pair, the Node pair --------------------------------
+
+/** The pairs of proxies a weft path is compared with: nginx (bench/nginx.ts) and Node's own (bench/node-pair.ts). */
+export type Proxy = 'nginx' | 'node';
+
+/** The role names of a pair's two processes, `<prefix> A` and `<prefix> B`. */
+export const PROXY_ROLE: Record<Proxy, string> = { nginx: 'nginx', node: 'node-pair' };
 
 /** A weft path (two weft nodes), as opposed to a baseline or the nginx pair. */
 export function isWeft(p: PathReport): boolean {
@@ -699,12 +719,12 @@ export function ratio(x: number | null | undefined, y: number | null | undefined
   return x / y;
 }
 
-/** weft's figures divided by the nginx pair's: below 1 is better than nginx, above 1 worse. */
+/** A path's figures divided by a pair's (weft ÷ nginx, weft ÷ the Node pair, the Node pair ÷ nginx): below 1 is better, above 1 worse. */
 export interface PeerRatios {
   path: string;
-  /** The nginx path compared with. */
+  /** The pair's path compared with. */
   peer: string;
-  /** False when the nginx pair ran with other TLS between its proxies than the weft nodes did. */
+  /** False when the pair ran with other TLS between its proxies than the path did. */
   sameTls: boolean;
   /** Added latency (path − its baseline) at each percentile. */
   added: { p50: number | null; p90: number | null; p99: number | null };
@@ -718,14 +738,15 @@ export interface PeerRatios {
   rss: { a: number | null; b: number | null };
 }
 
-/** The nginx path to compare a weft path with: the same TLS between the proxies if it ran, else any. */
-export function peerFor(weft: PathReport, paths: PathReport[]): PathReport | undefined {
-  const pairs = paths.filter((p) => p.proxy === 'nginx');
+/** The pair's path (nginx by default) to compare a path with: the same TLS between the proxies if it ran, else any. */
+export function peerFor(weft: PathReport, paths: PathReport[], proxy: Proxy = 'nginx'): PathReport | undefined {
+  const pairs = paths.filter((p) => p.proxy === proxy);
   return pairs.find((p) => p.tls === weft.tls) ?? pairs[0];
 }
 
+/** The first (A) or second (B) proxy of a path: a weft node, or a pair's process. */
 function proxyCost(costs: ProcessCost[] | undefined, side: 'A' | 'B'): ProcessCost | undefined {
-  return costs?.find((c) => c.role === `node ${side}` || c.role === `nginx ${side}`);
+  return costs?.find((c) => c.role === `node ${side}` || c.role === `${PROXY_ROLE.nginx} ${side}` || c.role === `${PROXY_ROLE.node} ${side}`);
 }
 
 function loadRss(c: ProcessCost | undefined): number | null {
@@ -753,14 +774,22 @@ export function peerRatios(weft: PathReport, peer: PathReport): PeerRatios {
   };
 }
 
-/** One row per weft path, against the nginx pair of the same run (none without an nginx path). */
+/**
+ * The rows of the ratio table, for the pairs that ran in the same run: each weft path against the
+ * nginx pair, then each against the Node pair, then each Node pair against the nginx pair.
+ */
 export function comparePeers(paths: PathReport[]): PeerRatios[] {
   const out: PeerRatios[] = [];
-  for (const p of paths) {
-    if (!isWeft(p)) continue;
-    const peer = peerFor(p, paths);
-    if (peer) out.push(peerRatios(p, peer));
-  }
+  const rows = (from: (p: PathReport) => boolean, proxy: Proxy): void => {
+    for (const p of paths) {
+      if (!from(p)) continue;
+      const peer = peerFor(p, paths, proxy);
+      if (peer) out.push(peerRatios(p, peer));
+    }
+  };
+  rows(isWeft, 'nginx');
+  rows(isWeft, 'node');
+  rows((p) => p.proxy === 'node', 'nginx');
   return out;
 }
 

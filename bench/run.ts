@@ -30,6 +30,9 @@
  *   → node B → the app. `grpc-proxy=N` with N workers (proxied streams stay on the main thread).
  * - nginx-plain, nginx-mtls (`nginx` for both): generator → nginx A → nginx B → the same echo
  *   app (bench/nginx.ts), the C peer weft's figures are quoted against as ratios.
+ * - node-pair-mtls, node-pair-plain (`node-pair`: the run's TLS): generator → Node proxy A →
+ *   Node proxy B → the same echo app (bench/node-pair.ts): the same job on Node's own transports
+ *   with no weft code, the Node floor weft's figures and nginx's are divided by.
  * - tracing: the HTTP path three times in a row, tracing off, at 1% and at 100% sampling
  *   (`OTEL_*` in the nodes' environment, exporting over OTLP http/protobuf to a sink in this
  *   harness that reads and drops what it gets); their CPU per call per node and p50/p99 are
@@ -52,8 +55,9 @@ import { modeOf, expandModes, tracingSteps } from './modes.ts';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, freePort, startNginxPair, type PairTls } from './nginx.ts';
+import { startNodePair } from './node-pair.ts';
 import { cpuSeconds, machineCpu, memory, Processes, RssSampler, runQueueSeconds, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
-import { added, baselineOf, checks, comparePeers, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
+import { added, baselineOf, checks, comparePeers, PROXY_ROLE, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
 import { AllocSampler, summariseAlloc } from './alloc-profile.ts';
 import { runtimeOver, sampleRuntime, type NodeRuntimeStats, type RuntimeSample } from './node-runtime.ts';
@@ -142,7 +146,7 @@ function parseSettings(argv: string[]): Settings {
     return n;
   };
   if (values.mtls && values.plaintext) throw new Error('--mtls and --plaintext contradict each other: pick one (mTLS is the default)');
-  const modes = expandModes(values.modes.split(',').map((m) => m.trim()).filter((m) => m !== ''));
+  const modes = expandModes(values.modes.split(',').map((m) => m.trim()).filter((m) => m !== ''), !values.plaintext);
   const ids = num('ids', values.ids, 1000, 1);
   if (!Number.isInteger(ids)) throw new Error(`--ids must be a whole number (got ${values.ids})`);
   if (values.pacer !== 'thread' && values.pacer !== 'timer') throw new Error(`--pacer must be thread or timer (got ${values.pacer})`);
@@ -193,7 +197,9 @@ const USAGE = `usage: node bench/run.ts [options]
                         and grpc-proxy (proxy mode by dapr-app-id, against the app's method called directly);
                         and nginx: the nginx pair, A → B plaintext and mTLS (nginx-plain, nginx-mtls for one),
                         with the baseline and, when no weft mode is listed, inline added; needs nginx
-                        (PATH, /usr/sbin or \$NGINX_BIN); and tracing: the HTTP path with tracing off, at 1%
+                        (PATH, /usr/sbin or \$NGINX_BIN); node-pair: two minimal Node proxies (node:http →
+                        node:http2 → undici) in the same shape, mTLS or h2c as the run (node-pair-mtls,
+                        node-pair-plain to choose), the Node floor; and tracing: the HTTP path with tracing off, at 1%
                         and at 100%, plus the hooks' isolated cost (tracing=N: N workers)
   --ids N               actor ids the actors path spreads its calls over (default 1000)
   --max-connections N   closed-loop max-rate connections (default 64)
@@ -555,12 +561,28 @@ class Bench {
       keepalive: Math.max(this.settings.connections, this.settings.maxConnections),
       rewrite: { from: INVOKE_PATH, to: '/test' },
     });
+    say(`${name}: nginx A :${pair.port} → nginx B (${tls}) → echo app :${app.port}`);
+    return this.pairPath(name, 'nginx', tls, pair, app);
+  }
+
+  /**
+   * The Node pair's path (bench/node-pair.ts): generator → Node proxy A → Node proxy B (HTTP/2,
+   * mTLS or h2c) → the echo app, on the same URL, measured as the nginx pair is.
+   */
+  async nodePairPath(name: string, tls: PairTls, app: { proc: Started; port: number }): Promise<PathReport> {
+    const pair = await startNodePair(this.procs, { dir: join(this.tmp, name), name, appPort: app.port, tls, rewrite: { from: INVOKE_PATH, to: '/test' }, nodeArgs: this.settings.nodeArgs });
+    say(`${name}: Node proxy A :${pair.port} → Node proxy B :${pair.bPort} (${tls === 'mtls' ? 'HTTP/2 over mTLS' : 'h2c'}) → echo app :${app.port}; ${pair.compiled ? 'compiled (dist/bench/node-proxy.js)' : 'type-stripped bench/node-proxy.ts (dist/ not current: npm run build)'}`);
+    return this.pairPath(name, 'node', tls, pair, app);
+  }
+
+  /** A pair of proxies in weft's shape, measured against the baseline; stops both when done. */
+  private async pairPath(name: string, proxy: 'nginx' | 'node', tls: PairTls, pair: { a: Started; b: Started; port: number }, app: { proc: Started; port: number }): Promise<PathReport> {
     try {
       const url = `http://127.0.0.1:${pair.port}${INVOKE_PATH}`;
-      say(`${name}: nginx A :${pair.port} → nginx B (${tls}) → echo app :${app.port}`);
       await untilRoutable(url, this.settings.method, 10_000);
-      const p = await this.path(name, null, url, this.settings.method, [pair.a, pair.b, app.proc], ['nginx A', 'nginx B', 'app']);
-      return { ...p, api: 'http', proxy: 'nginx', tls, baseline: 'baseline', addedMs: null };
+      const roles = [`${PROXY_ROLE[proxy]} A`, `${PROXY_ROLE[proxy]} B`, 'app'];
+      const p = await this.path(name, null, url, this.settings.method, [pair.a, pair.b, app.proc], roles);
+      return { ...p, api: 'http', proxy, tls, baseline: 'baseline', addedMs: null };
     } finally {
       await this.procs.stop(pair.a);
       await this.procs.stop(pair.b);
@@ -846,6 +868,10 @@ async function main(): Promise<void> {
           paths.push(await bench.nginxPath(mode, spec.tls, app));
           continue;
         }
+        if (spec.api === 'node-pair') {
+          paths.push(await bench.nodePairPath(mode, spec.tls, app));
+          continue;
+        }
         if (spec.api === 'tracing') {
           if (hooks === null) {
             say('tracing: the hooks\' CPU per call per node, isolated (bench/tracing-cost.ts)');
@@ -966,7 +992,8 @@ async function main(): Promise<void> {
     },
     sharing:
       `all on the same ${machine.cores} cores: the load generator (with its pacer thread), the app (the echo app; the actor app on actor paths), and on weft paths node A and node B ` +
-      `(and their worker threads)${paths.some((p) => p.proxy === 'nginx') ? ', on nginx paths the two nginx processes' : ''}; ${otherText}. Compare added latency and ratios, not absolute times.`,
+      `(and their worker threads)${paths.some((p) => p.proxy === 'nginx') ? ', on nginx paths the two nginx processes' : ''}` +
+      `${paths.some((p) => p.proxy === 'node') ? ', on Node-pair paths the two Node proxies' : ''}; ${otherText}. Compare added latency and ratios, not absolute times.`,
     paths,
     peers: comparePeers(paths),
     tracingHooks: hooks,

@@ -150,4 +150,14 @@ describe('bench modes', () => {
     expect(expandModes(['baseline', 'workers', 'inline'])).toEqual(['baseline', 'workers', 'inline']);
     expect(() => expandModes(['nginx', 'nope'])).toThrow(/unknown mode "nope"/);
   });
+
+  it('reads the Node pair by its TLS, `node-pair` as the run\'s, and brings the baseline and a weft path along', () => {
+    expect(modeOf('node-pair-mtls')).toEqual({ api: 'node-pair', tls: 'mtls' });
+    expect(modeOf('node-pair-plain')).toEqual({ api: 'node-pair', tls: 'plain' });
+    expect(modeOf('node-pair')).toBeUndefined(); // expanded before it is read
+    expect(expandModes(['node-pair'])).toEqual(['baseline', 'node-pair-mtls', 'inline']);
+    expect(expandModes(['node-pair'], false)).toEqual(['baseline', 'node-pair-plain', 'inline']);
+    expect(expandModes(['baseline', 'nginx-mtls', 'node-pair-mtls', 'inline'])).toEqual(['baseline', 'nginx-mtls', 'node-pair-mtls', 'inline']);
+    expect(expandModes(['nginx-mtls', 'node-pair-mtls'])).toEqual(['baseline', 'nginx-mtls', 'node-pair-mtls', 'inline']);
+  });
 });
