@@ -65,6 +65,14 @@ describe('the Node pair of the benchmark', () => {
   const pair = (tls: 'plain' | 'mtls', name: string, port = appPort): Promise<NodePair> =>
     startNodePair(procs, { dir: join(dir, name), name, appPort: port, tls, rewrite: { from: INVOKE, to: '/test' } });
 
+  /** Stops both proxies; each must have exited. */
+  async function stopBoth(p: NodePair): Promise<void> {
+    for (const proc of [p.a, p.b]) {
+      await procs.stop(proc);
+      expect(proc.child.exitCode ?? proc.child.signalCode).not.toBeNull();
+    }
+  }
+
   // Every byte value, more than one TLS record's worth of small frames: what comes back must be the same bytes.
   const binary = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 7) % 256));
 
@@ -113,10 +121,7 @@ describe('the Node pair of the benchmark', () => {
       expect((await fetch(`http://127.0.0.1:${p.port}/other`)).status).toBe(404);
       expect(seen.length).toBe(before + 4);
 
-      await procs.stop(p.a);
-      await procs.stop(p.b);
-      expect(p.a.child.exitCode ?? p.a.child.signalCode).not.toBeNull();
-      expect(p.b.child.exitCode ?? p.b.child.signalCode).not.toBeNull();
+      await stopBoth(p);
     });
   }
 
@@ -145,8 +150,7 @@ describe('the Node pair of the benchmark', () => {
       });
     expect(await ask(false)).toMatch(/^error: /);
     expect(await ask(true)).toBe('status 200');
-    await procs.stop(p.a);
-    await procs.stop(p.b);
+    await stopBoth(p);
   });
 
   it('answers 502 when the app cannot be reached, and keeps serving', async () => {
@@ -159,7 +163,6 @@ describe('the Node pair of the benchmark', () => {
     }
     expect(p.a.child.exitCode).toBeNull();
     expect(p.b.child.exitCode).toBeNull();
-    await procs.stop(p.a);
-    await procs.stop(p.b);
+    await stopBoth(p);
   });
 });

@@ -271,72 +271,57 @@ describe('bench report', () => {
       expect(md).toContain('| inline | nginx-mtls | 3.33× | 3.33× | 5.29× | 0.40× | 3.00× / 2.00× | 3.00× / 2.00× | 15.00× / 10.00× |');
       expect(md).toContain('| nginx-mtls | nginx A | 0.090 | 90 |');
     });
-  });
 
-  describe('against the Node pair (the Node floor)', () => {
-    const cost = (role: string, us: number, rss: number): ProcessCost => ({ role, pid: 1, cpuS: us / 1000, cpuSPer1000: us / 1000, cpuUsPerRequest: us, rssIdleMB: rss / 2, rssLoadMB: rss, peakMB: rss });
-    const maxRun = (rps: number): ReturnType<typeof fakeRun> => ({ ...fakeRun(1000, 5000), mode: 'closed', achievedRps: rps });
-    function setup(): PathReport[] {
-      const base = fakePath('baseline', null, fakeRun(100, 500), 0);
-      const nginx: PathReport = {
-        ...fakePath('nginx-mtls', null, fakeRun(250, 1200), 0),
-        proxy: 'nginx',
-        tls: 'mtls',
-        costs: [cost('nginx A', 90, 10), cost('nginx B', 95, 12)],
-        max: { run: maxRun(16_000), costs: [cost('nginx A', 25, 10), cost('nginx B', 30, 12)] },
-      };
-      const node: PathReport = {
-        ...fakePath('node-pair-mtls', null, fakeRun(300, 1900), 0),
-        proxy: 'node',
-        tls: 'mtls',
-        costs: [{ ...cost('node-pair A', 180, 50), threadUsPerRequest: { main: 150, workers: 0, v8: 25, libuv: 5, other: 0 } }, cost('node-pair B', 95, 40)],
-        max: { run: maxRun(12_000), costs: [{ ...cost('node-pair A', 50, 50), mainCpuUsPerRequest: 45 }, cost('node-pair B', 40, 40)] },
-      };
-      const inline: PathReport = {
-        ...fakePath('inline', 0, fakeRun(600, 4200), 0),
-        tls: 'mtls',
-        costs: [cost('node A', 270, 150), cost('node B', 190, 120)],
-        max: { run: maxRun(6_400), costs: [cost('node A', 75, 150), cost('node B', 60, 120)] },
-      };
-      for (const p of [nginx, node, inline]) p.addedMs = added(p.latencyMs, base.latencyMs);
-      return [base, nginx, node, inline];
-    }
+    describe('and the Node pair (the Node floor)', () => {
+      function withNode(): PathReport[] {
+        const { base, mtls, inline } = setup();
+        const node: PathReport = {
+          ...fakePath('node-pair-mtls', null, fakeRun(300, 1900), 0),
+          proxy: 'node',
+          tls: 'mtls',
+          costs: [{ ...cost('node-pair A', 180, 50), threadUsPerRequest: { main: 150, workers: 0, v8: 25, libuv: 5, other: 0 } }, cost('node-pair B', 95, 40)],
+          max: { run: maxRun(12_000), costs: [{ ...cost('node-pair A', 50, 50), mainCpuUsPerRequest: 45 }, cost('node-pair B', 40, 40)] },
+        };
+        node.addedMs = added(node.latencyMs, base.latencyMs);
+        return [base, mtls, node, inline];
+      }
 
-    it('divides weft by the Node pair and the Node pair by nginx, beside weft by nginx', () => {
-      const paths = setup();
-      const rows = comparePeers(paths);
-      expect(rows.map((r) => [r.path, r.peer])).toEqual([['inline', 'nginx-mtls'], ['inline', 'node-pair-mtls'], ['node-pair-mtls', 'nginx-mtls']]);
-      const weftOverNode = rows[1]!;
-      expect(weftOverNode.added.p50).toBeCloseTo(0.5 / 0.2, 9);
-      expect(weftOverNode.added.p99).toBeCloseTo(3.7 / 1.4, 9);
-      expect(weftOverNode.maxRps).toBeCloseTo(6400 / 12_000, 9);
-      expect(weftOverNode.cpuAtMax).toEqual({ a: 1.5, b: 1.5 });
-      expect(weftOverNode.cpuAtRate).toEqual({ a: 1.5, b: 2 });
-      const nodeOverNginx = rows[2]!;
-      expect(nodeOverNginx.sameTls).toBe(true);
-      expect(nodeOverNginx.maxRps).toBeCloseTo(0.75, 9);
-      expect(nodeOverNginx.cpuAtMax.a).toBeCloseTo(2, 9);
-      expect(nodeOverNginx.rss.a).toBeCloseTo(5, 9);
-      // Without a Node pair the table is as before: weft against nginx only.
-      expect(comparePeers(paths.filter((p) => p.proxy !== 'node')).map((r) => r.peer)).toEqual(['nginx-mtls']);
-      // The Node pair is a yardstick, not held to weft's targets; weft's nginx checks are unchanged.
-      const result = checks(paths, 1000, true);
-      expect(result.some((c) => c.what.startsWith('node-pair'))).toBe(false);
-      expect(result.find((c) => c.what === 'inline: max rate vs nginx-mtls')).toMatchObject({ measured: '40% (6400 vs 16000/s)' });
-    });
+      it('divides weft by the Node pair and the Node pair by nginx, beside weft by nginx', () => {
+        const paths = withNode();
+        const rows = comparePeers(paths);
+        expect(rows.map((r) => [r.path, r.peer])).toEqual([['inline', 'nginx-mtls'], ['inline', 'node-pair-mtls'], ['node-pair-mtls', 'nginx-mtls']]);
+        const weftOverNode = rows[1]!;
+        expect(weftOverNode.added.p50).toBeCloseTo(0.5 / 0.2, 9);
+        expect(weftOverNode.added.p99).toBeCloseTo(3.7 / 1.4, 9);
+        expect(weftOverNode.maxRps).toBeCloseTo(6400 / 12_000, 9);
+        expect(weftOverNode.cpuAtMax).toEqual({ a: 1.5, b: 1.5 });
+        expect(weftOverNode.cpuAtRate).toEqual({ a: 1.5, b: 2 });
+        const nodeOverNginx = rows[2]!;
+        expect(nodeOverNginx.sameTls).toBe(true);
+        expect(nodeOverNginx.maxRps).toBeCloseTo(0.75, 9);
+        expect(nodeOverNginx.cpuAtMax.a).toBeCloseTo(2, 9);
+        expect(nodeOverNginx.rss.a).toBeCloseTo(5, 9);
+        // Without a Node pair the table is as before: weft against nginx only.
+        expect(comparePeers(paths.filter((p) => p.proxy !== 'node')).map((r) => r.peer)).toEqual(['nginx-mtls']);
+        // The Node pair is a yardstick, not held to weft's targets; weft's nginx checks are unchanged.
+        const result = checks(paths, 1000, true);
+        expect(result.some((c) => c.what.startsWith('node-pair'))).toBe(false);
+        expect(result.find((c) => c.what === 'inline: max rate vs nginx-mtls')).toMatchObject({ measured: '40% (6400 vs 16000/s)' });
+      });
 
-    it('prints the rows, the path, its threads and its ceiling in the report', () => {
-      const paths = setup();
-      const md = toMarkdown(mtlsReport(paths, { peers: comparePeers(paths), checks: checks(paths, 1000, true) }));
-      expect(md).toContain('## weft ÷ the nginx pair, weft ÷ the Node pair, the Node pair ÷ nginx, same run');
-      expect(md).toContain('| inline | nginx-mtls | 3.33× | 3.33× | 5.29× | 0.40× | 3.00× / 2.00× | 3.00× / 2.00× | 15.00× / 10.00× |');
-      expect(md).toContain('| inline | node-pair-mtls | 2.50× | 2.50× | 2.64× | 0.53× | 1.50× / 1.50× | 1.50× / 2.00× | 3.00× / 3.00× |');
-      expect(md).toContain('| node-pair-mtls | nginx-mtls | 1.33× | 1.33× | 2.00× | 0.75× | 2.00× / 1.33× | 2.00× / 1.00× | 5.00× / 3.33× |');
-      expect(md).toContain('- Node pair: generator → Node proxy A → Node proxy B');
-      expect(md).toContain('| node-pair-mtls | node-pair A | 0.180 | 180 |');
-      expect(md).toContain('## CPU per request by thread, weft nodes and the Node pair (µs)');
-      expect(md).toContain('| node-pair-mtls | node-pair A | 150 | 0 | 25 | 5 | 0 | 180 |');
-      expect(md).toContain('| node-pair-mtls | node-pair A | 50 | 45 | 90% | 20000 | 22222 | 22222 | 22222 |');
+      it('prints the rows, the path, its threads and its ceiling in the report', () => {
+        const paths = withNode();
+        const md = toMarkdown(mtlsReport(paths, { peers: comparePeers(paths), checks: checks(paths, 1000, true) }));
+        expect(md).toContain('## weft ÷ the nginx pair, weft ÷ the Node pair, the Node pair ÷ nginx, same run');
+        expect(md).toContain('| inline | nginx-mtls | 3.33× | 3.33× | 5.29× | 0.40× | 3.00× / 2.00× | 3.00× / 2.00× | 15.00× / 10.00× |');
+        expect(md).toContain('| inline | node-pair-mtls | 2.50× | 2.50× | 2.64× | 0.53× | 1.50× / 1.50× | 1.50× / 2.00× | 3.00× / 3.00× |');
+        expect(md).toContain('| node-pair-mtls | nginx-mtls | 1.33× | 1.33× | 2.00× | 0.75× | 2.00× / 1.33× | 2.00× / 1.00× | 5.00× / 3.33× |');
+        expect(md).toContain('- Node pair: generator → Node proxy A → Node proxy B');
+        expect(md).toContain('| node-pair-mtls | node-pair A | 0.180 | 180 |');
+        expect(md).toContain('## CPU per request by thread, weft nodes and the Node pair (µs)');
+        expect(md).toContain('| node-pair-mtls | node-pair A | 150 | 0 | 25 | 5 | 0 | 180 |');
+        expect(md).toContain('| node-pair-mtls | node-pair A | 50 | 45 | 90% | 20000 | 22222 | 22222 | 22222 |');
+      });
     });
   });
 
