@@ -29,6 +29,7 @@ import { Histogram, type HistogramSummary } from './histogram.ts';
 import { createPacer, createTimerPacer, type Pacer } from './pacer.ts';
 import { ErrorTally, Target, type ErrorCounts, type LoadTarget } from './target.ts';
 import { GrpcTarget } from './target-grpc.ts';
+import { conditionOf } from './paired.ts';
 
 export { Target, expandIds, type LoadTarget, type TargetOptions, type ErrorCounts } from './target.ts';
 export { GrpcTarget, type GrpcTargetOptions } from './target-grpc.ts';
@@ -77,6 +78,8 @@ export interface OpenLoopOptions {
   minGapMs?: number;
   /** What wakes the sender: a pacer thread (default, sub-ms precise) or Node's timers (1 ms ticks). */
   pacer?: 'thread' | 'timer';
+  /** Called once, as the schedule begins, with its origin (`performance.now()` of the first send's due time). */
+  onStart?: (start: number) => void;
 }
 
 /** Sends `rate` requests/s for `durationS` seconds on a fixed schedule; see the file comment. */
@@ -182,6 +185,7 @@ export async function runOpenLoop(target: LoadTarget, options: OpenLoopOptions):
       finish();
       reject(err);
     };
+    options.onStart?.(start);
     pacer.start(start);
     // The run is bounded whatever happens to the pacer or the target; this timer also keeps
     // the process alive while the pool's idle sockets (unreferenced) would not.
@@ -197,6 +201,120 @@ export async function runOpenLoop(target: LoadTarget, options: OpenLoopOptions):
       );
     }
   });
+}
+
+export interface WindowsOptions {
+  /** Requests per second, kept through every window. */
+  rate: number;
+  /** Each window's condition: true sends sampled traceparents (`-01`), false unsampled (`-00`). */
+  windows: readonly boolean[];
+  /** Seconds at the start of each window that are not measured (the switch settles: calls in flight, spans of the last window exported). */
+  settleS: number;
+  /** Measured seconds per window, after the settling part. */
+  measureS: number;
+  /** Called at each measured part's start and end, as they happen (the harness reads CPU then). */
+  onMark?: (mark: WindowMark) => void;
+  pacer?: 'thread' | 'timer';
+}
+
+/** A measured part's start or end, with the calls that completed in it (at its end). */
+export interface WindowMark {
+  index: number;
+  phase: 'start' | 'end';
+  sampled: boolean;
+  /** At 'end': calls that completed in its measured part (the work the nodes' CPU then went to), and how many of them failed. */
+  completed: number;
+  errors: number;
+  /** Of `completed`, the calls sent in an earlier window (another condition, or the same one before the switch): 0 unless the target lags by more than the settling time. */
+  foreign: number;
+}
+
+export interface WindowsResult {
+  /** The whole run, every window together. */
+  run: RunResult;
+  /** Per window: requests sent in it and how many of them failed (status outside 2xx, no answer). */
+  sent: number[];
+  failed: number[];
+  /** Latency (µs, from the send) of the calls completed in measured parts, by condition. */
+  latencyUs: { sampled: HistogramSummary; unsampled: HistogramSummary };
+}
+
+/**
+ * One open-loop run at a constant rate through a sequence of windows; in each, every request
+ * carries a fresh `traceparent` whose flags are the window's condition (the target's `sampled`).
+ * A window is `settleS` of settling, then `measureS` measured, announced by `onMark` at its start
+ * and end so that a caller can read the processes' CPU there: the calls completed in a measured
+ * part are what the CPU then went to; those of them sent in an earlier window are counted apart
+ * (`foreign`: the settling time was shorter than the target's lag). Sends and failures are also
+ * kept per window by the window a request was sent in.
+ */
+export async function runWindows(target: Target, options: WindowsOptions): Promise<WindowsResult> {
+  const { windows, settleS, measureS } = options;
+  if (windows.length === 0) throw new RangeError('no windows');
+  if (!(settleS >= 0) || !(measureS > 0)) throw new RangeError('settle must be >= 0 and measure > 0');
+  const windowMs = (settleS + measureS) * 1000;
+  const sent = new Array<number>(windows.length).fill(0);
+  const failed = new Array<number>(windows.length).fill(0);
+  const latency = { sampled: new Histogram(), unsampled: new Histogram() };
+  let current = 0;
+  let measuring = -1;
+  let completed = 0;
+  let errors = 0;
+  let foreign = 0;
+  target.sampled = windows[0] as boolean;
+  const counting: LoadTarget = {
+    connections: target.connections,
+    timeoutMs: target.timeoutMs,
+    close: () => target.close(),
+    send(done) {
+      const w = current;
+      const sentAt = performance.now();
+      sent[w]!++;
+      target.send((status, err) => {
+        const bad = err !== null || status < 200 || status >= 300;
+        if (bad) failed[w]!++;
+        if (measuring !== -1) {
+          completed++;
+          if (bad) errors++;
+          if (measuring !== w) foreign++;
+          else if (!bad) latency[windows[w] ? 'sampled' : 'unsampled'].record((performance.now() - sentAt) * 1000);
+        }
+        done(status, err);
+      });
+    },
+  };
+  // The marks are timed from the schedule's origin, so they neither lead the sends nor drift with the timers' lateness.
+  let origin = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const events: Array<{ atMs: number; run: () => void }> = [];
+  windows.forEach((sampled, i) => {
+    const from = i * windowMs;
+    if (i > 0) events.push({ atMs: from, run: () => { current = i; target.sampled = sampled; } });
+    events.push({ atMs: from + settleS * 1000, run: () => { measuring = i; completed = 0; errors = 0; foreign = 0; options.onMark?.({ index: i, phase: 'start', sampled, completed: 0, errors: 0, foreign: 0 }); } });
+    events.push({ atMs: from + windowMs, run: () => { measuring = -1; options.onMark?.({ index: i, phase: 'end', sampled, completed, errors, foreign }); } });
+  });
+  let nextEvent = 0;
+  const fire = (): void => {
+    while (nextEvent < events.length && (events[nextEvent] as { atMs: number }).atMs <= performance.now() - origin) (events[nextEvent++] as { run: () => void }).run();
+    if (nextEvent < events.length) timer = setTimeout(fire, Math.max(0, (events[nextEvent] as { atMs: number }).atMs - (performance.now() - origin)));
+  };
+  const onStart = (start: number): void => {
+    origin = start;
+    timer = setTimeout(fire, Math.max(0, start - performance.now()));
+  };
+  try {
+    const run = await runOpenLoop(counting, { rate: options.rate, durationS: (windows.length * windowMs) / 1000, pacer: options.pacer, onStart });
+    // the last end mark is due as the last request is sent: let it fire if the answers came first
+    while (nextEvent < events.length) {
+      clearTimeout(timer);
+      fire();
+      if (nextEvent < events.length) await new Promise((r) => setTimeout(r, 1));
+    }
+    return { run, sent, failed, latencyUs: { sampled: latency.sampled.summary(), unsampled: latency.unsampled.summary() } };
+  } finally {
+    clearTimeout(timer);
+    target.sampled = null;
+  }
 }
 
 export interface ClosedLoopOptions {
@@ -345,7 +463,10 @@ const USAGE = `usage: node bench/load.ts --url URL [options]
                     any unary method, the body raw, the query as metadata (bench/target-grpc.ts).
                     {id} in the path (or the gRPC method) takes the values 0 .. ids-1 in turn, one per request
   --ids N           how many values {id} takes (default 1000)
-  --mode open|closed|search   open: constant rate (default); closed: max rate; search: max rate with p99 < limit
+  --mode open|closed|search|windows   open: constant rate (default); closed: max rate; search: max rate with p99 < limit;
+                    windows: open loop through --windows, each request with a fresh traceparent of its window's flags
+  --windows LETTERS windows: one letter per window, S sampled (-01), U or C unsampled (-00)
+  --settle S        windows: seconds of each window before its measured --duration (default 0.5)
   --rate N          requests/s (open; default 1000)
   --duration S      measured seconds (open, closed) or seconds per probe (search); default 10
   --warmup S        seconds of open-loop warm-up before any mode (default 0)
@@ -378,6 +499,8 @@ async function main(): Promise<void> {
       timeout: { type: 'string', default: '10000' },
       'max-rate': { type: 'string' },
       pacer: { type: 'string', default: 'thread' },
+      windows: { type: 'string' },
+      settle: { type: 'string', default: '0.5' },
       steps: { type: 'string', default: '5' },
       p99: { type: 'string', default: '10' },
       json: { type: 'boolean', default: false },
@@ -435,7 +558,11 @@ async function main(): Promise<void> {
     if (warmup > 0) {
       const warmRate = num('warmup-rate', values['warmup-rate'], 1);
       emit({ event: 'phase', phase: 'warmup', rate: warmRate, durationS: warmup });
-      const w = await runOpenLoop(target, { rate: warmRate, durationS: warmup });
+      // windows: both conditions' paths warm up, half a second of each in turn
+      const alternate = Array.from({ length: Math.max(1, Math.round(warmup * 2)) }, (_, i) => i % 2 === 0);
+      const w = values.mode === 'windows' && target instanceof Target
+        ? (await runWindows(target, { rate: warmRate, windows: alternate, settleS: 0, measureS: warmup / alternate.length })).run
+        : await runOpenLoop(target, { rate: warmRate, durationS: warmup });
       say(`warm-up done: ${w.ok}/${w.sent} ok, ${w.errors.total} errors`);
       emit({ event: 'warmup-result', result: w });
     }
@@ -452,6 +579,21 @@ async function main(): Promise<void> {
       const result = await runClosedLoop(target, { durationS: duration });
       emit({ event: 'result', result });
       if (!json) printResult(result);
+    } else if (values.mode === 'windows') {
+      // --windows SUCCSU...: one window per letter, S sampled traceparents, U and C unsampled.
+      if (!(target instanceof Target)) throw new Error('--mode windows needs an HTTP URL');
+      const letters = [...(values.windows ?? '')];
+      if (letters.length === 0) throw new Error('--mode windows needs --windows (a letter per window: S sampled, U or C unsampled)');
+      const windows = letters.map((l) => conditionOf(l) === 'sampled');
+      const rate = num('rate', values.rate, 0.001);
+      const settleS = num('settle', values.settle, 0);
+      emit({ event: 'phase', phase: 'measure', rate, durationS: windows.length * (settleS + duration) });
+      const result = await runWindows(target, {
+        rate, windows, settleS, measureS: duration, pacer: values.pacer === 'timer' ? 'timer' : 'thread',
+        onMark: (mark) => emit({ event: 'window', ...mark }),
+      });
+      emit({ event: 'result', result });
+      if (!json) printResult(result.run);
     } else if (values.mode === 'search') {
       const maxRate = num('max-rate', values['max-rate'], 1);
       const result = await searchMaxRate(target, {

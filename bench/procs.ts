@@ -157,6 +157,21 @@ export function mainThreadCpuSeconds(pid: number): number | null {
  * is gone or the kernel keeps no schedstats. A thread that exited takes its share with it.
  */
 export function runQueueSeconds(pid: number): number | null {
+  return schedstatSeconds(pid, 1);
+}
+
+/**
+ * CPU seconds a process's threads, all together, have run (the first field of each
+ * `/proc/<pid>/task/<tid>/schedstat`, in ns: far finer than /proc/<pid>/stat's 10 ms ticks, so
+ * a window of a second or two can be measured), or null as `runQueueSeconds`. A thread that
+ * exited takes its share with it.
+ */
+export function runSeconds(pid: number): number | null {
+  return schedstatSeconds(pid, 0);
+}
+
+/** One field of every thread's schedstat (ns), summed, in seconds. */
+function schedstatSeconds(pid: number, field: 0 | 1): number | null {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -167,9 +182,9 @@ export function runQueueSeconds(pid: number): number | null {
   for (const tid of tids) {
     try {
       const fields = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/);
-      const waited = Number(fields[1]);
-      if (!Number.isFinite(waited)) return null;
-      ns += waited;
+      const value = Number(fields[field]);
+      if (!Number.isFinite(value)) return null;
+      ns += value;
     } catch {
       // the thread exited between the listing and the read
     }

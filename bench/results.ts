@@ -6,6 +6,7 @@
 import type { AllocSummary } from './alloc-profile.ts';
 import type { NodeRuntimeStats } from './node-runtime.ts';
 import type { RunResult, SearchResult } from './load.ts';
+import { pairedChecks, pairedMarkdown, type PairedReport } from './paired.ts';
 
 export interface ProcessCost {
   /** A (ingress, caller side), B (the app's node), app, generator. */
@@ -163,6 +164,8 @@ export interface Report {
   paths: PathReport[];
   /** With the tracing mode: the hooks' isolated cost. */
   tracingHooks?: TracingCost | null;
+  /** With the tracing mode and --paired: one paired run per tracing mode (bench/paired.ts). */
+  tracingPaired?: PairedReport[];
   /**
    * Ratios between the pairs: each weft path ÷ the nginx pair and ÷ the Node pair, and the Node
    * pair ÷ the nginx pair, for the pairs that ran (absent: none ran).
@@ -177,6 +180,8 @@ export interface Check {
   target: string;
   measured: string;
   pass: boolean | null;
+  /** Said instead of "n/a" when pass is null (e.g. "not settled"). */
+  note?: string;
 }
 
 const f = (n: number | null | undefined, digits = 2): string => (n === null || n === undefined || !Number.isFinite(n) ? '—' : n.toFixed(digits));
@@ -465,7 +470,7 @@ export function toMarkdown(r: Report): string {
     out.push('');
     out.push('| what | target | measured | |');
     out.push('| --- | --- | --- | --- |');
-    for (const c of r.checks) out.push(`| ${c.what} | ${c.target} | ${c.measured} | ${c.pass === null ? 'n/a' : c.pass ? 'met' : '**not met**'} |`);
+    for (const c of r.checks) out.push(`| ${c.what} | ${c.target} | ${c.measured} | ${c.pass === null ? (c.note ?? 'n/a') : c.pass ? 'met' : '**not met**'} |`);
     out.push('');
   }
   out.push(...tracingSection(r));
@@ -498,7 +503,8 @@ function tracingLabel(ratio: number | null): string {
 /** The tracing mode's figures: each sampling against tracing off, in the same run. */
 function tracingSection(r: Report): string[] {
   const traced = r.paths.filter((p) => p.tracing !== undefined);
-  if (traced.length === 0 && !r.tracingHooks) return [];
+  const paired = r.tracingPaired ?? [];
+  if (traced.length === 0 && !r.tracingHooks && paired.length === 0) return [];
   const out: string[] = ['## Tracing', ''];
   if (r.tracingHooks) {
     out.push(`The tracing hooks' CPU per call per node, measured in isolation (bench/tracing-cost.ts, ${r.tracingHooks.calls} calls, export to a sink in a process of its own included):`);
@@ -508,6 +514,7 @@ function tracingSection(r: Report): string[] {
     for (const h of r.tracingHooks.figures) out.push(`| ${h.mode} | ${f(h.nodeAUs)} | ${f(h.nodeBUs)} | ≤ ${TRACING_TARGETS[h.mode] ?? '—'} µs |`);
     out.push('');
   }
+  for (const p of paired) out.push(...pairedMarkdown(p, r.tracingHooks));
   if (traced.length > 0) {
     out.push('End to end, each path against the tracing-off path of its mode (same run, same load):');
     out.push('');
@@ -599,8 +606,9 @@ const SATURATED_P50_MS = 10;
 const EPSILON = 1e-9;
 
 /** The perf.md targets that one run can check. Absolute figures depend on the machine. */
-export function checks(paths: PathReport[], rate: number, mtls: boolean, hooks: TracingCost | null = null): Check[] {
+export function checks(paths: PathReport[], rate: number, mtls: boolean, hooks: TracingCost | null = null, paired: readonly PairedReport[] = []): Check[] {
   const out: Check[] = [];
+  for (const p of paired) out.push(...pairedChecks(p));
   // Tracing (issue 12's targets): the hooks' isolated CPU per call per node, and end to end against tracing off.
   for (const h of hooks?.figures ?? []) {
     const target = TRACING_TARGETS[h.mode];

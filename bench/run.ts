@@ -56,13 +56,17 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { findNginx, freePort, startNginxPair, type PairTls } from './nginx.ts';
 import { startNodePair } from './node-pair.ts';
-import { cpuSeconds, machineCpu, memory, Processes, RssSampler, runQueueSeconds, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
+import { analysePaired, CONDITION_LETTERS, LEAD_WINDOWS, pairedSchedule, usPerCall, type Condition, type PairedReport, type WindowFigures } from './paired.ts';
+import type { WindowsResult } from './load.ts';
+import { cpuSeconds, machineCpu, memory, Processes, RssSampler, runQueueSeconds, runSeconds, THREAD_KINDS, threadCpuSeconds, type Started, type ThreadKind } from './procs.ts';
 import { added, baselineOf, checks, comparePeers, PROXY_ROLE, hasBaseline, medianRound, toLatency, toMarkdown, type NodeAlloc, type NodeRuntime, type PathReport, type ProcessCost, type Report, type TracingCost, type TracingRound } from './results.ts';
 import { summariseNode } from './profile-summary.ts';
 import { AllocSampler, summariseAlloc } from './alloc-profile.ts';
 import { runtimeOver, sampleRuntime, type NodeRuntimeStats, type RuntimeSample } from './node-runtime.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
+/** --paired: seconds at the start of each window that are not measured (calls in flight and the last spans settle). */
+const PAIRED_SETTLE_S = 0.5;
 
 interface Settings {
   durationS: number;
@@ -84,6 +88,11 @@ interface Settings {
   nodesFrom: string;
   /** The tracing mode: a second tracing-off pair beside the others (the method's floor). */
   control: boolean;
+  /** The tracing mode: the paired method (bench/paired.ts) instead of the three pairs of nodes. */
+  paired: boolean;
+  /** --paired: blocks of six windows, and each window's measured seconds. */
+  blocks: number;
+  windowS: number;
   p99LimitMs: number;
   timeoutMs: number;
   pacer: string;
@@ -119,6 +128,9 @@ function parseSettings(argv: string[]): Settings {
       rounds: { type: 'string', default: '1' },
       'nodes-from': { type: 'string' },
       control: { type: 'boolean', default: false },
+      paired: { type: 'boolean', default: false },
+      blocks: { type: 'string', default: '16' },
+      window: { type: 'string', default: '2' },
       p99: { type: 'string', default: '10' },
       timeout: { type: 'string', default: '10000' },
       pacer: { type: 'string', default: 'thread' },
@@ -167,6 +179,9 @@ function parseSettings(argv: string[]): Settings {
     rounds: Math.floor(num('rounds', values.rounds, 1, 1)),
     nodesFrom: values['nodes-from'] === undefined ? ROOT : resolve(process.cwd(), values['nodes-from']),
     control: values.control,
+    paired: values.paired,
+    blocks: Math.floor(num('blocks', values.blocks, 16, 1)),
+    windowS: num('window', values.window, 2, 0.2),
     p99LimitMs: num('p99', values.p99, 10, 0.01),
     timeoutMs: num('timeout', values.timeout, 10_000, 1),
     pacer: values.pacer,
@@ -213,6 +228,12 @@ const USAGE = `usage: node bench/run.ts [options]
                         (default 1); each is reported by its median round, with every round's spread
   --control             tracing modes: a second tracing-off pair (tracing-off2), measured like the others:
                         what two identical paths differ by, the floor of an end-to-end delta
+  --paired              tracing modes: instead of three pairs of nodes, ONE pair with tracing at 100%, the
+                        generator switching its traceparent between sampled (-01) and unsampled (-00) in
+                        short windows (A B C C B A blocks, C an unsampled A/A control); CPU per call per node
+                        from schedstat per window; the median of the per-block deltas with its interval
+  --blocks N            --paired: blocks of six windows (default 16: about 4 minutes)
+  --window S            --paired: measured seconds per window, after ${PAIRED_SETTLE_S} s of settling (default 2)
   --pacer thread|timer  what paces the open-loop sender: a thread (default, sub-ms) or Node's 1 ms timers
   --log-level L         weft nodes' log level (default warn)
   --node-arg ARG        extra Node flag for the weft nodes (repeatable), e.g. --max-semi-space-size=16
@@ -821,6 +842,134 @@ async function tracingPaths(bench: Bench, mode: string, workers: number, app: { 
   return out;
 }
 
+/**
+ * The tracing mode with --paired (bench/paired.ts): ONE pair of nodes with tracing at 100%
+ * (parent-based, exporting to a sink here); the generator sends a fresh `traceparent` on every
+ * request, sampled or unsampled by window, through blocks of six windows (A B C C B A: B sampled,
+ * A and C unsampled, C the A/A control). At each window's measured start and end the harness
+ * reads every watched process's CPU from schedstat (ns), so a window's CPU per call per node
+ * compares the same two processes under both conditions, minutes of drift cancelling in each block.
+ */
+async function tracingPaired(bench: Bench, mode: string, workers: number, app: { proc: Started; port: number }, tmp: string): Promise<PairedReport> {
+  const s = bench.settings;
+  const sink = await otlpSink();
+  const env = {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    // parent-based: a sampled traceparent is traced, an unsampled one is not, whatever the ratio
+    OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: '1',
+  };
+  const name = `${mode}-paired`;
+  const registry = join(tmp, `registry-${name}.sqlite`);
+  const b = await bench.startNode(`${name}-node-B`, 'testapp', workers, registry, app.port, 'http', env);
+  const a = await bench.startNode(`${name}-node-A`, 'loadgen', workers, registry, null, 'http', env);
+  try {
+    const url = `http://127.0.0.1:${a.http}${INVOKE_PATH}`;
+    await untilRoutable(url, s.method, 15_000);
+    const sum = async (metric: string): Promise<number | null> => {
+      const x = await counter(a.metrics, metric);
+      const y = await counter(b.metrics, metric);
+      return x === null || y === null ? null : x + y;
+    };
+    const exported = await sum('weft_tracing_spans_exported_total');
+    const dropped = await sum('weft_tracing_spans_dropped_total');
+    const schedule = pairedSchedule(s.blocks);
+    const roles = ['node A', 'node B', 'app'];
+    const watch = [a.proc, b.proc, app.proc];
+    say(`${name}: node A http :${a.http}, node B http :${b.http} (--workers ${workers}), tracing at 100%; ${schedule.length} windows of ${PAIRED_SETTLE_S} + ${s.windowS} s at ${s.rate}/s after ${s.warmupS} s of warm-up`);
+    const gen = bench.procs.startNode(`load-${name}`, [
+      join(ROOT, 'bench/load.ts'),
+      '--url', url, '--method', s.method, '--ids', String(s.ids), '--body', String(s.bodyBytes), '--timeout', String(s.timeoutMs),
+      '--connections', String(s.connections), '--rate', String(s.rate), '--pacer', s.pacer,
+      '--warmup', String(s.warmupS), '--warmup-rate', String(s.warmupRate),
+      '--mode', 'windows', '--windows', schedule.map((c) => CONDITION_LETTERS[c]).join(''), '--settle', String(PAIRED_SETTLE_S), '--duration', String(s.windowS),
+      '--json',
+    ]);
+    // what every process of ours has run, to tell the rest of the machine's load from it
+    const ours = [...watch.map((w) => w.pid), gen.pid, process.pid];
+    type Snapshot = { cpu: Array<number | null>; ours: number; machine: ReturnType<typeof machineCpu>; at: number };
+    const snapshot = (): Snapshot => ({
+      cpu: watch.map((w) => runSeconds(w.pid)),
+      ours: ours.reduce((t, pid) => t + (runSeconds(pid) ?? 0), 0),
+      machine: machineCpu(),
+      at: performance.now(),
+    });
+    const windows: WindowFigures[] = [];
+    let started: Snapshot | null = null;
+    let result: WindowsResult | undefined;
+    const loadAvg: [number, number] = [loadavg()[0] ?? 0, 0];
+    gen.onLine((line) => {
+      let event: { event?: string; phase?: string; index?: number; completed?: number; errors?: number; foreign?: number; result?: WindowsResult };
+      try {
+        event = JSON.parse(line) as typeof event;
+      } catch {
+        return;
+      }
+      if (event.event === 'window' && event.phase === 'start') started = snapshot();
+      else if (event.event === 'window' && event.phase === 'end' && started !== null) {
+        const end = snapshot();
+        const from: Snapshot = started;
+        started = null;
+        const index = event.index ?? -1;
+        const condition = schedule[index];
+        if (condition === undefined) return;
+        const wallS = (end.at - from.at) / 1000;
+        const cpuS: Record<string, number | null> = {};
+        roles.forEach((role, i) => {
+          const x = from.cpu[i];
+          const y = end.cpu[i];
+          cpuS[role] = x === null || x === undefined || y === null || y === undefined ? null : y - x;
+        });
+        const otherVcpu = from.machine !== null && end.machine !== null && wallS > 0 ? Math.max(0, (end.machine.busyS - from.machine.busyS - (end.ours - from.ours)) / wallS) : null;
+        windows.push({
+          index, block: index < LEAD_WINDOWS.length ? -1 : Math.floor((index - LEAD_WINDOWS.length) / 6), condition,
+          calls: event.completed ?? 0, errors: event.errors ?? 0, foreign: event.foreign ?? 0, cpuS, wallS, otherVcpu,
+        });
+        const us = (role: string): string => f1(usPerCall(windows[windows.length - 1] as WindowFigures, role));
+        say(`${name}: window ${index + 1}/${schedule.length} ${condition}: node A ${us('node A')} µs/call, node B ${us('node B')} µs/call, ${event.completed} calls`);
+      } else if (event.event === 'result') result = event.result;
+    });
+    const code = await gen.exited;
+    loadAvg[1] = loadavg()[0] ?? 0;
+    if (code !== 0 || result === undefined) throw new Error(`load generator exited with ${code} without a result; see ${gen.logFile}`);
+    // the nodes export a batch that is not full every second: let the last spans go out before counting
+    await new Promise((r) => setTimeout(r, 1500));
+    const exportedAfter = await sum('weft_tracing_spans_exported_total');
+    const droppedAfter = await sum('weft_tracing_spans_dropped_total');
+    const byCondition = (per: number[]): Record<Condition, number> => {
+      const out: Record<Condition, number> = { sampled: 0, unsampled: 0, control: 0 };
+      per.forEach((n, i) => {
+        const c = schedule[i];
+        if (c !== undefined) out[c] += n;
+      });
+      return out;
+    };
+    const lat = (h: WindowsResult['latencyUs']['sampled']): { p50: number; p99: number } | null => (h.count === 0 ? null : { p50: h.p50 / 1000, p99: h.p99 / 1000 });
+    watch.forEach((w, i) => {
+      const { exitCode, signalCode } = w.child;
+      if (exitCode !== null || signalCode !== null) bench.fail(`${name}: ${roles[i]} exited during the run (${exitCode ?? signalCode}); see ${w.logFile}`);
+    });
+    const nodeRoles = ['node A', 'node B'];
+    return {
+      mode, workers, rate: s.rate, settleS: PAIRED_SETTLE_S, measureS: s.windowS, blocks: s.blocks, confidence: 0.95,
+      windows, nodes: analysePaired(windows, nodeRoles, 0.95),
+      errors: byCondition(result.failed), sent: byCondition(result.sent),
+      spansExported: exported === null || exportedAfter === null ? null : exportedAfter - exported,
+      spansDropped: dropped === null || droppedAfter === null ? null : droppedAfter - dropped,
+      loadAvg,
+      // the generator keeps one latency histogram for both unsampled conditions
+      latencyMs: { sampled: lat(result.latencyUs.sampled), unsampled: lat(result.latencyUs.unsampled) },
+    };
+  } finally {
+    await bench.procs.stop(a.proc);
+    await bench.procs.stop(b.proc);
+    sink.server.close();
+  }
+}
+
+const f1 = (x: number | null): string => (x === null ? '—' : x.toFixed(1));
+
 /** A tracing round's figures, for the spread beside the round reported. */
 function roundFigures(p: PathReport): TracingRound {
   const cpu = (role: string): number | null => p.costs.find((c) => c.role === role)?.cpuUsPerRequest ?? null;
@@ -849,6 +998,7 @@ async function main(): Promise<void> {
   const machine = { cpuModel: cpus()[0]?.model.trim() ?? 'unknown', cores: cpus().length, platform: `${platform()} ${release()}`, loadAvg: loadavg() };
   const paths: PathReport[] = [];
   let hooks: TracingCost | null = null;
+  const paired: PairedReport[] = [];
   const failures = bench.failures;
   try {
     say(`machine: ${machine.cpuModel}, ${machine.cores} cores; Node ${process.version}; logs in ${tmp}`);
@@ -877,7 +1027,8 @@ async function main(): Promise<void> {
             say('tracing: the hooks\' CPU per call per node, isolated (bench/tracing-cost.ts)');
             hooks = tracingCost(settings.quick ? 20_000 : 100_000, settings.nodesFrom);
           }
-          paths.push(...await tracingPaths(bench, mode, spec.workers, app, tmp));
+          if (settings.paired) paired.push(await tracingPaired(bench, mode, spec.workers, app, tmp));
+          else paths.push(...await tracingPaths(bench, mode, spec.workers, app, tmp));
           continue;
         }
         const { api, workers } = spec;
@@ -981,6 +1132,8 @@ async function main(): Promise<void> {
       rounds: settings.rounds,
       nodesFrom: settings.nodesFrom === ROOT ? null : settings.nodesFrom,
       control: settings.control,
+      paired: settings.paired,
+      ...(settings.paired ? { blocks: settings.blocks, windowS: settings.windowS } : {}),
       p99LimitMs: settings.p99LimitMs,
       pacer: settings.pacer,
       logLevel: settings.logLevel,
@@ -997,7 +1150,8 @@ async function main(): Promise<void> {
     paths,
     peers: comparePeers(paths),
     tracingHooks: hooks,
-    checks: checks(paths, settings.rate, settings.mtls, hooks),
+    ...(paired.length > 0 ? { tracingPaired: paired } : {}),
+    checks: checks(paths, settings.rate, settings.mtls, hooks, paired),
     failures,
   };
 

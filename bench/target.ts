@@ -7,6 +7,7 @@
  * by a counter modulo `ids` (0, 1, ..., ids-1, 0, ...), so that actor calls spread over that
  * many actor ids. The paths are made once, when the target is; a request only picks the next.
  */
+import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
 
@@ -86,6 +87,13 @@ export class Target implements LoadTarget {
   /** One prepared request per path, used in turn. */
   readonly #requests: Dispatcher.DispatchOptions[];
   #next = 0;
+  /**
+   * null (default): requests carry no `traceparent` of the generator's own. true / false: every
+   * request carries a fresh W3C `traceparent` (new random trace and span ids) whose flags say
+   * sampled (`-01`) or not (`-00`); a parent-based sampler follows it. May change between requests.
+   */
+  sampled: boolean | null = null;
+  readonly #ids = new TraceIds();
 
   constructor(options: TargetOptions) {
     const template = splitTemplate(options.url);
@@ -136,11 +144,33 @@ export class Target implements LoadTarget {
     };
     const request = this.#requests[this.#next]!;
     if (++this.#next === this.#requests.length) this.#next = 0;
-    this.pool.dispatch(request, handler);
+    if (this.sampled === null) this.pool.dispatch(request, handler);
+    else this.pool.dispatch({ ...request, headers: { ...(request.headers as Record<string, string>), traceparent: this.#ids.traceparent(this.sampled) } }, handler);
   }
 
   async close(): Promise<void> {
     await this.pool.destroy();
+  }
+}
+
+/**
+ * Fresh W3C traceparents: version 00, a random 16-byte trace id and 8-byte span id, the sampled
+ * flag as asked. The ids are slices of one random hex string, refilled every 85 traceparents, so
+ * a request costs a slice, not a call into the random source.
+ */
+export class TraceIds {
+  #hex = '';
+  #at = 0;
+
+  traceparent(sampled: boolean): string {
+    // 48 hex digits per traceparent: 32 for the trace id, 16 for the span id
+    if (this.#at + 48 > this.#hex.length) {
+      this.#hex = randomBytes(2040).toString('hex');
+      this.#at = 0;
+    }
+    const at = this.#at;
+    this.#at += 48;
+    return `00-${this.#hex.slice(at, at + 32)}-${this.#hex.slice(at + 32, at + 48)}-${sampled ? '01' : '00'}`;
   }
 }
 
