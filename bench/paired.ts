@@ -12,8 +12,11 @@ import type { Check, TracingCost } from './results.ts';
  * both unsampled, C being the A/A control), with A and C swapping places every other block:
  * every condition's mean position in a block is the same, so a drift linear over the block
  * cancels from every difference. A block gives one traced difference (mean of its two B windows
- * − mean of its two A windows) and one control difference (C − A, built the same way): the
- * control is the method's own floor, measured in the same run.
+ * − mean of its four unsampled ones, A and C) and one control difference (mean of its two C
+ * windows − of its two A windows): the method's own floor, measured in the same run. The two
+ * are uncorrelated (with every window's noise alike and independent, Cov(B − (A+C)/2, C − A)
+ * = 0: a chance low A moves the control, not the traced difference), and the control is the noisier of the two
+ * (variance 2 against 1.5 in units of a two-window mean's), so it is a conservative floor.
  */
 
 /** A window's condition: sampled, unsampled, or unsampled again (the A/A control). */
@@ -130,9 +133,9 @@ export function verdict(ci: MedianInterval | null, target: number): Verdict {
 /** One node's figures from the paired windows. */
 export interface PairedNode {
   role: string;
-  /** Per block: mean µs/call of its sampled windows − of its unsampled ones. */
+  /** Per block: mean µs/call of its two sampled windows − of its four unsampled ones (A and C). */
   traced: number[];
-  /** Per block: mean µs/call of its control windows − of its unsampled ones (both unsampled: the floor). */
+  /** Per block: mean µs/call of its two C windows − of its two A windows (all unsampled: the floor). */
   control: number[];
   tracedCi: MedianInterval | null;
   controlCi: MedianInterval | null;
@@ -156,9 +159,9 @@ export function blockDeltas(windows: readonly WindowFigures[], role: string): { 
   const control: number[] = [];
   for (const [, b] of [...blocks].sort((x, y) => x[0] - y[0])) {
     // a block with a window missing (a role's CPU unreadable) gives no difference
-    if (b.unsampled.length === 0) continue;
-    if (b.sampled.length > 0) traced.push(mean(b.sampled) - mean(b.unsampled));
-    if (b.control.length > 0) control.push(mean(b.control) - mean(b.unsampled));
+    if (b.unsampled.length === 0 || b.control.length === 0) continue;
+    if (b.sampled.length > 0) traced.push(mean(b.sampled) - mean([...b.unsampled, ...b.control]));
+    control.push(mean(b.control) - mean(b.unsampled));
   }
   return { traced, control };
 }
@@ -204,6 +207,12 @@ export interface PairedReport {
   latencyMs?: { sampled: { p50: number; p99: number } | null; unsampled: { p50: number; p99: number } | null };
 }
 
+/**
+ * The app behind node B does the same work whichever the condition (it gets a traceparent
+ * either way): its Δ is a second floor, a role tracing cannot move. Reported, never checked.
+ */
+export const NEGATIVE_CONTROL = 'app';
+
 /** Issue 12's target for tracing at 100%, µs of CPU per call per node. */
 export const PAIRED_TARGET_US = 30;
 
@@ -220,7 +229,7 @@ export function intervalText(ci: MedianInterval | null): string {
 /** The checks a paired run settles: each node's traced delta against the target, and errors 0 under every condition. */
 export function pairedChecks(p: PairedReport): Check[] {
   const out: Check[] = [];
-  for (const n of p.nodes) {
+  for (const n of p.nodes.filter((x) => x.role !== NEGATIVE_CONTROL)) {
     const v = verdict(n.tracedCi, PAIRED_TARGET_US);
     out.push({
       what: `${p.mode} --paired: ${n.role}'s CPU per call, sampled − unsampled (median of ${n.traced.length} blocks, ${pct(n.tracedCi)} interval; A/A floor ${intervalText(n.controlCi)})`,
@@ -248,7 +257,7 @@ export function pairedMarkdown(p: PairedReport, hooks: TracingCost | null | unde
     `One pair of nodes with tracing at 100% (parent-based); every request carries a fresh \`traceparent\`, sampled (\`-01\`) or unsampled (\`-00\`) by window. ` +
       `${p.blocks} blocks of six windows (A B C C B A; B sampled, A and C unsampled, A and C swapping places every other block), each window ${p.settleS} s settling + ${p.measureS} s measured, at ${p.rate}/s, ` +
       `after two lead windows that are not analysed. CPU per call per node from schedstat (ns) at each measured part's start and end, over the calls completed in it. ` +
-      `Per block: Δ = mean of its two sampled windows − mean of its two A windows; A/A = mean of its two C windows − the same A windows (both unsampled: the method's floor). ` +
+      `Per block: Δ = mean of its two sampled windows − mean of its four unsampled ones (A and C); A/A = mean of its two C windows − of its two A windows (all unsampled: the method's floor, uncorrelated with Δ and a little noisier). ` +
       `Median over the blocks, with the order-statistics interval for the median (distribution-free; its exact coverage given).`,
   );
   out.push('');
@@ -259,9 +268,10 @@ export function pairedMarkdown(p: PairedReport, hooks: TracingCost | null | unde
       const x = n.windows[c];
       return x === null ? '—' : `${f(x.min, 0)}–${f(x.median, 0)}–${f(x.max, 0)}`;
     };
+    const app = n.role === NEGATIVE_CONTROL;
     out.push(
-      `| ${n.role} | ${intervalText(n.tracedCi)} | ${intervalText(n.controlCi)} | ${pct(n.tracedCi)} | ${n.traced.map((x) => signed(x, 0)).join(', ')} | ${n.control.map((x) => signed(x, 0)).join(', ')} | ` +
-        `${w('sampled')} / ${w('unsampled')} / ${w('control')} | ${verdict(n.tracedCi, PAIRED_TARGET_US)} |`,
+      `| ${app ? 'app (no tracing work: should be 0)' : n.role} | ${intervalText(n.tracedCi)} | ${intervalText(n.controlCi)} | ${pct(n.tracedCi)} | ${n.traced.map((x) => signed(x, 0)).join(', ')} | ${n.control.map((x) => signed(x, 0)).join(', ')} | ` +
+        `${w('sampled')} / ${w('unsampled')} / ${w('control')} | ${app ? '—' : verdict(n.tracedCi, PAIRED_TARGET_US)} |`,
     );
   }
   out.push('');

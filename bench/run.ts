@@ -950,10 +950,9 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
       const { exitCode, signalCode } = w.child;
       if (exitCode !== null || signalCode !== null) bench.fail(`${name}: ${roles[i]} exited during the run (${exitCode ?? signalCode}); see ${w.logFile}`);
     });
-    const nodeRoles = ['node A', 'node B'];
     return {
       mode, workers, rate: s.rate, settleS: PAIRED_SETTLE_S, measureS: s.windowS, blocks: s.blocks, confidence: 0.95,
-      windows, nodes: analysePaired(windows, nodeRoles, 0.95),
+      windows, nodes: analysePaired(windows, roles, 0.95),
       errors: byCondition(result.failed), sent: byCondition(result.sent),
       spansExported: exported === null || exportedAfter === null ? null : exportedAfter - exported,
       spansDropped: dropped === null || droppedAfter === null ? null : droppedAfter - dropped,

@@ -13,6 +13,8 @@ function windowsOf(schedule: Condition[], cpu: (c: Condition, i: number, role: s
     const calls = 2000;
     const cpuS: Record<string, number> = {};
     for (const role of ['node A', 'node B']) cpuS[role] = (cpu(condition, index, role) * calls) / 1e6;
+    // the app: the same work under every condition, a little noise by window
+    cpuS['app'] = ((100 + (index % 4)) * calls) / 1e6;
     return { index, block: index < LEAD_WINDOWS.length ? -1 : Math.floor((index - LEAD_WINDOWS.length) / 6), condition, calls, errors: 0, foreign: 0, cpuS, wallS: 2, otherVcpu: 0.1 };
   });
 }
@@ -23,7 +25,7 @@ function report(schedule: Condition[], cpu: (c: Condition, i: number, role: stri
   const windows = windowsOf(schedule, cpu);
   return {
     mode: 'tracing', workers: 0, rate: 1000, settleS: 0.5, measureS: 2, blocks: (schedule.length - LEAD_WINDOWS.length) / 6, confidence: 0.95,
-    windows, nodes: analysePaired(windows, ['node A', 'node B']), errors, sent: { sampled: 40_000, unsampled: 40_000, control: 32_000 },
+    windows, nodes: analysePaired(windows, ['node A', 'node B', 'app']), errors, sent: { sampled: 40_000, unsampled: 40_000, control: 32_000 },
     spansExported: 160_000, spansDropped: 0, loadAvg: [1.2, 1.5], latencyMs: { sampled: { p50: 1.1, p99: 3.2 }, unsampled: { p50: 1.0, p99: 3.0 } },
   };
 }
@@ -127,6 +129,9 @@ describe('bench paired tracing method', () => {
     // n = 8: the interval is the whole range (k = 1, coverage 1 − 2/256)
     expect(md).toContain('| node A | +21.5 [+19.0, +25.0] | +0.0 [+0.0, +0.0] | 99.2% | +19, +24, +22, +20, +25, +23, +21, +19 | +0, +0, +0, +0, +0, +0, +0, +0 | 419–422–425 / 400–400–400 / 400–400–400 | met |');
     expect(md).toMatch(/\| node B \| \+18\.0 \[\+18\.0, \+18\.0\] /);
+    // the app is reported as a second floor, never checked against the target
+    expect(md).toMatch(/\| app \(no tracing work: should be 0\) \| [+-]\d\.\d \[[^\]]+\] \| .* \| — \|\n/);
+    expect(md).not.toContain("tracing --paired: app's CPU");
     expect(md).toContain('| met |');
     expect(md).toContain('- Calls sent (sampled / unsampled / control): 40000 / 40000 / 32000; errors 0 / 0 / 0.');
     expect(md).toContain('- Spans exported 160000, dropped 0.');
