@@ -320,5 +320,5 @@ export async function createDispatcher(threads: number, onMetrics: (batch: Metri
   const [{ Outbound, optionsFrom }, { CounterBatcher }] = await Promise.all([import('../workers/outbound.ts'), import('../workers/counters.ts')]);
   const counters = new CounterBatcher(0, onMetrics);
   const options = optionsFrom(settings, counters.count);
-  return new InlineDispatcher(new Outbound({ ...options, spans: events.spans, onTlsFailure: (peer, message) => events.onTlsFailure?.(peer, message) }));
+  return new InlineDispatcher(new Outbound({ ...options, sameThread: true, spans: events.spans, onTlsFailure: (peer, message) => events.onTlsFailure?.(peer, message) }));
 }

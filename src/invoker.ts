@@ -10,7 +10,7 @@ import { WeftError } from './errors.ts';
 import type { Dispatcher } from './dispatch.ts';
 import type { RoutingTable } from './routing/table.ts';
 import { UNKNOWN_TARGET, type Metrics } from './observability/metrics.ts';
-import type { InvokeResult, InvokeTask, ResponseHead } from '../workers/protocol.ts';
+import { bodyBuffer, type InvokeResult, type InvokeTask, type ResponseHead } from '../workers/protocol.ts';
 import { PortReader, PortWriter } from '../workers/port-stream.ts';
 import { logFields, type Span } from './observability/tracing.ts';
 import type { Logger } from './observability/log.ts';
@@ -230,7 +230,7 @@ export class Invoker {
   private async settle(result: InvokeResult, appId: string, exchange: Exchange): Promise<Outcome> {
     switch (result.type) {
       case 'response':
-        return { type: 'response', head: result.head, body: result.body === null ? null : Buffer.from(result.body) };
+        return { type: 'response', head: result.head, body: result.body === null ? null : bodyBuffer(result.body) };
       case 'error':
         return { type: 'error', error: WeftError.from(result.error, appId) };
       case 'stream': {

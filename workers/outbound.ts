@@ -77,6 +77,11 @@ export interface OutboundOptions {
   readonly onTlsFailure?: (peer: string, message: string) => void;
   /** Where spans of traced calls go (tasks carrying `trace`); without it no span is made. */
   readonly spans?: SpanSink | undefined;
+  /**
+   * The results go to the thread this runs on (inline), not over a port: a whole answer is
+   * handed over as the view of the bytes it came in, with no copy into a transferable buffer.
+   */
+  readonly sameThread?: boolean | undefined;
   /** The most apps this thread keeps per-app state for (default 10,000; the oldest go first). */
   readonly maxTrackedApps?: number;
 }
@@ -556,7 +561,7 @@ export class Outbound {
   private settle(client: grpc.Client, res: InvokeResponse, task: InvokeTask, peer: PeerAddress, attempts: number): { result: InvokeResult; status: number } {
     const responseHead = { status: res.status, headers: res.headers };
     if (res.bodyTicket === '') {
-      return { status: res.status, result: { type: 'response', head: responseHead, body: res.body.length === 0 ? null : transferable(res.body), attempts, nodeId: peer.nodeId } };
+      return { status: res.status, result: { type: 'response', head: responseHead, body: res.body.length === 0 ? null : this.options.sameThread === true ? res.body : transferable(res.body), attempts, nodeId: peer.nodeId } };
     }
     // A large answer: its head and first bytes now, the rest streamed over a port.
     const { port1, port2 } = new MessageChannel();

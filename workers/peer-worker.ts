@@ -97,10 +97,13 @@ let outbox: ResultTuple[] = [];
 let outboxTransfer: Transferable[] = [];
 function answer(id: number, result: InvokeResult): void {
   switch (result.type) {
-    case 'response':
-      outbox.push([id, RESPONSE, result.head.status, result.head.headers, result.body, result.attempts, result.nodeId]);
-      if (result.body !== null) outboxTransfer.push(result.body);
+    case 'response': {
+      // a worker's outbound copies answers into buffers of their own (never `sameThread`)
+      const body = result.body as ArrayBuffer | null;
+      outbox.push([id, RESPONSE, result.head.status, result.head.headers, body, result.attempts, result.nodeId]);
+      if (body !== null) outboxTransfer.push(body);
       break;
+    }
     case 'stream':
       outbox.push([id, STREAM, result.port, result.attempts, result.nodeId]);
       if (result.port !== null) outboxTransfer.push(result.port);

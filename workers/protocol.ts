@@ -178,8 +178,11 @@ export interface WireErrorShape {
 }
 
 export type InvokeResult =
-  /** The whole response. */
-  | { readonly type: 'response'; readonly head: ResponseHead; readonly body: ArrayBuffer | null; readonly attempts: number; readonly nodeId: string }
+  /**
+   * The whole response. From a pool's worker the body is an ArrayBuffer of its own, transferred;
+   * inline (the outbound side on the calling thread) it is a view of the bytes as they came.
+   */
+  | { readonly type: 'response'; readonly head: ResponseHead; readonly body: ArrayBuffer | Uint8Array | null; readonly attempts: number; readonly nodeId: string }
   /** The response streams: its head and chunks come over the task's port, or the port returned here. */
   | { readonly type: 'stream'; readonly port: MessagePort | null; readonly attempts: number; readonly nodeId: string | null }
   | { readonly type: 'error'; readonly error: WireErrorShape; readonly attempts: number; readonly nodeId: string | null };
@@ -245,4 +248,9 @@ export interface SpanBatch {
   readonly bytes: Uint8Array;
   readonly count: number;
   readonly dropped: number;
+}
+
+/** A whole answer's body as a Buffer over the same bytes (never a copy). */
+export function bodyBuffer(body: ArrayBuffer | Uint8Array): Buffer {
+  return body instanceof ArrayBuffer ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
 }

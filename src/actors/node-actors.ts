@@ -13,7 +13,7 @@ import { HOP_BY_HOP } from '../appchannel/http.ts';
 import type { Dispatcher } from '../dispatch.ts';
 import type { Resolver } from '../routing/resolver.ts';
 import type { CallHead } from '../peer/codec.ts';
-import type { InvokeTask } from '../../workers/protocol.ts';
+import { bodyBuffer, type InvokeTask } from '../../workers/protocol.ts';
 import { PortReader } from '../../workers/port-stream.ts';
 import type { ActorApi } from '../ingress/actors-http.ts';
 import { ActorHost } from './host.ts';
@@ -223,7 +223,7 @@ export class NodeActors implements ActorApi {
       const result = await this.o.dispatcher.run(task, transfer);
       if (result.type === 'error') return { ok: false, error: WeftError.from(result.error) };
       if (result.type === 'response') {
-        return { ok: true, status: result.head.status, headers: result.head.headers, body: result.body === null ? new Uint8Array(0) : new Uint8Array(result.body) };
+        return { ok: true, status: result.head.status, headers: result.head.headers, body: result.body === null ? new Uint8Array(0) : bodyBuffer(result.body) };
       }
       if (result.port === null) return { ok: false, error: new WeftError('WEFT_INTERNAL', 'an actor answer streamed without a port') };
       // A large answer: read it whole (actor answers are bounded by the app's own sizes).
