@@ -11,7 +11,7 @@ import type { Dispatcher } from './dispatch.ts';
 import type { RoutingTable } from './routing/table.ts';
 import { UNKNOWN_TARGET, type Metrics } from './observability/metrics.ts';
 import { bodyBuffer, type InvokeResult, type InvokeTask, type ResponseHead } from '../workers/protocol.ts';
-import { PortReader, PortWriter } from '../workers/port-stream.ts';
+import { PortReader, PortWriter, transferable } from '../workers/port-stream.ts';
 import { logFields, type Span } from './observability/tracing.ts';
 import type { Logger } from './observability/log.ts';
 
@@ -24,8 +24,12 @@ export interface OutboundCall {
   readonly verb: string;
   readonly query: string;
   readonly headers: readonly string[];
-  /** A whole body (exact-size, transferable), a stream, or nothing. */
-  readonly body: ArrayBuffer | Readable | null;
+  /**
+   * A whole body, a stream, or nothing. A whole body is an exact-size (transferable) ArrayBuffer,
+   * or a view of bytes already read, which goes to a pool's worker as a copy of its own and to
+   * an inline outbound as it is.
+   */
+  readonly body: ArrayBuffer | Uint8Array | Readable | null;
   readonly deadline: number;
   /**
    * Aborts when the caller goes away (its HTTP connection closed, its gRPC call was cancelled):
@@ -184,19 +188,22 @@ export class Invoker {
       const routingVersion = typeof v === 'number' ? v : await untilAborted(v, exchange.signal);
       if (routingVersion === ABORTED) return gaveUp(exchange, call.body);
       exchange.routed = this.routing.instances(call.appId, call.namespace).length > 0;
-      const whole = call.body === null || call.body instanceof ArrayBuffer;
+      const whole = isWhole(call.body);
       const channel = whole ? null : new MessageChannel();
+      // a view crosses to a worker as a buffer of its own; inline it is used where it is
+      const wholeBody = !whole || call.body === null ? null
+        : call.body instanceof Uint8Array && this.dispatcher.mode === 'workers' ? transferable(call.body) : call.body as ArrayBuffer | Uint8Array;
       const task: InvokeTask = {
         type: 'invoke', routingVersion, appId: call.appId, namespace: call.namespace,
         callerAppId: call.callerAppId, callerNamespace: call.callerNamespace,
         method: call.method, verb: call.verb, query: call.query, headers: call.headers,
-        body: whole ? (call.body as ArrayBuffer | null) : null,
+        body: wholeBody,
         port: channel === null ? null : channel.port2,
         deadline: call.deadline,
         trace: call.trace?.traceparent, traceState: call.trace?.traceState,
       };
       const transfer: Transferable[] = [];
-      if (task.body !== null) transfer.push(task.body);
+      if (task.body instanceof ArrayBuffer) transfer.push(task.body);
       if (channel !== null) transfer.push(channel.port2);
       if (channel === null) {
         const running = this.dispatcher.run(task, transfer, exchange.signal);
@@ -275,8 +282,13 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T | typeof
 
 /** The outcome of a call given up before its answer: why it was. */
 function gaveUp(exchange: Exchange, body: OutboundCall['body']): Outcome {
-  if (body !== null && !(body instanceof ArrayBuffer)) body.destroy();
+  if (!isWhole(body)) (body as Readable).destroy();
   return { type: 'error', error: exchange.reason ?? new WeftError('WEFT_CANCELLED', 'the call was cancelled') };
+}
+
+/** The body is whole (or absent), not a stream. */
+function isWhole(body: OutboundCall['body']): body is ArrayBuffer | Uint8Array | null {
+  return body === null || body instanceof ArrayBuffer || body instanceof Uint8Array;
 }
 
 /** Sends a request body over a port; a failure of the body ends the stream with an error. */

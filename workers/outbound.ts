@@ -17,7 +17,7 @@ import {
   ERROR_CODE_KEY, PeerMethods,
   decodeInvokeResponse, decodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest, encodeStreamFrame,
 } from '../src/peer/codec.ts';
-import type { IdentitySet, InvokeResult, InvokeTask, OutboundSettings, PeerAddress, RoutingSnapshot, WireErrorShape, WorkloadIdentity } from './protocol.ts';
+import { bodyBytes, type IdentitySet, type InvokeResult, type InvokeTask, type OutboundSettings, type PeerAddress, type RoutingSnapshot, type WireErrorShape, type WorkloadIdentity } from './protocol.ts';
 import { PortReader, PortWriter, transferable } from './port-stream.ts';
 import { MuxStream } from './mux.ts';
 import { CallFailure, failure } from './failure.ts';
@@ -584,7 +584,7 @@ export class Outbound {
       mux = new MuxStream(client, `node ${peer.nodeId} at ${peer.address}:${peer.port}`);
       this.muxes.set(client, mux);
     }
-    const body = task.body === null ? EMPTY : new Uint8Array(task.body);
+    const body = task.body === null ? EMPTY : bodyBytes(task.body);
     const res = await mux.invoke(head, body, task.deadline, signal === NEVER ? null : signal);
     return this.settle(client, res, task, peer, attempts);
   }
@@ -597,7 +597,7 @@ export class Outbound {
   }
 
   private unary(client: grpc.Client, head: CallHead, task: InvokeTask, peer: PeerAddress, attempts: number, signal: AbortSignal): Promise<{ result: InvokeResult; status: number }> {
-    const body = task.body === null ? EMPTY : new Uint8Array(task.body);
+    const body = task.body === null ? EMPTY : bodyBytes(task.body);
     return new Promise((resolve, reject) => {
       // grpc-js captures a stack trace per call (`new Error()`, for errors it may report
       // later): ~10 µs a call, a tenth of a node's budget. Its errors are rebuilt as weft

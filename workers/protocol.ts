@@ -105,8 +105,12 @@ export interface InvokeTask {
   readonly query: string;
   /** Flat list: name, value, name, value... (lower-case names). */
   readonly headers: readonly string[];
-  /** The whole request body, or null when there is none or it streams over `port`. */
-  readonly body: ArrayBuffer | null;
+  /**
+   * The whole request body, or null when there is none or it streams over `port`. To a pool's
+   * worker an ArrayBuffer of its own (transferred); inline it may be a view of the bytes as the
+   * ingress read them.
+   */
+  readonly body: ArrayBuffer | Uint8Array | null;
   /** Present when the request body streams (or the caller wants the response streamed). */
   readonly port: MessagePort | null;
   /** Absolute deadline, ms since the epoch. */
@@ -248,6 +252,11 @@ export interface SpanBatch {
   readonly bytes: Uint8Array;
   readonly count: number;
   readonly dropped: number;
+}
+
+/** A whole body as bytes over the same memory (never a copy). */
+export function bodyBytes(body: ArrayBuffer | Uint8Array): Uint8Array {
+  return body instanceof ArrayBuffer ? new Uint8Array(body) : body;
 }
 
 /** A whole answer's body as a Buffer over the same bytes (never a copy). */

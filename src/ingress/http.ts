@@ -225,7 +225,7 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
   if (declared > ctx.maxBodySize) {
     return reject(req, res, new WeftError('WEFT_BODY_TOO_LARGE', `request body of ${declared} bytes is over the limit of ${ctx.maxBodySize} bytes`), true);
   }
-  let body: ArrayBuffer | Readable | null;
+  let body: Uint8Array | Readable | null;
   // Taken: now the body may come.
   if (awaitingContinue.delete(req)) res.writeContinue();
   const chunked = declared < 0 && (req.headers['transfer-encoding'] !== undefined);
@@ -349,10 +349,14 @@ function forwardHeaders(req: IncomingMessage, form: 'header' | 'basic' | 'path')
   return out;
 }
 
-/** Reads exactly `length` bytes into a fresh, exact-size (transferable) buffer. */
-function readExactly(req: IncomingMessage, length: number): Promise<ArrayBuffer | null> {
+/**
+ * Reads exactly `length` bytes. A body that came in one chunk (the usual small request) is that
+ * chunk, not a copy; one in pieces is gathered into a buffer of its own.
+ */
+function readExactly(req: IncomingMessage, length: number): Promise<Uint8Array | null> {
   return new Promise((resolve, reject) => {
-    const out = new Uint8Array(length);
+    let first: Buffer | null = null;
+    let out: Uint8Array | null = null;
     let at = 0;
     let over = false;
     req.on('data', (chunk: Buffer) => {
@@ -360,10 +364,19 @@ function readExactly(req: IncomingMessage, length: number): Promise<ArrayBuffer 
         over = true;
         return;
       }
-      out.set(chunk, at);
+      if (at === 0 && out === null) {
+        first = chunk;
+      } else {
+        if (out === null) {
+          out = new Uint8Array(length);
+          out.set(first as Buffer, 0);
+          first = null;
+        }
+        out.set(chunk, at);
+      }
       at += chunk.length;
     });
-    req.once('end', () => resolve(at === length && !over ? out.buffer : null));
+    req.once('end', () => resolve(at === length && !over ? out ?? first : null));
     req.once('error', reject);
     req.once('aborted', () => resolve(null));
   });
