@@ -57,6 +57,10 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 
+/** A URL character past ASCII (Node reads URLs as latin1); tested first, since almost no method has one. */
+const LATIN1_HIGH = /[\u0080-\u00ff]/;
+const LATIN1_HIGH_ALL = /[\u0080-\u00ff]/g;
+
 /** Requests that asked `Expect: 100-continue` and have not been told to go on yet. */
 const awaitingContinue = new WeakSet<IncomingMessage>();
 
@@ -209,7 +213,7 @@ async function invoke(ctx: HttpApiContext, req: IncomingMessage, res: ServerResp
   if (target instanceof WeftError) return reject(req, res, target);
   const { appId, namespace } = target;
   // Node reads the URL as latin1: bytes past ASCII are escaped back to bytes, then read as UTF-8.
-  const normalized = normalizeMethod(rawMethod.replace(/[\u0080-\u00ff]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`));
+  const normalized = normalizeMethod(LATIN1_HIGH.test(rawMethod) ? rawMethod.replace(LATIN1_HIGH_ALL, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : rawMethod);
   if (normalized instanceof WeftError) return reject(req, res, normalized);
   const method = normalized.path;
   let timeoutMs = ctx.invokeTimeoutMs;

@@ -132,6 +132,25 @@ describe.each([
     expect(sha(body)).toBe(sha(Buffer.concat(parts)));
   });
 
+  it('refuses raw (unescaped) UTF-8 bytes in the request target with a 400 and its code, and goes on serving', async () => {
+    const socket = connect(a.ports.http, '127.0.0.1');
+    await once(socket, 'connect');
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    // "café" as bytes on the wire, not percent-encoded by the client
+    socket.write(Buffer.concat([Buffer.from('GET /v1.0/invoke/solo/method/'), Buffer.from('café', 'utf8'), Buffer.from(' HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')]));
+    await once(socket, 'end');
+    socket.destroy();
+    const raw = Buffer.concat(chunks).toString('latin1');
+    expect(raw.startsWith('HTTP/1.1 400')).toBe(true);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ errorCode: 'ERR_MALFORMED_REQUEST' });
+    // the same method escaped is served
+    const res = await request(url(a, '/v1.0/invoke/solo/method/caf%C3%A9'));
+    await res.body.text();
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-echo-path']).toBe('/caf%C3%A9');
+  });
+
   it('streams a 5 MiB answer to a small request', async () => {
     const n = 5 * 1024 * 1024;
     const res = await request(url(a, `/v1.0/invoke/solo/method/bytes/${n}`));
