@@ -7,10 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PeerServer } from '../../src/peer/server.ts';
-import { HttpAppChannel } from '../../src/appchannel/http.ts';
+import type { HttpAppChannel } from '../../src/appchannel/http.ts';
 import { Outbound } from '../../workers/outbound.ts';
 import { bodyBuffer, type InvokeTask, type PeerAddress } from '../../workers/protocol.ts';
-import { startApp, type TestApp } from '../support/cluster.ts';
+import { appChannel, startApp, type TestApp } from '../support/cluster.ts';
 
 const ANSWER = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251));
 
@@ -25,11 +25,7 @@ describe('a whole answer handed back by the outbound side', () => {
       req.resume();
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(ANSWER.length) }).end(ANSWER);
     });
-    channel = new HttpAppChannel({
-      appId: 'svc', namespace: 'default', appPort: app.port, appHost: '127.0.0.1', appProtocol: 'http', appMaxConnections: 4,
-      httpPort: undefined, accessControl: undefined,
-      health: { enabled: false, path: '/healthz', intervalMs: 1000, timeoutMs: 1000, threshold: 3 },
-    });
+    channel = appChannel('svc', app);
     server = new PeerServer({
       lookup: (appId) => (appId === 'svc' ? channel : undefined),
       authorize: (_call, h) => ({ appId: h.callerAppId, namespace: h.callerNamespace }),

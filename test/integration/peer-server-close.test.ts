@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { PeerServer } from '../../src/peer/server.ts';
-import { HttpAppChannel } from '../../src/appchannel/http.ts';
+import type { HttpAppChannel } from '../../src/appchannel/http.ts';
 import {
   ERROR_CODE_KEY, PeerMethods, decodeInvokeResponse, decodeStreamFrame, encodeFetchBodyRequest, encodeInvokeRequest,
   type CallHead, type InvokeResponse, type StreamFrame,
 } from '../../src/peer/codec.ts';
-import { startApp, type TestApp } from '../support/cluster.ts';
+import { appChannel, startApp, type TestApp } from '../support/cluster.ts';
 
 const SIZE = 1024 * 1024 + 3;
 const BODY = Buffer.alloc(SIZE, 0x5a);
@@ -32,11 +32,7 @@ describe('PeerServer.close with an answer\'s rest waiting for FetchBody', () => 
       req.resume();
       res.writeHead(200, { 'content-length': String(SIZE) }).end(BODY);
     });
-    channel = new HttpAppChannel({
-      appId: 'big', namespace: 'default', appPort: app.port, appHost: '127.0.0.1', appProtocol: 'http', appMaxConnections: 4,
-      httpPort: undefined, accessControl: undefined,
-      health: { enabled: false, path: '/healthz', intervalMs: 1000, timeoutMs: 1000, threshold: 3 },
-    });
+    channel = appChannel('big', app);
   });
 
   afterAll(async () => {

@@ -13,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { PeerServer } from '../../src/peer/server.ts';
-import { HttpAppChannel } from '../../src/appchannel/http.ts';
+import type { HttpAppChannel } from '../../src/appchannel/http.ts';
 import { WeftError } from '../../src/errors.ts';
 import { ERROR_CODE_KEY, PeerMethods, decodeStreamFrame, encodeStreamFrame, type CallHead, type StreamFrame } from '../../src/peer/codec.ts';
-import { startApp, type TestApp } from '../support/cluster.ts';
+import { appChannel, startApp, type TestApp } from '../support/cluster.ts';
 
 /** What the app saw of one request: its body, and whether it arrived complete. */
 interface Seen {
@@ -61,11 +61,7 @@ describe('InvokeStream: a request stream cut before its end frame', () => {
         if (!req.complete) mine.done({ body, complete: false });
       });
     });
-    channel = new HttpAppChannel({
-      appId: 'sink', namespace: 'default', appPort: app.port, appHost: '127.0.0.1', appProtocol: 'http', appMaxConnections: 4,
-      httpPort: undefined, accessControl: undefined,
-      health: { enabled: false, path: '/healthz', intervalMs: 1000, timeoutMs: 1000, threshold: 3 },
-    });
+    channel = appChannel('sink', app);
     server = new PeerServer({
       lookup: (appId) => (appId === 'sink' ? channel : undefined),
       authorize: (_call, head) => ({ appId: head.callerAppId, namespace: head.callerNamespace }),

@@ -16,6 +16,7 @@ import { validateConfig } from '../../src/config.ts';
 import { initOrLoadCa } from '../../src/security/ca.ts';
 import { WeftNode } from '../../src/node.ts';
 import { createLogger, type Logger } from '../../src/observability/log.ts';
+import { HttpAppChannel } from '../../src/appchannel/http.ts';
 
 export interface TestApp {
   readonly port: number;
@@ -174,5 +175,14 @@ export function rawRequest(port: number, path: string, method: string, headers: 
     });
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** An app channel to a test app on 127.0.0.1, as a peer server in a test reaches it (no health checks, no ACL). */
+export function appChannel(appId: string, app: TestApp): HttpAppChannel {
+  return new HttpAppChannel({
+    appId, namespace: 'default', appPort: app.port, appHost: '127.0.0.1', appProtocol: 'http', appMaxConnections: 4,
+    httpPort: undefined, accessControl: undefined,
+    health: { enabled: false, path: '/healthz', intervalMs: 1000, timeoutMs: 1000, threshold: 3 },
   });
 }
