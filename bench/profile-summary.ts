@@ -43,11 +43,12 @@ export interface Summary {
 const STAGES: Array<[RegExp, string]> = [
   [/src\/observability\/tracing[a-z-]*\.[jt]s|node_modules\/@opentelemetry|node_modules\/protobufjs/, 'tracing (spans, OTLP encoding, export)'],
   [/node_modules\/piscina|src\/dispatch\.[jt]s|workers\/peer-worker\.[jt]s|^postMessage$|per_context\/messageport/, 'hop to the workers (piscina, postMessage, dispatch)'],
-  [/workers\/mux\.[jt]s|workers\/outbound\.[jt]s|src\/peer\/codec\.[jt]s|src\/resiliency\/|node_modules\/@grpc|node:internal\/http2|workers\/port-stream\.[jt]s/, 'outbound peer call (Mux, gRPC, HTTP/2, resiliency)'],
+  [/workers\/mux\.[jt]s|workers\/outbound\.[jt]s|src\/peer\/codec\.[jt]s|src\/resiliency\/|node_modules\/@grpc|node:internal\/http2|workers\/port-stream\.[jt]s/, 'peer link (Mux, gRPC, HTTP/2, resiliency; both ends)'],
   [/src\/observability\/[a-z-]*metrics\.[jt]s|node_modules\/prom-client|node:internal\/histogram/, 'metrics'],
   [/src\/invoker\.[jt]s/, 'invoker (Exchange, routing wait, abort wiring)'],
   [/src\/routing\//, 'routing'],
-  [/src\/ingress\/|node:_http_|src\/appid\.[jt]s|src\/method-path\.[jt]s|node:net/, 'HTTP ingress (parse, handler, answer)'],
+  // not node:net: a socket write is charged to whoever wrote (the ingress's answer on node A, undici's request to the app on node B)
+  [/src\/ingress\/|node:_http_|src\/appid\.[jt]s|src\/method-path\.[jt]s/, 'HTTP ingress (parse, handler, answer)'],
   [/src\/peer\/server\.[jt]s|src\/appchannel\/|node_modules\/undici|src\/security\//, 'peer server and app channel'],
 ];
 

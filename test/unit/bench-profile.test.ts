@@ -62,6 +62,26 @@ describe('CPU profile summary', () => {
     expect(stage['HTTP ingress (parse, handler, answer)']).toBe(1);
   });
 
+  it('charges a socket write to the code that wrote: the ingress\'s answer, or undici\'s request to the app', () => {
+    const frame = (functionName: string, url: string) => ({ functionName, url, lineNumber: 0, columnNumber: 0, scriptId: '0' });
+    const p = {
+      nodes: [
+        { id: 1, callFrame: frame('(root)', ''), children: [2, 5] },
+        { id: 2, callFrame: frame('end', 'node:_http_outgoing'), children: [3] },
+        { id: 3, callFrame: frame('Socket._writev', 'node:net'), children: [4] },
+        { id: 4, callFrame: frame('writev', ''), children: [] },
+        { id: 5, callFrame: frame('writeH1', 'file:///w/node_modules/undici/lib/dispatcher/client-h1.js'), children: [6] },
+        { id: 6, callFrame: frame('Socket._writeGeneric', 'node:net'), children: [7] },
+        { id: 7, callFrame: frame('writev', ''), children: [] },
+      ],
+      // a sample lasts until the next one: the last closes the fifth
+      startTime: 0, endTime: 6000, samples: [4, 7, 7, 7, 4, 4], timeDeltas: [1000, 1000, 1000, 1000, 1000, 1000],
+    } as Parameters<typeof summarise>[0];
+    const stage = Object.fromEntries(summarise(p, { fromUs: 0, toUs: 6000 }).byStage.map((x) => [x.name, x.ms]));
+    expect(stage['HTTP ingress (parse, handler, answer)']).toBe(2);
+    expect(stage['peer server and app channel']).toBe(3);
+  });
+
   it('reads a node\'s profile directory: thread 0 is the main thread, the rest are workers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'weft-prof-'));
     try {
