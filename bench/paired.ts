@@ -166,7 +166,22 @@ export function blockDeltas(windows: readonly WindowFigures[], role: string): { 
   return { traced, control };
 }
 
-export function analysePaired(windows: readonly WindowFigures[], roles: readonly string[], confidence = 0.95): PairedNode[] {
+/**
+ * A window whose measured part completed more than this share of calls sent in an earlier window
+ * mixes conditions (the nodes lagged by more than the settling time): its block is left out.
+ */
+export const MAX_FOREIGN_SHARE = 0.01;
+
+/** The blocks that have a window mixing conditions (`MAX_FOREIGN_SHARE`), left out of the analysis. */
+export function mixedBlocks(windows: readonly WindowFigures[]): number[] {
+  const out = new Set<number>();
+  for (const w of windows) if (w.block >= 0 && w.foreign > MAX_FOREIGN_SHARE * w.calls) out.add(w.block);
+  return [...out].sort((a, b) => a - b);
+}
+
+export function analysePaired(all: readonly WindowFigures[], roles: readonly string[], confidence = 0.95): PairedNode[] {
+  const mixed = new Set(mixedBlocks(all));
+  const windows = all.filter((w) => !mixed.has(w.block));
   return roles.map((role) => {
     const { traced, control } = blockDeltas(windows, role);
     const spread = (c: Condition): { min: number; median: number; max: number } | null => {
@@ -281,7 +296,13 @@ export function pairedMarkdown(p: PairedReport, hooks: TracingCost | null | unde
   out.push(`- Calls sent (sampled / unsampled / control): ${p.sent.sampled} / ${p.sent.unsampled} / ${p.sent.control}; errors ${e.sampled} / ${e.unsampled} / ${e.control}.`);
   const foreign = p.windows.reduce((t, w) => t + w.foreign, 0);
   const measured = p.windows.reduce((t, w) => t + w.calls, 0);
-  out.push(`- Calls completed in the measured parts: ${measured}, of which ${foreign} were sent in an earlier window${foreign > 0 ? ' (the nodes lagged by more than the settling time: those windows mix conditions)' : ''}.`);
+  const mixed = mixedBlocks(p.windows);
+  out.push(
+    `- Calls completed in the measured parts: ${measured}, of which ${foreign} were sent in an earlier window` +
+      (mixed.length > 0
+        ? ` (the nodes lagged by more than the settling time): ${mixed.length} of ${p.blocks} blocks had a window where they were more than ${MAX_FOREIGN_SHARE * 100}% of its calls, mixing conditions, and are left out (blocks ${mixed.map((b) => b + 1).join(', ')}).`
+        : '.'),
+  );
   out.push(`- Spans exported ${p.spansExported ?? '—'}, dropped ${p.spansDropped ?? '—'}.`);
   if (p.latencyMs !== undefined) {
     const l = (x: { p50: number; p99: number } | null): string => (x === null ? '—' : `p50 ${x.p50.toFixed(2)}, p99 ${x.p99.toFixed(2)} ms`);

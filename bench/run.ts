@@ -888,10 +888,10 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
     ]);
     // what every process of ours has run, to tell the rest of the machine's load from it
     const ours = [...watch.map((w) => w.pid), gen.pid, process.pid];
-    type Snapshot = { cpu: Array<number | null>; ours: number; machine: ReturnType<typeof machineCpu>; at: number };
+    type Snapshot = { cpu: Array<number | null>; ours: Array<number | null>; machine: ReturnType<typeof machineCpu>; at: number };
     const snapshot = (): Snapshot => ({
       cpu: watch.map((w) => runSeconds(w.pid)),
-      ours: ours.reduce((t, pid) => t + (runSeconds(pid) ?? 0), 0),
+      ours: ours.map((pid) => runSeconds(pid)),
       machine: machineCpu(),
       at: performance.now(),
     });
@@ -921,7 +921,9 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
           const y = end.cpu[i];
           cpuS[role] = x === null || x === undefined || y === null || y === undefined ? null : y - x;
         });
-        const otherVcpu = from.machine !== null && end.machine !== null && wallS > 0 ? Math.max(0, (end.machine.busyS - from.machine.busyS - (end.ours - from.ours)) / wallS) : null;
+        // a process of ours that has gone (the generator, as it exits after the last window) is left out at both ends
+        const oursS = from.ours.reduce<number>((t, x, i) => t + (x === null || end.ours[i] === null || end.ours[i] === undefined ? 0 : (end.ours[i] as number) - x), 0);
+        const otherVcpu = from.machine !== null && end.machine !== null && wallS > 0 ? Math.max(0, (end.machine.busyS - from.machine.busyS - oursS) / wallS) : null;
         windows.push({
           index, block: index < LEAD_WINDOWS.length ? -1 : Math.floor((index - LEAD_WINDOWS.length) / 6), condition,
           calls: event.completed ?? 0, errors: event.errors ?? 0, foreign: event.foreign ?? 0, cpuS, wallS, otherVcpu,

@@ -104,6 +104,24 @@ describe('bench paired tracing method', () => {
     expect(pairedChecks(p).map((c) => c.pass)).toEqual([true, true, true]);
   });
 
+  it('leaves out a block with a window that mixes conditions (calls sent before the switch), and says so', () => {
+    const s = pairedSchedule(8);
+    const p = report(s, (c) => 400 + (c === 'sampled' ? 20 : 0));
+    // block 3's control window: the nodes lagged, 30% of its calls were sent in the sampled window before it, and it looks wild
+    const at = p.windows.findIndex((w) => w.block === 2 && w.condition === 'control');
+    p.windows[at] = { ...p.windows[at]!, foreign: 600, cpuS: { 'node A': 2, 'node B': 2, app: 0.2 } };
+    // 1% of a window's calls is tolerated
+    const near = p.windows.findIndex((w) => w.block === 5 && w.condition === 'unsampled');
+    p.windows[near] = { ...p.windows[near]!, foreign: 20 };
+    const [a] = analysePaired(p.windows, ['node A']);
+    expect(a?.traced).toHaveLength(7);
+    expect(a?.traced.every((d) => Math.abs(d - 20) < 1e-9)).toBe(true);
+    expect(a?.control.every((d) => Math.abs(d) < 1e-9)).toBe(true);
+    expect(pairedMarkdown({ ...p, nodes: analysePaired(p.windows, ['node A', 'node B']) }, hooks).join('\n')).toContain(
+      'of which 620 were sent in an earlier window (the nodes lagged by more than the settling time): 1 of 8 blocks had a window where they were more than 1% of its calls, mixing conditions, and are left out (blocks 3).',
+    );
+  });
+
   it('fails the check when the delta is beyond the target, and when a condition has errors', () => {
     const p = report(pairedSchedule(8), (c, i) => 400 + i + (c === 'sampled' ? 45 : 0), { sampled: 3, unsampled: 0, control: 0 });
     const c = pairedChecks(p);
