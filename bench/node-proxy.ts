@@ -119,8 +119,16 @@ function roleA(): void {
       stream.on('response', (h: H2Headers) => {
         const out: OutgoingHttpHeaders = {};
         for (const name in h) if (name[0] !== ':' && !HOP_BY_HOP.has(name)) out[name] = h[name];
-        res.writeHead(Number(h[h2.HTTP2_HEADER_STATUS]), out);
-        stream.pipe(res);
+        const status = Number(h[h2.HTTP2_HEADER_STATUS]);
+        if (!isWhole(h['content-length'])) {
+          res.writeHead(status, out);
+          stream.pipe(res);
+          return;
+        }
+        // A small answer of known length is written in one go, as weft's ingress writes a whole answer.
+        const parts: Buffer[] = [];
+        stream.on('data', (c: Buffer) => parts.push(c));
+        stream.on('end', () => res.writeHead(status, out).end(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
       });
       stream.on('error', () => badGateway(res));
       // The client went away before the answer was written: so does the stream to B.
@@ -131,6 +139,13 @@ function roleA(): void {
     });
   });
   server.listen(Number(opts.port), '127.0.0.1', () => listening((server.address() as AddressInfo).port));
+}
+
+/** Answers of a known length up to this are collected and written whole (weft's app channel: the same limit). */
+const WHOLE_ANSWER_LIMIT = 256 * 1024;
+
+function isWhole(length: string | string[] | undefined): boolean {
+  return typeof length === 'string' && Number(length) <= WHOLE_ANSWER_LIMIT;
 }
 
 function badGateway(res: ServerResponse): void {
@@ -175,10 +190,16 @@ function failStream(stream: ServerHttp2Stream): void {
   else stream.respond({ [h2.HTTP2_HEADER_STATUS]: 502 }, { endStream: true });
 }
 
-/** The app's answer, as it comes, onto the HTTP/2 stream it answers (paused while the stream is full). */
+/**
+ * The app's answer onto the HTTP/2 stream it answers: whole when it has a known length up to
+ * WHOLE_ANSWER_LIMIT (headers and body in one go, as weft's app channel collects such answers),
+ * else as it comes (paused while the stream is full).
+ */
 class ToStream implements Dispatcher.DispatchHandler {
   private readonly stream: ServerHttp2Stream;
   private done = false;
+  private head: H2OutHeaders | null = null;
+  private parts: Buffer[] | null = null;
 
   constructor(stream: ServerHttp2Stream) {
     this.stream = stream;
@@ -195,11 +216,17 @@ class ToStream implements Dispatcher.DispatchHandler {
     if (this.stream.destroyed) return;
     const out: H2OutHeaders = { [h2.HTTP2_HEADER_STATUS]: status };
     for (const name in headers) if (!HOP_BY_HOP.has(name)) out[name] = headers[name];
-    this.stream.respond(out);
+    if (isWhole(headers['content-length'])) {
+      this.head = out;
+      this.parts = [];
+    } else {
+      this.stream.respond(out);
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (!this.stream.destroyed && !this.stream.write(chunk)) {
+    if (this.parts !== null) this.parts.push(chunk);
+    else if (!this.stream.destroyed && !this.stream.write(chunk)) {
       controller.pause();
       this.stream.once('drain', () => controller.resume());
     }
@@ -207,7 +234,14 @@ class ToStream implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.done = true;
-    if (!this.stream.destroyed) this.stream.end();
+    if (this.stream.destroyed) return;
+    if (this.head === null || this.parts === null) {
+      this.stream.end();
+      return;
+    }
+    const body = this.parts.length === 1 ? (this.parts[0] as Buffer) : Buffer.concat(this.parts);
+    this.stream.respond(this.head, { endStream: body.length === 0 });
+    if (body.length > 0) this.stream.end(body);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, _err: Error): void {

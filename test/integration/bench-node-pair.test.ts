@@ -41,7 +41,15 @@ describe('the Node pair of the benchmark', () => {
       req.on('end', () => {
         const body = Buffer.concat(chunks);
         seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-        const status = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('status') ?? 200);
+        const query = new URL(req.url ?? '/', 'http://x').searchParams;
+        if (query.has('chunked')) {
+          // No length: the proxies must stream this answer rather than collect it.
+          res.writeHead(200, { 'content-type': 'text/plain', 'x-echo-method': req.method ?? '' });
+          res.write(body.subarray(0, 1000));
+          setTimeout(() => res.end(body.subarray(1000)), 20);
+          return;
+        }
+        const status = Number(query.get('status') ?? 200);
         const answer = status === 200 ? body : Buffer.from(`status ${status} for ${req.url}`);
         res.writeHead(status, {
           'content-type': req.headers['content-type'] ?? 'application/octet-stream',
@@ -89,6 +97,11 @@ describe('the Node pair of the benchmark', () => {
       expect(posted.headers.get('content-type')).toBe('application/x-bench');
       expect(Buffer.from(await posted.arrayBuffer()).equals(binary)).toBe(true);
 
+      const streamed = await fetch(`${base}?chunked=1`, { method: 'POST', body: binary });
+      expect(streamed.status).toBe(200);
+      expect(streamed.headers.get('content-length')).toBeNull();
+      expect(Buffer.from(await streamed.arrayBuffer()).equals(binary)).toBe(true);
+
       const empty = await fetch(`${base}?i=2`);
       expect(empty.status).toBe(200);
       expect((await empty.arrayBuffer()).byteLength).toBe(0);
@@ -107,6 +120,7 @@ describe('the Node pair of the benchmark', () => {
       const got = seen.slice(before);
       expect(got.map((s) => [s.method, s.url, s.body.toString('latin1')])).toEqual([
         ['POST', '/test?i=1', binary.toString('latin1')],
+        ['POST', '/test?chunked=1', binary.toString('latin1')],
         ['GET', '/test?i=2', ''],
         ['PUT', '/test?status=404', 'x'],
         ['POST', '/test?status=503', 'y'],
@@ -119,7 +133,7 @@ describe('the Node pair of the benchmark', () => {
 
       // Any other path is not the benchmark's: A answers it itself, as nginx A does.
       expect((await fetch(`http://127.0.0.1:${p.port}/other`)).status).toBe(404);
-      expect(seen.length).toBe(before + 4);
+      expect(seen.length).toBe(before + 5);
 
       await stopBoth(p);
     });
