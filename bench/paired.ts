@@ -210,6 +210,8 @@ export interface PairedReport {
   confidence: number;
   windows: WindowFigures[];
   nodes: PairedNode[];
+  /** The same figures for each node's threads by kind (`node A main`, `node A v8`, ...): where a Δ goes. */
+  threads?: PairedNode[];
   /** Failed calls per condition, over every window (lead windows included). */
   errors: Record<Condition, number>;
   /** Calls sent per condition, over every window. */
@@ -290,6 +292,15 @@ export function pairedMarkdown(p: PairedReport, hooks: TracingCost | null | unde
     );
   }
   out.push('');
+  if (p.threads !== undefined && p.threads.length > 0) {
+    out.push('Where it goes: the same Δ for each node\'s threads by kind (main: the event loop; v8: V8\'s GC and compiler threads; libuv: its pool; other: the rest), from each thread\'s schedstat:');
+    out.push('');
+    out.push('| threads | Δ sampled − unsampled µs/call, median [interval] | A/A floor, median [interval] | unsampled µs/call (median window) |');
+    out.push('| --- | --- | --- | --- |');
+    // a kind of thread that never ran (no libuv pool on this path) has no row
+    for (const t of p.threads.filter((x) => (x.windows.sampled?.max ?? 0) > 0 || (x.windows.unsampled?.max ?? 0) > 0)) out.push(`| ${t.role} | ${intervalText(t.tracedCi)} | ${intervalText(t.controlCi)} | ${f(t.windows.unsampled?.median)} |`);
+    out.push('');
+  }
   const e = p.errors;
   const others = p.windows.map((x) => x.otherVcpu).filter((x): x is number => x !== null).sort((x, y) => x - y);
   const otherText = others.length === 0 ? 'unknown' : `median ${f(others[Math.floor((others.length - 1) / 2)], 2)}, most ${f(others[others.length - 1], 2)} vCPU`;

@@ -212,9 +212,10 @@ export function threadKind(pid: number, tid: number, comm: string): ThreadKind {
 
 /**
  * CPU seconds of a process's live threads, summed by kind (a thread that has exited is no longer
- * counted), or null if the process is gone.
+ * counted), or null if the process is gone. `fine`: from each thread's schedstat (ns) instead of
+ * its stat (10 ms ticks), for windows of a second or two.
  */
-export function threadCpuSeconds(pid: number): Record<ThreadKind, number> | null {
+export function threadCpuSeconds(pid: number, fine = false): Record<ThreadKind, number> | null {
   let tids: string[];
   try {
     tids = readdirSync(`/proc/${pid}/task`);
@@ -223,7 +224,7 @@ export function threadCpuSeconds(pid: number): Record<ThreadKind, number> | null
   }
   const out: Record<ThreadKind, number> = { main: 0, workers: 0, v8: 0, libuv: 0, other: 0 };
   for (const tid of tids) {
-    const cpu = statCpu(`/proc/${pid}/task/${tid}/stat`);
+    const cpu = fine ? schedstatRun(`/proc/${pid}/task/${tid}/schedstat`) : statCpu(`/proc/${pid}/task/${tid}/stat`);
     if (cpu === null) continue;
     let comm = '';
     try {
@@ -234,6 +235,16 @@ export function threadCpuSeconds(pid: number): Record<ThreadKind, number> | null
     out[threadKind(pid, Number(tid), comm)] += cpu;
   }
   return out;
+}
+
+/** A thread's run time from its schedstat, seconds, or null if it is gone. */
+function schedstatRun(file: string): number | null {
+  try {
+    const ns = Number(readFileSync(file, 'utf8').trim().split(/\s+/)[0]);
+    return Number.isFinite(ns) ? ns / 1e9 : null;
+  } catch {
+    return null;
+  }
 }
 
 function statCpu(file: string): number | null {

@@ -888,9 +888,11 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
     ]);
     // what every process of ours has run, to tell the rest of the machine's load from it
     const ours = [...watch.map((w) => w.pid), gen.pid, process.pid];
-    type Snapshot = { cpu: Array<number | null>; ours: Array<number | null>; machine: ReturnType<typeof machineCpu>; at: number };
+    type Snapshot = { cpu: Array<number | null>; threads: Array<Record<ThreadKind, number> | null>; ours: Array<number | null>; machine: ReturnType<typeof machineCpu>; at: number };
     const snapshot = (): Snapshot => ({
       cpu: watch.map((w) => runSeconds(w.pid)),
+      // the nodes' threads by kind: where a difference between the conditions goes (the event loop, V8's GC and compiler threads, libuv)
+      threads: watch.slice(0, 2).map((w) => threadCpuSeconds(w.pid, true)),
       ours: ours.map((pid) => runSeconds(pid)),
       machine: machineCpu(),
       at: performance.now(),
@@ -920,6 +922,11 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
           const x = from.cpu[i];
           const y = end.cpu[i];
           cpuS[role] = x === null || x === undefined || y === null || y === undefined ? null : y - x;
+        });
+        from.threads.forEach((x, i) => {
+          const y = end.threads[i];
+          // a thread that exited takes its time with it: never below 0
+          for (const kind of THREAD_KINDS) cpuS[`${roles[i]} ${kind}`] = x === null || y === null || y === undefined ? null : Math.max(0, y[kind] - x[kind]);
         });
         // a process of ours that has gone (the generator, as it exits after the last window) is left out at both ends
         const oursS = from.ours.reduce<number>((t, x, i) => t + (x === null || end.ours[i] === null || end.ours[i] === undefined ? 0 : (end.ours[i] as number) - x), 0);
@@ -955,6 +962,7 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
     return {
       mode, workers, rate: s.rate, settleS: PAIRED_SETTLE_S, measureS: s.windowS, blocks: s.blocks, confidence: 0.95,
       windows, nodes: analysePaired(windows, roles, 0.95),
+      threads: analysePaired(windows, ['node A', 'node B'].flatMap((r) => THREAD_KINDS.filter((k) => k !== 'workers' || workers > 0).map((k) => `${r} ${k}`)), 0.95),
       errors: byCondition(result.failed), sent: byCondition(result.sent),
       spansExported: exported === null || exportedAfter === null ? null : exportedAfter - exported,
       spansDropped: dropped === null || droppedAfter === null ? null : droppedAfter - dropped,

@@ -156,6 +156,13 @@ describe('bench paired tracing method', () => {
     expect(md).toContain('of which 0 were sent in an earlier window');
     expect(md).toContain('- Load average (1 min) 1.20 as the windows began, 1.50 as they ended; other processes per window: median 0.10, most 0.10 vCPU.');
     expect(md).toContain('which the isolated hooks bound at 1.80 µs');
+    expect(md).not.toContain('Where it goes');
+    // with the nodes' threads by kind: a table of their own
+    const windows = p.windows.map((w) => ({ ...w, cpuS: { ...w.cpuS, 'node A main': ((w.condition === 'sampled' ? 300 : 285) * w.calls) / 1e6, 'node A v8': ((w.condition === 'sampled' ? 27 : 20) * w.calls) / 1e6 } }));
+    const withThreads = pairedMarkdown({ ...p, windows, threads: analysePaired(windows.map((w) => ({ ...w, cpuS: { ...w.cpuS, 'node A libuv': 0 } })), ['node A main', 'node A v8', 'node A libuv']) }, hooks).join('\n');
+    expect(withThreads).not.toContain('| node A libuv |');
+    expect(withThreads).toContain('| node A main | +15.0 [+15.0, +15.0] | +0.0 [+0.0, +0.0] | 285.0 |');
+    expect(withThreads).toContain('| node A v8 | +7.0 [+7.0, +7.0] | +0.0 [+0.0, +0.0] | 20.0 |');
     expect(md).toContain('sampled p50 1.10, p99 3.20 ms; unsampled p50 1.00, p99 3.00 ms');
     expect(md).toContain("| tracing --paired: node A's CPU per call, sampled − unsampled (median of 8 blocks, 99.2% interval; A/A floor +0.0 [+0.0, +0.0]) | ≤ 30 µs | +21.5 [+19.0, +25.0] µs | met |");
   });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runWindows, Target, type WindowMark } from '../../bench/load.ts';
-import { runSeconds } from '../../bench/procs.ts';
+import { runSeconds, THREAD_KINDS, threadCpuSeconds } from '../../bench/procs.ts';
 import { parseTraceParent } from '../../src/observability/tracing.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -116,6 +116,13 @@ describe('bench load generator: sampled and unsampled windows', () => {
     // the same quantity by two routes (schedstat counts run time, getrusage user + system)
     expect(Math.abs((ran as number) - rusage)).toBeLessThan(0.1 * rusage + 0.05);
     expect(runSeconds(2 ** 22 + 12345)).toBeNull();
+    // by thread kind, from the same schedstat: the kinds add up to the whole (read a moment later, so not less)
+    const byKind = threadCpuSeconds(process.pid, true);
+    expect(byKind).not.toBeNull();
+    const total = THREAD_KINDS.reduce((t, k) => t + (byKind as Record<string, number>)[k]!, 0);
+    expect(total).toBeGreaterThanOrEqual(ran as number);
+    expect(total - (ran as number)).toBeLessThan(0.1 * (ran as number) + 0.05);
+    expect(byKind?.main).toBeGreaterThan(0);
   });
 
   it('bench/load.ts --mode windows prints a window event at each measured part\'s start and end, then its result', async () => {
