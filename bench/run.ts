@@ -928,9 +928,11 @@ async function tracingPaired(bench: Bench, mode: string, workers: number, app: {
           // a thread that exited takes its time with it: never below 0
           for (const kind of THREAD_KINDS) cpuS[`${roles[i]} ${kind}`] = x === null || y === null || y === undefined ? null : Math.max(0, y[kind] - x[kind]);
         });
-        // a process of ours that has gone (the generator, as it exits after the last window) is left out at both ends
-        const oursS = from.ours.reduce<number>((t, x, i) => t + (x === null || end.ours[i] === null || end.ours[i] === undefined ? 0 : (end.ours[i] as number) - x), 0);
-        const otherVcpu = from.machine !== null && end.machine !== null && wallS > 0 ? Math.max(0, (end.machine.busyS - from.machine.busyS - oursS) / wallS) : null;
+        // A process of ours whose threads are going (the generator's pacer thread exits first, after the last
+        // window) takes their time with it, so its sum goes down: then the rest of the machine's share is unknown.
+        const oursDeltas = from.ours.map((x, i) => (x === null || end.ours[i] === null || end.ours[i] === undefined ? null : (end.ours[i] as number) - x));
+        const oursS = oursDeltas.some((d) => d === null || d < 0) ? null : oursDeltas.reduce<number>((t, d) => t + (d as number), 0);
+        const otherVcpu = from.machine !== null && end.machine !== null && wallS > 0 && oursS !== null ? Math.max(0, (end.machine.busyS - from.machine.busyS - oursS) / wallS) : null;
         windows.push({
           index, block: index < LEAD_WINDOWS.length ? -1 : Math.floor((index - LEAD_WINDOWS.length) / 6), condition,
           calls: event.completed ?? 0, errors: event.errors ?? 0, foreign: event.foreign ?? 0, cpuS, wallS, otherVcpu,
