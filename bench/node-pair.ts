@@ -21,11 +21,17 @@ const ROOT = resolve(import.meta.dirname, '..');
 /** The young generation weft's serving nodes run with (bin/weft-cli.js, SEMI_SPACE_MB), unless chosen otherwise. */
 const SEMI_SPACE_FLAG = '--max-semi-space-size=4';
 
-/** The proxy's entry: compiled when dist/ holds a build at least as new as the source. */
+/**
+ * The proxy's entry: compiled when dist/ holds it from a build at least as new as the source.
+ * The build's stamp (dist/.built, written by every `npm run build`) is compared, as
+ * bin/weft-cli.js does for weft's own tree: an incremental build does not rewrite an output
+ * whose source changed only in time (a rebase, a checkout), so the output's own time says less.
+ */
 export function nodeProxyEntry(root: string = ROOT): { file: string; compiled: boolean } {
   const source = join(root, 'bench/node-proxy.ts');
   const built = join(root, 'dist/bench/node-proxy.js');
-  if (existsSync(built) && statSync(built).mtimeMs >= statSync(source).mtimeMs) return { file: built, compiled: true };
+  const stamp = join(root, 'dist/.built');
+  if (existsSync(built) && existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(source).mtimeMs) return { file: built, compiled: true };
   return { file: source, compiled: false };
 }
 
