@@ -306,6 +306,25 @@ describe.each([
     }, 240_000);
   });
 
+  describe('a client that vanishes', () => {
+    it('mid-way through a small body with a content-length (sent in pieces): the app never sees the call, in-flight returns to 0, the node serves on', async () => {
+      const before = echo.seen.length;
+      const socket = netConnect(a.ports.http, '127.0.0.1');
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      socket.on('error', () => {});
+      socket.write('POST /v1.0/invoke/echo/method/echo/cut HTTP/1.1\r\nhost: a\r\ncontent-length: 20000\r\n\r\n');
+      for (const part of [Buffer.alloc(3000, 1), Buffer.alloc(7000, 2)]) {
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        socket.write(part);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      socket.destroy();
+      await inflightIsZero();
+      expect(echo.seen.slice(before).some((r) => r.url.includes('/cut'))).toBe(false);
+      expect((await send(a.ports.http, 'POST', '/v1.0/invoke/echo/method/echo/after-cut', { 'content-length': 5 }, Buffer.from('whole'))).body).toBe('whole');
+    });
+  });
+
   describe('status codes', () => {
     it('a head that does not arrive in time is 408 WEFT_REQUEST_TIMEOUT', async () => {
       const raw = await rawExchange(a.ports.http, 'GET /v1.0/healthz HTTP/1.1\r\nHost: a\r\nX-Slow: ', { keepOpen: true });
