@@ -57,7 +57,10 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 
-/** A URL character past ASCII (Node reads URLs as latin1); tested first, since almost no method has one. */
+/**
+ * A URL character past ASCII (Node reads URLs as latin1). Node's strict parser refuses such bytes with a 400 before
+ * any handler runs (invoke.test.ts); only a lenient one (`--insecure-http-parser`) lets them through, so this is tested first.
+ */
 const LATIN1_HIGH = /[\u0080-\u00ff]/;
 const LATIN1_HIGH_ALL = /[\u0080-\u00ff]/g;
 
