@@ -230,19 +230,62 @@ function anyValue(w: Writer, v: string | number | boolean): void {
   }
 }
 
+/** A KeyValue message's bytes (its key and value fields, without its own tag and length). */
+function keyValue(w: Writer, key: string, v: string | number | boolean): void {
+  w.byte(0x0a); // key = 1
+  w.string(key);
+  w.byte(0x12); // value = 2
+  const any = w.begin();
+  anyValue(w, v);
+  w.end(any);
+}
+
+/**
+ * KeyValues already encoded, by key and then value. A node's spans repeat the same few pairs
+ * (the app ids, the method, the route, addresses, the status), so each pair is encoded once and
+ * copied after. Values can come from callers (a path, a method name), so the cache is bounded:
+ * long values are never kept, and a full cache is emptied and starts again rather than grown.
+ */
+const KV_CACHE_MAX = 2048;
+const KV_VALUE_MAX = 128;
+let kvCache = new Map<string, Map<string | number | boolean, Uint8Array>>();
+let kvCached = 0;
+const kvScratch = new Writer(512);
+
+/** The KeyValue of `key` and `v` from the cache, encoded and kept if it can be; null if it is not to be kept. */
+function cachedKeyValue(key: string, v: string | number | boolean): Uint8Array | null {
+  let byValue = kvCache.get(key);
+  const bytes = byValue?.get(v);
+  if (bytes !== undefined) return bytes;
+  if (typeof v === 'string' ? v.length > KV_VALUE_MAX : typeof v === 'number' && !Number.isSafeInteger(v)) return null;
+  if (key.length > KV_VALUE_MAX) return null;
+  if (kvCached >= KV_CACHE_MAX) {
+    kvCache = new Map();
+    kvCached = 0;
+    byValue = undefined;
+  }
+  if (byValue === undefined) kvCache.set(key, (byValue = new Map()));
+  kvScratch.pos = 0;
+  keyValue(kvScratch, key, v);
+  const encoded = Uint8Array.prototype.slice.call(kvScratch.buf, 0, kvScratch.pos) as Uint8Array;
+  byValue.set(v, encoded);
+  kvCached++;
+  return encoded;
+}
+
 /** Each attribute as a KeyValue in field `tag`. */
 function keyValues(w: Writer, tag: number, attributes: SpanAttributes): void {
   for (const key in attributes) {
     const v = attributes[key];
     if (v === undefined) continue;
+    const cached = cachedKeyValue(key, v);
+    if (cached !== null) {
+      w.message(tag, cached);
+      continue;
+    }
     w.byte(tag);
     const kv = w.begin();
-    w.byte(0x0a); // key = 1
-    w.string(key);
-    w.byte(0x12); // value = 2
-    const any = w.begin();
-    anyValue(w, v);
-    w.end(any);
+    keyValue(w, key, v);
     w.end(kv);
   }
 }

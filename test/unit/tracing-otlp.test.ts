@@ -120,6 +120,23 @@ describe('the OTLP encoder', () => {
     expect(out.scopeSpans[0]!.spans.map((s) => s['name'])).toEqual(['POST /x']);
   });
 
+  it('pairs it has seen are copied as encoded, whatever their type, and past the cache\'s bound every value is still written right', () => {
+    // the same key with values that a cache keyed loosely would mix up (200 / '200', true / 'true', 1 / 1.5)
+    const mixed = [200, '200', true, 'true', 1, 1.5, -5, '', 'é'] as const;
+    const spans = [...mixed, ...mixed].map((v) => span({ attributes: { 'k': v, 'http.response.status_code': 200 } }));
+    // then far more distinct values than the cache keeps (a caller's paths), each seen twice
+    for (let i = 0; i < 5000; i++) spans.push(span({ attributes: { 'url.path': `/p/${i}` } }), span({ attributes: { 'url.path': `/p/${i}` } }));
+    const got = decode(encodeRequest(encodeResource(RESOURCE, SCOPE), spans)).resourceSpans[0]!.scopeSpans[0]!.spans;
+    const anyOf = (v: string | number | boolean): Record<string, unknown> =>
+      typeof v === 'string' ? { stringValue: v } : typeof v === 'boolean' ? { boolValue: v } : Number.isSafeInteger(v) ? { intValue: String(v) } : { doubleValue: v };
+    for (let i = 0; i < 2 * mixed.length; i++) {
+      const v = mixed[i % mixed.length] as string | number | boolean;
+      expect(got[i]!['attributes'], `value ${String(v)} (${typeof v})`).toEqual([{ key: 'k', value: anyOf(v) }, { key: 'http.response.status_code', value: { intValue: '200' } }]);
+    }
+    const paths = got.slice(2 * mixed.length).map((s) => ((s['attributes'] as Array<{ value: { stringValue: string } }>)[0]!).value.stringValue);
+    expect(paths).toEqual(Array.from({ length: 5000 }, (_, i) => [`/p/${i}`, `/p/${i}`]).flat());
+  });
+
   it('a batch of thousands of spans, one after another', () => {
     const spans = Array.from({ length: 3000 }, (_, i) => span({ spanId: i.toString(16).padStart(16, '0'), attributes: { i } }));
     const got = decode(encodeRequest(encodeResource(RESOURCE, SCOPE), spans)).resourceSpans[0]!.scopeSpans[0]!.spans;
