@@ -460,7 +460,7 @@ export class Outbound {
         appId: task.appId, namespace: task.namespace, method: task.method, verb: task.verb, query: task.query,
         headers: task.headers as string[], callerAppId: task.callerAppId, callerNamespace: task.callerNamespace,
         actorType: task.actorType ?? '', actorId: task.actorId ?? '',
-        // the call's context as the main thread made it; a traced attempt puts its own in a copy
+        // the call's context as the main thread made it; a traced attempt puts its own here
         traceparent: task.trace ?? '', tracestate: task.traceState ?? '',
       };
       const policy = this.policies.forApp(task.appId, task.callerAppId);
@@ -469,15 +469,22 @@ export class Outbound {
       const guards = this.guardsOf(task.target === undefined ? appKey : `${appKey}${ACTORS_SUFFIX}`, task.appId);
       const usable = task.target === undefined ? guards.outlier.filter(instances) : instances;
       let lastCode = '';
-      // Tracing: a span per attempt, its context in that attempt's head (a copy per attempt).
-      // (an unsampled call makes no span: the head carries the decision on as it came)
-      trace = task.trace === undefined || this.tracer === null || !sampledFlag(task.trace) ? undefined : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined);
+      // Tracing: a span per attempt, its context in that attempt's head: the first attempt's in
+      // the call's head, a retry's in a copy (a write a timed-out attempt left queued on a
+      // stream may not be encoded yet). (an unsampled call makes no span: the head carries the
+      // decision on as it came)
+      trace = task.trace === undefined || this.tracer === null || !sampledFlag(task.trace) ? undefined
+        : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined, streaming ? 'InvokeStream' : task.body === null || task.body.byteLength <= MUX_BODY_LIMIT ? 'Mux' : 'Invoke');
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
         attempts = attemptNo;
         const span = trace?.current;
-        const h = span === undefined ? head : { ...head, traceparent: span.traceparent, tracestate: span.traceState };
-        if (trace !== undefined) trace.rpcMethod = streaming ? 'InvokeStream' : task.body === null || task.body.byteLength <= MUX_BODY_LIMIT ? 'Mux' : 'Invoke';
+        let h = head;
+        if (span !== undefined) {
+          if (attemptNo > 1) h = { ...head };
+          h.traceparent = span.traceparent;
+          h.tracestate = span.traceState;
+        }
         const r = await (streaming ? this.sendStream(h, task, peer, signal) : this.sendUnary(h, task, peer, attemptNo, signal));
         lastCode = r.error?.code ?? (r.failure === undefined ? '' : `HTTP_${r.failure.status}`);
         return r;

@@ -21,22 +21,35 @@ export function untraced<I, T>(next: Parameters<Step<I, T>>[0]): ReturnType<Step
   return next;
 }
 
+/** The attempt span's name for each peer call method (constants: no name is built per attempt). */
+const ATTEMPT_NAMES: Readonly<Record<string, string>> = {
+  Mux: 'weft.peer.v1.Peer/Mux',
+  Invoke: 'weft.peer.v1.Peer/Invoke',
+  InvokeStream: 'weft.peer.v1.Peer/InvokeStream',
+};
+
 export class OutboundTrace {
   private readonly tracer: Tracer;
   private readonly parent: TraceParent | undefined;
   private readonly task: InvokeTask;
   private readonly outlier: OutlierDetector | undefined;
+  /** The peer call method every attempt of this call uses (`Mux`, `Invoke`, `InvokeStream`). */
+  private readonly rpcMethod: string;
+  private readonly name: string;
   /** The attempt running, or the last one until the retry decision about it is known. */
   private open: Span | undefined;
-  /** The peer call method the attempt used (`Mux`, `Invoke`, `InvokeStream`). */
-  rpcMethod = 'Mux';
+  /** The running attempt's peer, and whether the outlier detector had it ejected when it began. */
+  private peer: PeerAddress | undefined;
+  private wasEjected = false;
 
-  constructor(tracer: Tracer, task: InvokeTask, outlier: OutlierDetector | undefined) {
+  constructor(tracer: Tracer, task: InvokeTask, outlier: OutlierDetector | undefined, rpcMethod = 'Mux') {
     this.tracer = tracer;
     this.task = task;
     // the task's context was made by this node's ingress (checked there, or formatted by it)
     this.parent = task.trace === undefined ? undefined : ownTraceParent(task.trace, task.traceState ?? '');
     this.outlier = outlier;
+    this.rpcMethod = rpcMethod;
+    this.name = ATTEMPT_NAMES[rpcMethod] ?? `weft.peer.v1.Peer/${rpcMethod}`;
   }
 
   /** The attempt span in flight (its context goes into the peer call head). */
@@ -44,16 +57,21 @@ export class OutboundTrace {
     return this.open;
   }
 
-  /** The outermost resiliency step: one span per attempt. */
+  /**
+   * The outermost resiliency step: one span per attempt. Attempts of a call run one after
+   * another, so the one running is kept here and settled by two callbacks made once per call
+   * (no async frame, no closures per attempt).
+   */
   readonly step = <T>(next: Parameters<Step<PeerAddress, T>>[0]): ReturnType<Step<PeerAddress, T>> => {
-    return async (peer, attemptNo, signal) => {
+    return (peer, attemptNo, signal) => {
       this.open?.end();
       const t = this.task;
       // The app, caller and method are on the parent (ingress) span; an attempt says where it went.
       // literal keys (ATTR's names): the object is made from a template, not key by key
-      const span = this.tracer.start('weft.peer.v1.Peer/Call', SpanKind.CLIENT, this.parent, {
+      const span = this.tracer.start(this.name, SpanKind.CLIENT, this.parent, {
         'rpc.system': 'grpc',
         'rpc.service': 'weft.peer.v1.Peer',
+        'rpc.method': this.rpcMethod,
         'server.address': peer.address,
         'server.port': peer.port,
         'weft.peer.node_id': peer.nodeId,
@@ -61,18 +79,37 @@ export class OutboundTrace {
       });
       if (t.actorType !== undefined) span.set(ATTR.ACTOR_TYPE, t.actorType).set(ATTR.ACTOR_ID, t.actorId ?? '');
       this.open = span;
-      const wasEjected = this.outlier?.isEjected(peer.nodeId) ?? false;
-      let result: AttemptResult<T> | undefined;
+      this.peer = peer;
+      this.wasEjected = this.outlier?.isEjected(peer.nodeId) ?? false;
+      let running: Promise<AttemptResult<T>>;
       try {
-        result = await next(peer, attemptNo, signal);
-        return result;
-      } finally {
-        span.setName(`weft.peer.v1.Peer/${this.rpcMethod}`).set(ATTR.RPC_METHOD, this.rpcMethod);
-        this.record(span, result);
-        if (!wasEjected && this.outlier?.isEjected(peer.nodeId) === true) span.event('weft.outlier.ejected', { [ATTR.PEER_NODE_ID]: peer.nodeId });
+        running = next(peer, attemptNo, signal);
+      } catch (err) {
+        this.settled(undefined);
+        return Promise.reject(err);
       }
+      return running.then(this.onResult as (r: AttemptResult<T>) => AttemptResult<T>, this.onThrow);
     };
   };
+
+  private readonly onResult = <T>(result: AttemptResult<T>): AttemptResult<T> => {
+    this.settled(result);
+    return result;
+  };
+
+  private readonly onThrow = (err: unknown): never => {
+    this.settled(undefined);
+    throw err;
+  };
+
+  /** The running attempt is over (`result` undefined: it threw): what it came to goes on its span. */
+  private settled<T>(result: AttemptResult<T> | undefined): void {
+    const span = this.open;
+    const peer = this.peer;
+    if (span === undefined || peer === undefined) return;
+    this.record(span, result);
+    if (!this.wasEjected && this.outlier?.isEjected(peer.nodeId) === true) span.event('weft.outlier.ejected', { [ATTR.PEER_NODE_ID]: peer.nodeId });
+  }
 
   private record<T>(span: Span, result: AttemptResult<T> | undefined): void {
     if (result === undefined) {

@@ -26,6 +26,19 @@ export interface CallTarget {
   readonly callerAppId: string;
 }
 
+/**
+ * `<verb> <route>`, the HTTP server span's name, made once per pair: the routes are weft's own
+ * and Node's parser takes only the methods it knows, so the pairs are few.
+ */
+const ingressNames = new Map<string, Map<string, string>>();
+function ingressName(verb: string, route: string): string {
+  let byVerb = ingressNames.get(route);
+  if (byVerb === undefined) ingressNames.set(route, (byVerb = new Map()));
+  let name = byVerb.get(verb);
+  if (name === undefined) byVerb.set(verb, (name = `${verb} ${route}`));
+  return name;
+}
+
 /** The HTTP API's server span for one call; the caller's traceparent (if valid) is its parent. */
 export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: string, target: CallTarget): Span {
   const h = req.headers;
@@ -39,7 +52,7 @@ export function httpIngressSpan(tracer: Tracer, req: IncomingMessage, route: str
   const q = url.indexOf('?');
   // Literal keys (the names of ATTR_* and ATTR, test/unit/tracing.test.ts checks them): an object
   // literal with computed keys is built key by key at run time, this one from a template.
-  return span.setName(`${verb} ${route}`).attrs({
+  return span.setName(ingressName(verb, route)).attrs({
     'http.request.method': verb,
     'http.route': route,
     'url.path': q === -1 ? url : url.slice(0, q),
