@@ -61,6 +61,8 @@ export class MuxStream {
       const entry: Pending = { resolve, reject, timer: undefined };
       // The peer enforces the deadline too; this guards against a peer that never answers.
       entry.timer = setTimeout(() => this.abandon(stream, id, { code: 'WEFT_DEADLINE_EXCEEDED', message: `no answer from ${this.where} before the deadline` }), msLeft + 50);
+      // (unreferenced, as the invoker's backstop is: no timer list made and dropped per call)
+      entry.timer.unref();
       stream.pending.set(id, entry);
       stream.call.write({ id, head, body, timeoutMs: msLeft, cancel: false });
     });
