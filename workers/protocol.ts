@@ -234,7 +234,8 @@ export interface SpanData {
   /** OTel SpanKind: INTERNAL 0, SERVER 1, CLIENT 2. */
   readonly kind: number;
   readonly start: number;
-  end: number;
+  /** 0 until the span ends. */
+  endTime: number;
   attributes: SpanAttributes;
   events: SpanEventData[] | null;
   /** OTel SpanStatusCode: UNSET 0, OK 1, ERROR 2. */

@@ -327,7 +327,7 @@ function span(w: Writer, d: SpanData): void {
   w.byte(0x39); // start_time_unix_nano = 7
   w.fixed64Ms(d.start);
   w.byte(0x41); // end_time_unix_nano = 8
-  w.fixed64Ms(d.end);
+  w.fixed64Ms(d.endTime);
   keyValues(w, 0x4a, d.attributes); // attributes = 9
   if (d.events !== null) for (const e of d.events) event(w, e);
   if (d.status !== 0 || d.message !== '') {

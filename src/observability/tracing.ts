@@ -153,14 +153,25 @@ function nowMs(): number {
 
 /**
  * One span. Unsampled spans exist only to carry the trace id and the decision on to the next
- * hop: they record nothing and never reach the sink.
+ * hop: they record nothing and never reach the sink. A recording span is its own finished data
+ * (`SpanData`): the sink takes the span itself, so a span is one object, not two.
  */
-export class Span {
+export class Span implements SpanData {
   readonly traceId: string;
   readonly spanId: string;
   readonly sampled: boolean;
   readonly traceState: string;
-  private readonly data: SpanData | null;
+  /** Whether the span records (it was sampled): only then are the fields below kept up. */
+  readonly recording: boolean;
+  readonly parentSpanId: string;
+  name: string;
+  readonly kind: number;
+  readonly start: number;
+  endTime = 0;
+  attributes: SpanAttributes;
+  events: SpanEventData[] | null = null;
+  status: number = StatusCode.UNSET;
+  message = '';
   private readonly sink: SpanSink | null;
   private formatted: string | undefined;
 
@@ -173,14 +184,13 @@ export class Span {
     this.spanId = sampled || parentSpanId === '' ? newSpanId() : parentSpanId;
     this.sampled = sampled;
     this.traceState = traceState;
+    this.recording = sampled;
+    this.parentSpanId = parentSpanId;
+    this.name = name;
+    this.kind = kind;
+    this.start = sampled ? nowMs() : 0;
+    this.attributes = sampled && attributes !== null ? attributes : EMPTY_ATTRS;
     this.sink = sampled ? sink : null;
-    this.data = sampled
-      ? { traceId, spanId: this.spanId, parentSpanId, traceState, name, kind, start: nowMs(), end: 0, attributes: attributes ?? EMPTY_ATTRS, events: null, status: StatusCode.UNSET, message: '' }
-      : null;
-  }
-
-  get recording(): boolean {
-    return this.data !== null;
   }
 
   /** This span as the parent of the next hop. */
@@ -195,37 +205,36 @@ export class Span {
 
   /** Sets the attributes at once (a span made with none): built only when the span records. */
   attrs(attributes: SpanAttributes): this {
-    if (this.data !== null) this.data.attributes = attributes;
+    if (this.recording) this.attributes = attributes;
     return this;
   }
 
   set(key: string, value: string | number | boolean): this {
-    const d = this.data;
-    if (d !== null) {
-      if (d.attributes === EMPTY_ATTRS) d.attributes = {};
-      d.attributes[key] = value;
+    if (this.recording) {
+      if (this.attributes === EMPTY_ATTRS) this.attributes = {};
+      this.attributes[key] = value;
     }
     return this;
   }
 
   setName(name: string): this {
-    if (this.data !== null) this.data.name = name;
+    if (this.recording) this.name = name;
     return this;
   }
 
   event(name: string, attributes?: SpanAttributes): this {
-    if (this.data !== null) {
+    if (this.recording) {
       const e: SpanEventData = { name, time: nowMs(), attributes: attributes ?? null };
-      (this.data.events ??= []).push(e);
+      (this.events ??= []).push(e);
     }
     return this;
   }
 
   /** Marks the span failed: OTel status ERROR, `error.type` the stable weft code. */
   fail(code: string, message: string): this {
-    if (this.data !== null && this.data.end === 0) {
-      this.data.status = StatusCode.ERROR;
-      this.data.message = message;
+    if (this.recording && this.endTime === 0) {
+      this.status = StatusCode.ERROR;
+      this.message = message;
       this.set('error.type', code);
     }
     return this;
@@ -233,10 +242,9 @@ export class Span {
 
   /** Ends the span once; later calls do nothing. */
   end(): void {
-    const d = this.data;
-    if (d === null || d.end !== 0) return;
-    d.end = nowMs();
-    this.sink?.add(d);
+    if (!this.recording || this.endTime !== 0) return;
+    this.endTime = nowMs();
+    this.sink?.add(this);
   }
 }
 

@@ -18,7 +18,7 @@ import { freePort } from '../support/ports.ts';
 const TID = '4bf92f3577b34da6a3ce929d0e0e4736';
 
 function span(i: number): SpanData {
-  return { traceId: TID, spanId: (i + 1).toString(16).padStart(16, '0'), parentSpanId: '', traceState: '', name: `s${i}`, kind: 1, start: 1_700_000_000_000.5, end: 1_700_000_000_001.25, attributes: { i }, events: null, status: 0, message: '' };
+  return { traceId: TID, spanId: (i + 1).toString(16).padStart(16, '0'), parentSpanId: '', traceState: '', name: `s${i}`, kind: 1, start: 1_700_000_000_000.5, endTime: 1_700_000_000_001.25, attributes: { i }, events: null, status: 0, message: '' };
 }
 
 async function metric(registry: Registry, name: string, labels = ''): Promise<number> {

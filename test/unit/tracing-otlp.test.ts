@@ -37,7 +37,7 @@ const RESOURCE = { 'service.name': 'orders', 'weft.node.id': 'node-1', pid: 42 }
 function span(over: Partial<SpanData> = {}): SpanData {
   return {
     traceId: TID, spanId: '00f067aa0ba902b7', parentSpanId: 'a0b1c2d3e4f5a6b7', traceState: 'vendor=v1', name: 'POST /x', kind: 1,
-    start: 1_700_000_000_123.4375, end: 1_700_000_000_125.5, attributes: { 'http.response.status_code': 200 }, events: null, status: 0, message: '',
+    start: 1_700_000_000_123.4375, endTime: 1_700_000_000_125.5, attributes: { 'http.response.status_code': 200 }, events: null, status: 0, message: '',
     ...over,
   };
 }
@@ -148,7 +148,7 @@ describe('the OTLP encoder', () => {
   it('says what the OTel SDK\'s serializer says for the same spans', () => {
     const spans = [
       span({ attributes: { a: 'x', n: 3, d: 0.25, b: true }, events: [{ name: 'e', time: 1_700_000_000_124.000001, attributes: { k: 'v' } }], status: 2, message: 'm' }),
-      span({ spanId: '2222222222222222', parentSpanId: '', traceState: '', kind: 0, start: 1_700_000_001_000, end: 1_700_000_001_000.001 }),
+      span({ spanId: '2222222222222222', parentSpanId: '', traceState: '', kind: 0, start: 1_700_000_001_000, endTime: 1_700_000_001_000.001 }),
     ];
     const ours = decode(encodeRequest(encodeResource(RESOURCE, SCOPE), spans));
     const resource = resourceFromAttributes(RESOURCE);
@@ -176,7 +176,7 @@ function readable(d: SpanData, resource: ReturnType<typeof resourceFromAttribute
   return {
     name: d.name, kind: d.kind, spanContext: () => context,
     parentSpanContext: d.parentSpanId === '' ? undefined : { traceId: d.traceId, spanId: d.parentSpanId, traceFlags: 1, isRemote: true },
-    startTime: hr(d.start), endTime: hr(d.end), duration: hr(d.end - d.start),
+    startTime: hr(d.start), endTime: hr(d.endTime), duration: hr(d.endTime - d.start),
     status: d.message === '' ? { code: d.status } : { code: d.status, message: d.message },
     attributes: d.attributes, links: [], ended: true, resource, instrumentationScope: SCOPE,
     events: (d.events ?? []).map((e) => ({ name: e.name, time: hr(e.time), attributes: e.attributes ?? {}, droppedAttributesCount: 0 })),

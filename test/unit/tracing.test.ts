@@ -131,7 +131,7 @@ describe('sampling', () => {
     expect(spans).toHaveLength(1);
     expect(spans[0]).toMatchObject({ parentSpanId: '', status: 2, message: 'down', attributes: { k: 'v', 'error.type': 'WEFT_PEER_UNAVAILABLE' } });
     expect(spans[0]?.events?.[0]).toMatchObject({ name: 'weft.retry', attributes: { 'weft.attempt': 1 } });
-    expect((spans[0] as SpanData).end).toBeGreaterThanOrEqual((spans[0] as SpanData).start);
+    expect((spans[0] as SpanData).endTime).toBeGreaterThanOrEqual((spans[0] as SpanData).start);
   });
 
   it('a worker\'s batching sink bounds what it holds and counts what it dropped', () => {
@@ -203,7 +203,7 @@ describe('tracing settings', () => {
 
 describe('the export queue', () => {
   function span(i: number): SpanData {
-    return { traceId: TID, spanId: i.toString(16).padStart(16, '0'), parentSpanId: '', traceState: '', name: `s${i}`, kind: 1, start: 1_700_000_000_000.5, end: 1_700_000_000_001.25, attributes: { i }, events: null, status: 0, message: '' };
+    return { traceId: TID, spanId: i.toString(16).padStart(16, '0'), parentSpanId: '', traceState: '', name: `s${i}`, kind: 1, start: 1_700_000_000_000.5, endTime: 1_700_000_000_001.25, attributes: { i }, events: null, status: 0, message: '' };
   }
 
   it('holds at most maxQueueSize spans while the collector does not answer, drops and counts the rest, and never blocks add()', async () => {
