@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { analysePaired, blockDeltas, LEAD_WINDOWS, medianInterval, pairedChecks, pairedMarkdown, pairedSchedule, usPerCall, verdict, type Condition, type PairedReport, type WindowFigures } from '../../bench/paired.ts';
 import { checks, toMarkdown, type Report, type TracingCost } from '../../bench/results.ts';
+import { poolPaired, pooledMarkdown, savedRun } from '../../bench/pool-paired.ts';
 
 /** Windows for a schedule whose µs/call per node is `cpu(condition, index)`, 2000 calls each. */
 function windowsOf(schedule: Condition[], cpu: (c: Condition, i: number, role: string) => number): WindowFigures[] {
@@ -165,6 +166,39 @@ describe('bench paired tracing method', () => {
     expect(withThreads).toContain('| node A v8 | +7.0 [+7.0, +7.0] | +0.0 [+0.0, +0.0] | 20.0 |');
     expect(md).toContain('sampled p50 1.10, p99 3.20 ms; unsampled p50 1.00, p99 3.00 ms');
     expect(md).toContain("| tracing --paired: node A's CPU per call, sampled − unsampled (median of 8 blocks, 99.2% interval; A/A floor +0.0 [+0.0, +0.0]) | ≤ 30 µs | +21.5 [+19.0, +25.0] µs | met |");
+  });
+});
+
+describe('pooling paired runs of one build (bench/pool-paired.ts)', () => {
+  const saved = (source: string, sha: string, cpu: (c: Condition, i: number, role: string) => number, over: Partial<PairedReport> = {}) =>
+    savedRun(source, { commit: { sha, dirty: false }, tracingPaired: [{ ...report(pairedSchedule(8), cpu), ...over }] });
+  // per block, node A's sampled windows cost `d(block)` more: runs whose own medians differ
+  const run = (source: string, sha: string, d: (block: number) => number) =>
+    saved(source, sha, (c, i) => (c === 'sampled' ? 400 + d(Math.floor((i - LEAD_WINDOWS.length) / 6)) : 400));
+
+  it('analyses the blocks of all the runs as one run', () => {
+    const a = run('a.json', 'c0ffee', (b) => 10 + b); // Δ 10 … 17
+    const b = run('b.json', 'c0ffee', (b) => 30 + b); // Δ 30 … 37
+    const pooled = poolPaired([a, b]);
+    const nodeA = pooled.nodes.find((n) => n.role === 'node A');
+    expect(nodeA?.blocksPerRun).toEqual([8, 8]);
+    // the median of the 16 deltas together, and the interval of 16 (not of either run's 8)
+    const all = [...(a.paired.nodes[0]?.traced ?? []), ...(b.paired.nodes[0]?.traced ?? [])];
+    expect(all).toHaveLength(16);
+    expect(nodeA?.tracedCi).toEqual(medianInterval(all, 0.95));
+    expect(nodeA?.tracedCi?.median).toBeCloseTo(23.5, 6);
+    const md = pooledMarkdown(pooled).join('\n');
+    expect(md).toContain('2 paired runs of weft c0ffee, their blocks pooled:');
+    expect(md).toMatch(/\| node A \| \+23\.5 \[\+\d+\.\d, \+\d+\.\d\] \| .* \| 8 \+ 8 \| not settled \|/);
+  });
+
+  it('refuses runs of other builds, of another method, or of uncommitted nodes, naming them', () => {
+    const a = run('a.json', 'c0ffee', () => 10);
+    expect(() => poolPaired([a, run('b.json', 'decade', () => 10)])).toThrow(/b\.json ran weft decade, a\.json ran c0ffee/);
+    expect(() => poolPaired([a, saved('c.json', 'c0ffee', () => 400, { rate: 500 })])).toThrow(/c\.json ran mode tracing, workers 0, 500\/s/);
+    expect(() => savedRun('d.json', { commit: { sha: 'c0ffee', dirty: true }, tracingPaired: [a.paired] })).toThrow(/d\.json: its nodes ran from a tree with uncommitted changes/);
+    expect(() => savedRun('e.json', { commit: { sha: 'c0ffee', dirty: false }, tracingPaired: [] })).toThrow(/not the report of one paired run/);
+    expect(() => poolPaired([])).toThrow(/no runs/);
   });
 });
 
