@@ -320,8 +320,12 @@ export function pairedMarkdown(p: PairedReport, hooks: TracingCost | null | unde
     out.push(`- Latency from the send, measured parts: sampled ${l(p.latencyMs.sampled)}; unsampled ${l(p.latencyMs.unsampled)}.`);
   }
   out.push(`- Load average (1 min) ${p.loadAvg[0].toFixed(2)} as the windows began, ${p.loadAvg[1].toFixed(2)} as they ended; other processes per window: ${otherText}.`);
+  // the hooks' cost for calls whose parent is unsampled (tracing at 100%), else their 1% figure (99% of those calls are unsampled)
+  const unsampled = hooks?.figures.find((h) => h.mode === 'unsampled');
   const onePct = hooks?.figures.find((h) => h.mode === '1%');
-  const unsampledBound = onePct === undefined ? 'the hooks\' isolated 1% figure' : `${f(Math.max(onePct.nodeAUs, onePct.nodeBUs), 2)} µs (the hooks' isolated 1% figure above, 99% of whose calls are unsampled)`;
+  const unsampledBound = unsampled !== undefined
+    ? `${f(unsampled.nodeAUs, 2)} µs on node A and ${f(unsampled.nodeBUs, 2)} µs on node B (the hooks' isolated figure above for calls whose parent is unsampled)`
+    : onePct === undefined ? 'the hooks\' isolated 1% figure' : `${f(Math.max(onePct.nodeAUs, onePct.nodeBUs), 2)} µs (the hooks' isolated 1% figure above, 99% of whose calls are unsampled)`;
   out.push(
     `- What this does not include: an unsampled call with tracing on against tracing off in the configuration, which the isolated hooks bound at ${unsampledBound}. ` +
       `Tracing at 100% against off = the Δ above + at most that.`,

@@ -9,8 +9,10 @@
  *
  *   node bench/tracing-cost.ts [--calls 100000] [--json] [--no-export]
  *
- * Prints µs of CPU per call per node for tracing off, at 1% and at 100% sampling. The "off"
- * figure is what the hooks cost when tracing is not configured: the checks each stage makes.
+ * Prints µs of CPU per call per node for tracing off, at 1% and at 100% sampling, and
+ * "unsampled": tracing at 100% (parent-based) for calls whose caller sent an unsampled parent
+ * (`-00`), what an unsampled call costs with tracing on. The "off" figure is what the hooks cost
+ * when tracing is not configured: the checks each stage makes.
  */
 import { spawn } from 'node:child_process';
 import type { IncomingMessage } from 'node:http';
@@ -36,14 +38,16 @@ const req = {
   method: 'POST', url: '/v1.0/invoke/testapp/method/test', headers: { 'content-type': 'application/octet-stream' },
   socket: { localPort: 3500, remoteAddress: '127.0.0.1' },
 } as unknown as IncomingMessage;
+/** The same request from a caller that traces and did not sample: its parent says `-00`. */
+const unsampledReq = { ...req, headers: { ...req.headers, traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00' } } as unknown as IncomingMessage;
 const peer: PeerAddress = { nodeId: 'node-b', address: '127.0.0.1', port: 50002 };
 const baseHead: CallHead = { appId: 'testapp', namespace: 'default', method: 'test', verb: 'POST', query: '', headers: HEADERS, callerAppId: 'loadgen', callerNamespace: 'default', actorType: '', actorId: '', traceparent: '', tracestate: '' };
 const answer = { type: 'response', head: { status: 200, headers: ['content-type', 'application/octet-stream'] }, body: null };
 const never = new AbortController().signal;
 
 /** Node A's hooks for one call; returns the head node B would receive. */
-async function nodeA(tracer: Tracer, outbound: Tracer | null): Promise<CallHead> {
-  const span = tracer.on ? httpIngressSpan(tracer, req, '/v1.0/invoke/{appId}/method/{method}', { appId: 'testapp', method: 'test', callerAppId: 'loadgen' }) : undefined;
+async function nodeA(tracer: Tracer, outbound: Tracer | null, incoming: IncomingMessage = req): Promise<CallHead> {
+  const span = tracer.on ? httpIngressSpan(tracer, incoming, '/v1.0/invoke/{appId}/method/{method}', { appId: 'testapp', method: 'test', callerAppId: 'loadgen' }) : undefined;
   const task = { type: 'invoke', appId: 'testapp', namespace: 'default', callerAppId: 'loadgen', method: 'test', trace: span?.traceparent, traceState: span?.traceState } as unknown as InvokeTask;
   // the outbound side builds the call head once, with the task's context
   // the outbound side (a worker's or the main thread's)
@@ -118,7 +122,12 @@ interface Figure {
   exported: number;
 }
 
-async function measure(mode: string, ratio: number | null, address: string): Promise<Figure> {
+/**
+ * `ratio`: the sampling ratio (null: tracing off). `incoming`: the request node A serves (the
+ * `unsampled` mode's carries an unsampled parent: what an unsampled call costs with tracing on,
+ * the part a paired run's sampled-against-unsampled Δ leaves out).
+ */
+async function measure(mode: string, ratio: number | null, address: string, incoming: IncomingMessage = req): Promise<Figure> {
   let a: Tracer = OFF;
   let b: Tracer = OFF;
   let outbound: Tracer | null = null;
@@ -134,7 +143,7 @@ async function measure(mode: string, ratio: number | null, address: string): Pro
     b = new Tracer(true, { ratio, parentBased: true }, NO_EXPORT ? nowhere : qb);
   }
   // warm up (JIT), then measure A and B apart, each with its export flushed
-  for (let i = 0; i < 5000; i++) nodeB(b, await nodeA(a, outbound));
+  for (let i = 0; i < 5000; i++) nodeB(b, await nodeA(a, outbound, incoming));
   await qa?.flush(30_000);
   await qb?.flush(30_000);
   // The least of ROUNDS rounds: on shared cores a round only ever gets slower, never faster.
@@ -143,7 +152,7 @@ async function measure(mode: string, ratio: number | null, address: string): Pro
   for (let round = 0; round < ROUNDS; round++) {
     const heads: CallHead[] = new Array(CALLS);
     let t0 = process.cpuUsage();
-    for (let i = 0; i < CALLS; i++) heads[i] = await nodeA(a, outbound);
+    for (let i = 0; i < CALLS; i++) heads[i] = await nodeA(a, outbound, incoming);
     await qa?.flush(60_000);
     let d = process.cpuUsage(t0);
     nodeAUs = Math.min(nodeAUs, (d.user + d.system) / CALLS);
@@ -162,6 +171,8 @@ const s = await sink();
 const figures: Figure[] = [];
 const ORDER = process.env['TRACING_COST_ORDER'] === 'reverse' ? ([['100%', 1], ['1%', 0.01], ['off', null]] as const) : ([['off', null], ['1%', 0.01], ['100%', 1]] as const);
 for (const [mode, ratio] of ORDER) figures.push(await measure(mode, ratio, s.url));
+// tracing at 100% (parent-based), every call's parent unsampled
+figures.push(await measure('unsampled', 1, s.url, unsampledReq));
 const exportedBytes = await s.close();
 if (values.json) {
   process.stdout.write(JSON.stringify({ calls: CALLS, figures, exportedBytes }) + '\n');

@@ -157,6 +157,9 @@ describe('bench paired tracing method', () => {
     expect(md).toContain('of which 0 were sent in an earlier window');
     expect(md).toContain('- Load average (1 min) 1.20 as the windows began, 1.50 as they ended; other processes per window: median 0.10, most 0.10 vCPU.');
     expect(md).toContain('which the isolated hooks bound at 1.80 µs');
+    // with the hooks' figure for calls whose parent is unsampled, that is the bound, node by node
+    const withUnsampled = pairedMarkdown(p, { ...hooks, figures: [...hooks.figures, { mode: 'unsampled', nodeAUs: 0.61, nodeBUs: 0.12 }] }).join('\n');
+    expect(withUnsampled).toContain('which the isolated hooks bound at 0.61 µs on node A and 0.12 µs on node B');
     expect(md).not.toContain('Where it goes');
     // with the nodes' threads by kind: a table of their own
     const windows = p.windows.map((w) => ({ ...w, cpuS: { ...w.cpuS, 'node A main': ((w.condition === 'sampled' ? 300 : 285) * w.calls) / 1e6, 'node A v8': ((w.condition === 'sampled' ? 27 : 20) * w.calls) / 1e6 } }));
