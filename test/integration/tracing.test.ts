@@ -12,6 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { WeftNode } from '../../src/node.ts';
 import { Cluster, echoHandler, url, type Handler, type TestApp } from '../support/cluster.ts';
 import { WHOLE_BODY_LIMIT } from '../../workers/port-stream.ts';
@@ -518,5 +519,124 @@ describe('a collector that is down', () => {
     expect(dropped).toBeGreaterThanOrEqual(28);
     expect(await metric(a, /^weft_tracing_exports_in_flight\{/)).toBeLessThanOrEqual(2);
     expect(await metric(a, /^weft_tracing_queue_spans\{/)).toBeLessThanOrEqual(4);
+  });
+});
+
+/** Raw HTTP/1.1 on a socket of its own, for clients that do what undici would not. */
+async function rawSocket(port: number): Promise<Socket> {
+  const socket = netConnect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.on('error', () => {});
+  return socket;
+}
+
+/** Polls until `check` holds (bounded: 10 s). */
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('hostile clients on a traced path (tracing at 100%, sampled parents)', () => {
+  const cluster = new Cluster();
+  let rx: OtlpReceiver;
+  let a: WeftNode;
+  let b: WeftNode;
+  let app: TestApp;
+  let n = 0;
+  /** Calls the app holds without answering (it answers them when the test ends). */
+  const held: Array<() => void> = [];
+
+  beforeAll(async () => {
+    rx = await OtlpReceiver.start();
+    app = await cluster.app((req, res) => {
+      if (req.url?.startsWith('/hold')) {
+        req.resume();
+        held.push(() => res.destroyed || res.end('late'));
+        return;
+      }
+      echoHandler('echo')(req, res);
+    });
+    b = await cluster.node({ apps: [{ appId: 'echo', appPort: app.port }], extra: tracing(rx) });
+    a = await cluster.node({ apps: [{ appId: 'front' }], extra: tracing(rx) });
+  });
+  afterAll(async () => {
+    for (const answer of held) answer();
+    await cluster.close();
+    await rx.close();
+  });
+
+  const inflight = async (node: WeftNode): Promise<number> => metric(node, /^weft_service_invocation_inflight\{/);
+  const sampled = (): { tid: string; header: string } => {
+    const tid = traceId(0x7000 + ++n);
+    return { tid, header: `00-${tid}-${CALLER_SPAN}-01` };
+  };
+
+  it('Expect: 100-continue: continued, answered, traced across both nodes, with traceparent on the answer', async () => {
+    const { tid, header } = sampled();
+    const socket = await rawSocket(a.ports.http);
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    socket.write(`POST /v1.0/invoke/echo/method/continued HTTP/1.1\r\nhost: a\r\ntraceparent: ${header}\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n`);
+    await until(async () => got.startsWith('HTTP/1.1 100'), 'the 100 Continue');
+    socket.write('hello');
+    // the echo's body, whole or chunked
+    await until(async () => /\r\n\r\n[\s\S]*hello/.test(got.slice(got.indexOf('HTTP/1.1 200'))), 'the answer');
+    socket.destroy();
+    expect(got).toMatch(/HTTP\/1\.1 200/);
+    expect(got).toMatch(new RegExp(`traceparent: 00-${tid}-[0-9a-f]{16}-01`, 'i'));
+    invocationChain(await rx.waitFor(tid, 4), a, b, CALLER_SPAN);
+    await until(async () => (await inflight(a)) === 0, 'in-flight 0 on node A');
+  });
+
+  it('a body cut off halfway: never forwarded, nothing traced, in-flight back to 0, the node serves on', async () => {
+    const { tid, header } = sampled();
+    const before = app.seen.length;
+    const socket = await rawSocket(a.ports.http);
+    socket.write(`POST /v1.0/invoke/echo/method/cut HTTP/1.1\r\nhost: a\r\ntraceparent: ${header}\r\ncontent-length: 20000\r\n\r\n`);
+    socket.write(Buffer.alloc(8000, 7));
+    await new Promise((r) => setTimeout(r, 50));
+    socket.destroy();
+    await until(async () => (await inflight(a)) === 0, 'in-flight 0 on node A');
+    expect(app.seen.slice(before).some((r) => r.url.includes('/cut'))).toBe(false);
+    // a call that never began has no span; the next traced call still exports its four
+    const next = sampled();
+    const res = await request(url(a, '/v1.0/invoke/echo/method/after-cut'), { method: 'POST', body: 'x', headers: { traceparent: next.header } });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    invocationChain(await rx.waitFor(next.tid, 4), a, b, CALLER_SPAN);
+    expect(rx.trace(tid)).toEqual([]);
+  });
+
+  it('a client that vanishes while the app holds its call: cancelled to the app, every span ends, in-flight back to 0 on both nodes', async () => {
+    const { tid, header } = sampled();
+    const socket = await rawSocket(a.ports.http);
+    socket.write(`POST /v1.0/invoke/echo/method/hold/gone HTTP/1.1\r\nhost: a\r\ntraceparent: ${header}\r\ncontent-length: 2\r\n\r\nhi`);
+    await until(async () => app.seen.some((r) => r.url === '/hold/gone'), 'the app to get the call');
+    socket.destroy();
+    await until(async () => (await inflight(a)) === 0 && (await inflight(b)) === 0, 'in-flight 0 on both nodes');
+    // the cancelled call's spans still end and go out: A's ingress and attempt, B's server and app call
+    const spans = await rx.waitFor(tid, 4);
+    const ingress = one(spans.filter((s) => s.resource['weft.node.id'] === a.nodeId), (s) => s.kind === OtlpKind.SERVER, 'ingress span on A');
+    expect(ingress.status.code).toBe(2);
+    expect(ingress.attributes['error.type']).toBe('WEFT_CANCELLED');
+  });
+
+  it('an app that never answers: the call ends by its deadline, the spans say why, in-flight back to 0', async () => {
+    const { tid, header } = sampled();
+    const started = Date.now();
+    const res = await request(url(a, '/v1.0/invoke/echo/method/hold/forever'), { method: 'POST', body: 'x', headers: { traceparent: header, 'weft-timeout': '400ms' } });
+    const body = await res.body.text();
+    const took = Date.now() - started;
+    expect(res.statusCode).toBeGreaterThanOrEqual(500);
+    expect(body).toMatch(/DEADLINE/);
+    // by the deadline, with room for a loaded machine (the backstop is 1 s past it)
+    expect(took).toBeLessThan(400 + 1000 + 2000);
+    const spans = await rx.waitFor(tid, 4);
+    const attempt = one(spans.filter((s) => s.resource['weft.node.id'] === a.nodeId), (s) => s.kind === OtlpKind.CLIENT, 'attempt span on A');
+    expect(attempt.status.code).toBe(2);
+    await until(async () => (await inflight(a)) === 0 && (await inflight(b)) === 0, 'in-flight 0 on both nodes');
   });
 });
