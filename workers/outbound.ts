@@ -39,6 +39,12 @@ import { OutboundTrace, untraced } from '../src/observability/tracing-outbound.t
 const EMPTY = new Uint8Array(0);
 /** Calls with bodies up to this size go as messages on the peer's Mux stream. */
 const MUX_BODY_LIMIT = 64 * 1024;
+
+/** The peer method a call takes: a streamed body streams, a small whole one rides the Mux. */
+function peerMethod(task: InvokeTask): 'InvokeStream' | 'Mux' | 'Invoke' {
+  if (task.port !== null) return 'InvokeStream';
+  return task.body === null || task.body.byteLength <= MUX_BODY_LIMIT ? 'Mux' : 'Invoke';
+}
 /**
  * A channel replaced by a renewed identity is closed this long after its last new call: its
  * Mux stream is half-closed at once (calls on it are answered), and grpc-js lets calls in
@@ -474,7 +480,7 @@ export class Outbound {
       // stream may not be encoded yet). (an unsampled call makes no span: the head carries the
       // decision on as it came)
       trace = task.trace === undefined || this.tracer === null || !sampledFlag(task.trace) ? undefined
-        : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined, streaming ? 'InvokeStream' : task.body === null || task.body.byteLength <= MUX_BODY_LIMIT ? 'Mux' : 'Invoke');
+        : new OutboundTrace(this.tracer, task, task.target === undefined ? guards.outlier : undefined, peerMethod(task));
       const send = async (peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> => {
         lastPeer = peer;
         attempts = attemptNo;
@@ -544,7 +550,7 @@ export class Outbound {
   private async sendUnary(head: CallHead, task: InvokeTask, peer: PeerAddress, attemptNo: number, signal: AbortSignal): Promise<Attempted> {
     try {
       const client = this.client(peer, task);
-      const { result, status } = task.body === null || task.body.byteLength <= MUX_BODY_LIMIT
+      const { result, status } = peerMethod(task) === 'Mux'
         ? await this.muxed(client, head, task, peer, attemptNo, signal)
         : await this.unary(client, head, task, peer, attemptNo, signal);
       const ok = status >= 200 && status < 400;
