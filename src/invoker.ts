@@ -85,8 +85,8 @@ class Exchange {
       Math.max(0, call.deadline - Date.now()) + DEADLINE_BACKSTOP_MS);
     // Unreferenced: clearing the last referenced timer of a duration makes Node drop that
     // duration's timer list, and the next call's timer makes a new one (a list, a place in the
-    // timers' priority queue, a key in their map) - per call when calls come one at a time, and
-    // all of it garbage the young generation promotes. The call's sockets keep the process alive.
+    // timers' priority queue, a key in their map): per call when calls come one at a time. The
+    // call's sockets keep the process alive.
     this.timer.unref();
     this.onCallerGone = () => {
       if (this.ended) return;

@@ -254,11 +254,11 @@ const kvScratch = new Writer(512);
 
 /** The KeyValue of `key` and `v` from the cache, encoded and kept if it can be; null if it is not to be kept. */
 function cachedKeyValue(key: string, v: string | number | boolean): Uint8Array | null {
+  // what is never kept is not looked up either (a long value would be hashed for nothing)
+  if (key.length > KV_VALUE_MAX || (typeof v === 'string' ? v.length > KV_VALUE_MAX : typeof v === 'number' && !Number.isSafeInteger(v))) return null;
   let byValue = kvCache.get(key);
   const bytes = byValue?.get(v);
   if (bytes !== undefined) return bytes;
-  if (typeof v === 'string' ? v.length > KV_VALUE_MAX : typeof v === 'number' && !Number.isSafeInteger(v)) return null;
-  if (key.length > KV_VALUE_MAX) return null;
   if (kvCached >= KV_CACHE_MAX) {
     kvCache = new Map();
     kvCached = 0;
