@@ -37,7 +37,7 @@ const real = await realConsul();
 afterAll(() => real?.stop());
 const REAL_ADDR = real?.address;
 const onReal = REAL_ADDR !== undefined;
-/** Tests that must stop or restart Consul: the test server only. */
+/** Tests that must stop or restart Consul: the test server only (skipped against a real agent, CONSUL_HTTP_ADDR: a test cannot stop someone else's Consul). */
 const fakeOnly = onReal ? it.skip : it;
 
 // Short enough for a test, long enough that a live node under load on 2 shared cores (a

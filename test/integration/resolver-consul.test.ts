@@ -24,7 +24,7 @@ const real = await realConsul();
 afterAll(() => real?.stop());
 const REAL_ADDR = real?.address;
 const onReal = REAL_ADDR !== undefined;
-/** Tests that need to stop, restart or reconfigure the agent: the test server only. */
+/** Tests that need to stop, restart or reconfigure the agent: the test server only (skipped against a real agent, CONSUL_HTTP_ADDR: a test cannot stop or reconfigure someone else's Consul). */
 const fakeOnly = onReal ? it.skip : it;
 
 const TTL_MS = 1000;
