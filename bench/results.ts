@@ -511,7 +511,10 @@ function tracingSection(r: Report): string[] {
     out.push('');
     out.push('| sampling | node A µs/call | node B µs/call | target |');
     out.push('| --- | --- | --- | --- |');
-    for (const h of r.tracingHooks.figures) out.push(`| ${h.mode} | ${f(h.nodeAUs)} | ${f(h.nodeBUs)} | ≤ ${TRACING_TARGETS[h.mode] ?? '—'} µs |`);
+    for (const h of r.tracingHooks.figures) {
+      const target = TRACING_TARGETS[h.mode];
+      out.push(`| ${h.mode} | ${f(h.nodeAUs)} | ${f(h.nodeBUs)} | ${target === undefined ? '—' : `≤ ${target} µs`} |`);
+    }
     out.push('');
   }
   for (const p of paired) out.push(...pairedMarkdown(p, r.tracingHooks));

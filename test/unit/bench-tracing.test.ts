@@ -67,6 +67,9 @@ describe('bench tracing mode', () => {
     const md = toMarkdown(report);
     expect(md).toContain('## Tracing');
     expect(md).toMatch(/\| 100% \| 28\.00 \| 20\.00 \| ≤ 30 µs \|/);
+    // a figure with no target of its own (calls whose parent is unsampled) says so plainly
+    const withUnsampled = toMarkdown({ ...report, tracingHooks: { ...hooks, figures: [...hooks.figures, { mode: 'unsampled', nodeAUs: 1.2, nodeBUs: 0.3 }] } });
+    expect(withUnsampled).toMatch(/\| unsampled \| 1\.20 \| 0\.30 \| — \|/);
     expect(md).toMatch(/\| tracing-100% \| 110\.0 \| 95\.0 \| 20\.0 \| 15\.0 \| 0\.60 \| 2\.40 \| 0\.10 \| 0\.40 \| 0 \| 4000 \/ 0 \| 8 \| 110 \/ 70 \|/);
     expect(md).toContain("The worker pool (2 workers) with tracing at 100%: node A's RSS 145 MB against 110 MB inline (+35 MB).");
   });
